@@ -1,0 +1,25 @@
+"""superposition-harness: how many dimensions does a sparse decoder need to read a
+superposition code back exactly?
+
+The public API for plugin authors is re-exported here: :class:`Decoder`,
+:class:`Param`, :data:`hookimpl` and the :class:`Dictionary` operator.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from .decoder import Decoder, Param, ParameterError
+from .dictionary import Dictionary, MatrixDictionary
+from .hookspecs import hookimpl
+from .problem import Problem, ProblemError, entropy_bits
+
+try:
+    __version__ = metadata.version("superposition-harness")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Decoder", "Dictionary", "MatrixDictionary", "Param", "ParameterError", "Problem",
+    "ProblemError", "__version__", "entropy_bits", "hookimpl",
+]

@@ -1,0 +1,301 @@
+"""The ``harness`` command: argument parsing and wiring, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
+from rich.table import Table
+
+from . import __version__
+from .config import (SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec,
+                     read_config, read_suite)
+from .decoder import Decoder, ParameterError, parse_params
+from .leaderboard import error_lines, leaderboard_table
+from .plugins import Registry, UnknownDecoder, load_registry
+from .problem import DICTIONARY_KINDS, ProblemError
+from .results import DEFAULT_STORE, ResultStore, StoreError, best_records, make_record, provenance
+from .runner import RunSettings, run_decoder
+from .search import SearchError
+
+BUILTIN_PACKAGE = "superposition-harness"
+USER_ERRORS = (ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder, StoreError)
+
+
+class UsageError(Exception):
+    """A command line the harness cannot act on; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`).")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description=(
+        "Benchmark sparse decoders on superposition codes: the minimal dimension d* at which "
+        "a decoder reads a k-sparse set back exactly, and its bitrate."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="measure d* and bits/dim of decoders",
+                              description="Measure d*(q), d*(0.5) and bits/dim of decoders on the "
+                                          "standard problem, store the records and print the leaderboard.")
+    run.add_argument("--plugin", "-p", action="append", metavar="NAME[key=value,...]", default=[],
+                     help="a decoder to run, with parameters (repeatable; default: the built-ins)")
+    run.add_argument("--n", type=_positive_int, action="append", metavar="N",
+                     help="number of features N (repeatable; default 4096)")
+    run.add_argument("--k", type=_positive_int, action="append", metavar="K",
+                     help="number of active features k (repeatable; default 16)")
+    run.add_argument("--dictionary", choices=DICTIONARY_KINDS, help="generated dictionary (default rademacher)")
+    run.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
+    run.add_argument("--target", type=_number, metavar="Q", help="headline success rate q (default 0.95)")
+    run.add_argument("--trials", type=_positive_int, metavar="T",
+                     help="trials per probed dimension, at most (default 256)")
+    run.add_argument("--seed", type=_non_negative_int, help="seed of every instance (default 0)")
+    run.add_argument("--subsets-per-draw", type=_positive_int, metavar="S",
+                     help="subsets decoded per dictionary draw (default 32; part of the problem)")
+    run.add_argument("--d-max", type=_positive_int, metavar="D",
+                     help="give up above this dimension (default 16 dims/bit + 64)")
+    run.add_argument("--batch-size", type=_positive_int, metavar="B",
+                     help="signals per decoder call (default 32; changes speed only)")
+    run.add_argument("--threads", type=_positive_int, metavar="T",
+                     help="BLAS and numba threads (default: all cores; changes speed only)")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE.toml", help="a TOML sweep (see the README)")
+    source.add_argument("--suite", choices=SUITES, help="a named suite of SPEC §5")
+    run.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
+                     help=f"results store directory (default ./{DEFAULT_STORE})")
+    run.add_argument("--no-store", action="store_true", help="do not append the records to the store")
+    run.add_argument("--json", action="store_true",
+                     help="print the run's records as JSON lines instead of the table")
+
+    plugins = commands.add_parser("plugins", help="list installed decoder plugins",
+                                  description="List decoders, the plugins that provide them, and plugins that failed to load.")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    board = commands.add_parser("leaderboard", help="the best stored result per decoder and problem",
+                                description="Show the best record per (decoder, params, problem) in the store.")
+    board.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
+                       help=f"results store directory (default ./{DEFAULT_STORE})")
+    board.add_argument("--json", action="store_true", help="print the records as JSON lines")
+    return parser
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def _sweep(args: argparse.Namespace) -> Sweep:
+    sweep = Sweep()
+    if args.suite:
+        apply_config(sweep, read_suite(args.suite), f"suite {args.suite!r}")
+    elif args.config:
+        apply_config(sweep, read_config(args.config), args.config)
+    overrides = {"n": args.n, "k": args.k,
+                 "dictionary": [args.dictionary] if args.dictionary else None,
+                 "noise": [args.noise] if args.noise is not None else None,
+                 "seed": args.seed, "subsets_per_draw": args.subsets_per_draw,
+                 "target": args.target, "trials": args.trials, "d_max": args.d_max,
+                 "batch_size": args.batch_size}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(sweep, key, value)
+    if args.plugin:
+        sweep.decoders = [parse_decoder_spec(text) for text in args.plugin]
+        sweep.decoder_sets = []
+    elif not sweep.decoders and not sweep.decoder_sets:
+        sweep.decoder_sets = ["builtin"]
+    return sweep
+
+
+def _decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, Any]]:
+    chosen: list[tuple[Decoder, Any]] = []
+    seen: set[str] = set()
+    for which in sweep.decoder_sets:
+        for name, entry in sorted(registry.decoders.items()):
+            if which == "all" or entry.package == BUILTIN_PACKAGE:
+                if name not in seen:
+                    seen.add(name)
+                    chosen.append((entry.cls(), entry))
+    for spec in sweep.decoders:
+        entry = registry.get(spec.name)
+        given = {**parse_params(entry.cls, dict(spec.texts)), **dict(spec.values)}
+        chosen.append((entry.cls(**given), entry))
+    if not chosen:
+        raise ConfigError("no decoder to run; name one with --plugin NAME (see `harness plugins`).")
+    return chosen
+
+
+def _limit_threads(threads: int | None) -> Any:
+    if threads is None:
+        return None
+    import numba
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return threadpool_limits(limits=threads)
+
+
+def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    sweep = _sweep(args)
+    settings = RunSettings(target=sweep.target, max_trials=sweep.trials,
+                           batch_size=sweep.batch_size, d_max=sweep.d_max)
+    settings.validate()
+    problems = sweep.problems()
+    registry = load_registry()
+    decoders = _decoders(sweep, registry)
+    store = None if args.no_store else ResultStore(args.results)
+    limiter = _limit_threads(args.threads)
+    records: list[dict[str, Any]] = []
+    jobs = [(p, d, e) for p in problems for d, e in decoders]
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
+                      TimeElapsedColumn(), console=err, transient=False) as progress:
+            overall = progress.add_task("runs", total=len(jobs), trials=0)
+            for problem, decoder, entry in jobs:
+                label = f"{entry.name} N={problem.n} k={problem.k}"
+                task = progress.add_task(label, total=None, trials=0)
+                counter = {"trials": 0}
+
+                def advance(count: int, task: Any = task, counter: dict[str, int] = counter) -> None:
+                    counter["trials"] += count
+                    progress.update(task, trials=counter["trials"])
+
+                run = run_decoder(problem, decoder, settings, on_trials=advance)
+                record = make_record(run, decoder_name=entry.name, plugin_package=entry.package,
+                                     plugin_version=entry.version,
+                                     provenance=provenance(threads=args.threads))
+                if store is not None:
+                    store.append(record)
+                records.append(record)
+                progress.update(task, total=1, completed=1,
+                                description=f"{label} d*={record['d_star']}"
+                                if run.ok else f"{label} [red]error[/red]")
+                progress.advance(overall)
+    finally:
+        if limiter is not None:
+            limiter.unregister()
+    if args.json:
+        for record in records:
+            out.file.write(json.dumps(record, sort_keys=True) + "\n")
+        out.file.flush()
+    else:
+        out.print(leaderboard_table(records, title="This run"))
+        for line in error_lines(records):
+            err.print(f"[red]error[/red] {line}", markup=True, highlight=False)
+        if store is not None:
+            err.print(f"records appended to {store.path}", highlight=False)
+    return 1 if any(r["status"] != "ok" for r in records) else 0
+
+
+def _param_text(params: Sequence[Any]) -> str:
+    return ", ".join(f"{p.name}={p.default!r} ({p.type.__name__})" for p in params) or "-"
+
+
+def command_plugins(args: argparse.Namespace, out: Console, err: Console) -> int:
+    registry = load_registry()
+    if args.json:
+        decoders = []
+        for name, entry in sorted(registry.decoders.items()):
+            cls = entry.cls
+            decoders.append({
+                "name": name, "plugin": entry.plugin, "package": entry.package,
+                "version": entry.version, "description": cls.description,
+                "parameters": [p.describe() for p in cls.parameters],
+                "capabilities": {"needs_k": cls.needs_k, "any_dictionary": cls.any_dictionary,
+                                 "uses_noise": cls.uses_noise},
+            })
+        document = {"decoders": decoders, "plugins": [p.as_dict() for p in registry.plugins]}
+        out.file.write(json.dumps(document, indent=2) + "\n")
+        return 0
+    table = Table(title="Decoders", title_justify="left", header_style="bold")
+    for column in ("name", "package", "version", "description", "parameters", "needs k", "any dict"):
+        table.add_column(column, style="cyan" if column == "name" else None)
+    for name, entry in sorted(registry.decoders.items()):
+        cls = entry.cls
+        table.add_row(name, entry.package, entry.version, cls.description,
+                      _param_text(cls.parameters), "yes" if cls.needs_k else "no",
+                      "yes" if cls.any_dictionary else "no")
+    out.print(table)
+    if registry.errors:
+        failed = Table(title="Plugins that failed to load", title_justify="left",
+                       header_style="bold red")
+        for column in ("plugin", "package", "version", "error"):
+            failed.add_column(column)
+        for info in registry.errors:
+            failed.add_row(info.name, info.package, info.version, info.error or "")
+        out.print(failed)
+    return 0
+
+
+def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) -> int:
+    store = ResultStore(args.results)
+    if not store.path.exists():
+        raise StoreError(f"no results in {args.results}; run `harness run` first or pass --results DIR.")
+    records = best_records(store.load())
+    if args.json:
+        for record in records:
+            out.file.write(json.dumps(record, sort_keys=True) + "\n")
+        return 0
+    out.print(leaderboard_table(records, title=f"Leaderboard ({store.path})"))
+    return 0
+
+
+COMMANDS = {"run": command_run, "plugins": command_plugins, "leaderboard": command_leaderboard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``harness`` console script; returns the exit status."""
+    out = Console(soft_wrap=False)
+    err = Console(stderr=True)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command](args, out, err)
+    except (UsageError, *USER_ERRORS) as exc:
+        err.print(f"harness: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("harness: interrupted; finished records are in the store.", highlight=False)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The decoder contract: what a plugin registers, and how its parameters are declared."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .dictionary import Dictionary
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]*$")
+PARAM_TYPES = (int, float, bool, str)
+
+
+class ParameterError(ValueError):
+    """A decoder parameter that is unknown or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared decoder parameter: its name, type, default and meaning.
+
+    ``type`` is one of ``int``, ``float``, ``bool``, ``str``; ``choices`` restricts
+    the allowed values; ``minimum`` and ``maximum`` bound numbers (inclusive).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise TypeError(f"parameter {self.name!r}: type must be one of int, float, bool, str")
+        self.check(self.default, owner="(default)")
+
+    def parse(self, text: str, owner: str = "") -> Any:
+        """Convert the text of ``name=value`` to this parameter's type, then check it."""
+        where = f"{owner} parameter {self.name!r}".strip()
+        text = text.strip()
+        try:
+            if self.type is bool:
+                lowered = text.lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                value: Any = lowered in ("true", "1", "yes")
+            elif self.type is int:
+                value = int(text)
+            elif self.type is float:
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise ParameterError(
+                f"{where} must be {_type_name(self.type)}, not {text!r}."
+            ) from None
+        return self.check(value, owner)
+
+    def check(self, value: Any, owner: str = "") -> Any:
+        """Return ``value`` converted to this parameter's type, or raise ParameterError."""
+        where = f"{owner} parameter {self.name!r}".strip()
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.type is bool and not isinstance(value, bool):
+            raise ParameterError(f"{where} must be true or false, not {value!r}.")
+        if self.type is not bool and (isinstance(value, bool) or not isinstance(value, self.type)):
+            raise ParameterError(f"{where} must be {_type_name(self.type)}, not {value!r}.")
+        if self.type is float and not math.isfinite(value):
+            raise ParameterError(f"{where} must be a finite number, not {value!r}.")
+        if self.choices is not None and value not in self.choices:
+            options = ", ".join(repr(c) for c in self.choices)
+            raise ParameterError(f"{where} must be one of {options}, not {value!r}.")
+        if self.minimum is not None and value < self.minimum:
+            raise ParameterError(f"{where} must be at least {self.minimum}, not {value!r}.")
+        if self.maximum is not None and value > self.maximum:
+            raise ParameterError(f"{where} must be at most {self.maximum}, not {value!r}.")
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """The declaration as plain data, for ``harness plugins --json``."""
+        out: dict[str, Any] = {
+            "name": self.name, "type": _type_name(self.type), "default": self.default,
+            "help": self.help,
+        }
+        for key in ("choices", "minimum", "maximum"):
+            if getattr(self, key) is not None:
+                out[key] = list(self.choices) if key == "choices" else getattr(self, key)
+        return out
+
+
+def _type_name(kind: type) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
+
+
+class Decoder(ABC):
+    """Base class of every decoder, built-in or third-party.
+
+    A subclass declares, as class attributes:
+
+    - ``name``: the name users select it by (lower case, e.g. ``"mp"``);
+    - ``description``: one sentence;
+    - ``parameters``: a tuple of :class:`Param`, each with a default;
+    - capabilities: ``needs_k`` (uses the number of active features ``k``),
+      ``any_dictionary`` (works on any unit-norm dictionary, not only generated ones),
+      ``uses_noise`` (uses the noise level σ);
+    - ``version`` (optional): defaults to the version of the package that registered it.
+
+    Parameters are validated and stored unchanged in ``__init__``; ``self.params`` holds
+    them, and each is also an attribute. The work happens in :meth:`decode`, which must
+    treat each signal of the batch independently, so that the decoded set of a signal
+    does not depend on the batch it came in.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Param, ...]] = ()
+    needs_k: ClassVar[bool] = True
+    any_dictionary: ClassVar[bool] = True
+    uses_noise: ClassVar[bool] = False
+    version: ClassVar[str | None] = None
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = resolve_params(type(self), params)
+        for key, value in self.params.items():
+            setattr(self, key, value)
+
+    @abstractmethod
+    def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
+               noise: float) -> Sequence[np.ndarray] | np.ndarray:
+        """Decode a batch of signals into sets of codeword indices.
+
+        ``signals`` is float32 of shape ``(B, d)``; ``k`` is the number of active
+        features and ``noise`` the noise level σ (decoders may ignore either). Return
+        either an integer array of shape ``(B, m)`` (each row one set) or a sequence of
+        ``B`` one-dimensional integer arrays (sets of any size). Indices must lie in
+        ``[0, N)`` and must not repeat within a set.
+        """
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def resolve_params(cls: type[Decoder], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The full parameter values of ``cls``: declared defaults overridden by ``given``."""
+    declared = {p.name: p for p in cls.parameters}
+    for key in given:
+        if key not in declared:
+            raise ParameterError(_unknown_parameter(cls, key))
+    values = {}
+    for name, param in declared.items():
+        values[name] = param.check(given[name], cls.name) if name in given else param.default
+    return values
+
+
+def parse_params(cls: type[Decoder], pairs: Mapping[str, str]) -> dict[str, Any]:
+    """Parse ``name=value`` texts against ``cls``'s declared parameters (given ones only)."""
+    declared = {p.name: p for p in cls.parameters}
+    values = {}
+    for key, text in pairs.items():
+        if key not in declared:
+            raise ParameterError(_unknown_parameter(cls, key))
+        values[key] = declared[key].parse(text, cls.name)
+    return values
+
+
+def _unknown_parameter(cls: type[Decoder], key: str) -> str:
+    names = [p.name for p in cls.parameters]
+    if not names:
+        return f"decoder {cls.name!r} takes no parameters, but {key!r} was given."
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"decoder {cls.name!r} has no parameter {key!r}; {hint}"
+            f"its parameters are: {', '.join(names)}.")
+
+
+def check_decoder_class(cls: object) -> str | None:
+    """Why ``cls`` cannot be registered as a decoder, or None if it can."""
+    if not isinstance(cls, type) or not issubclass(cls, Decoder):
+        return f"{cls!r} is not a subclass of superposition_harness.Decoder"
+    if not isinstance(cls.name, str) or not NAME_PATTERN.match(cls.name):
+        return (f"{cls.__name__}.name must be a lower-case name such as 'mp' "
+                f"(letters, digits, '_', '-', '.'), not {cls.name!r}")
+    if not isinstance(cls.description, str) or not cls.description.strip():
+        return f"decoder {cls.name!r} has no description"
+    if inspect.isabstract(cls):
+        return f"decoder {cls.name!r} does not implement decode()"
+    seen = set()
+    for param in cls.parameters:
+        if not isinstance(param, Param):
+            return f"decoder {cls.name!r} declares a parameter that is not a Param: {param!r}"
+        if param.name in seen:
+            return f"decoder {cls.name!r} declares parameter {param.name!r} twice"
+        seen.add(param.name)
+    return None

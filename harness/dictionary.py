@@ -1,0 +1,265 @@
+"""Dictionaries as linear operators: the only way decoders see the ``d × N`` matrix.
+
+A :class:`Dictionary` is made of column blocks. Generated dictionaries make each block
+on demand from counter-based streams keyed by (seed, draw, row block, column block),
+keep it while a cache budget allows and otherwise make it again, so nothing here
+needs the whole matrix in memory at once.
+
+Products are accumulated in float64 and rounded once to float32. For a Rademacher
+dictionary the float64 sums of ±1 times float32 values are exact, so correlations do
+not depend on the order of summation, hence not on batch size, thread count or BLAS
+build; ties between codewords (frequent there) are broken the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+import numpy as np
+
+from .problem import ROWS_PER_BLOCK, STREAM_DICTIONARY, Problem, random_bits, standard_normal, stream
+
+#: Columns of a generated dictionary come in blocks of this many, each from its own streams.
+COLUMNS_PER_BLOCK = 4096
+
+#: Default bound on the bytes of column blocks an operator keeps between calls.
+DEFAULT_CACHE_BYTES = 1 << 30
+
+#: Default bound on the bytes :meth:`Dictionary.dense` may allocate.
+DEFAULT_DENSE_BYTES = 1 << 30
+
+
+class DictionaryTooLarge(MemoryError):
+    """Raised when a dense copy of a dictionary would exceed the allowed bytes."""
+
+
+class Dictionary(ABC):
+    """A ``d × N`` matrix ``F`` with unit-norm columns (codewords), as an operator.
+
+    Batches are row-major: ``signals`` has shape ``(B, d)``, one signal per row, and
+    ``correlate(signals)[b, i] = ⟨f_i, signals[b]⟩``. All results are float32.
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, d: int, n: int, block_width: int = COLUMNS_PER_BLOCK,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.d = int(d)
+        self.n = int(n)
+        self.block_width = int(block_width)
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
+
+    # -- what a subclass provides ---------------------------------------------------
+
+    @property
+    @abstractmethod
+    def scale(self) -> float:
+        """``F = scale × base``; the base blocks hold small exact values where possible."""
+
+    @abstractmethod
+    def _make_block(self, block: int) -> np.ndarray:
+        """The float64 base values of column block ``block``, shape ``(d, width)``."""
+
+    # -- the operator ---------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(d, N)``."""
+        return (self.d, self.n)
+
+    @property
+    def n_blocks(self) -> int:
+        """How many column blocks make up the dictionary."""
+        return (self.n + self.block_width - 1) // self.block_width
+
+    def block_range(self, block: int) -> tuple[int, int]:
+        """The column range ``[start, stop)`` of column block ``block``."""
+        start = block * self.block_width
+        return start, min(start + self.block_width, self.n)
+
+    def correlate(self, signals: np.ndarray) -> np.ndarray:
+        """``F.T @ X`` for a batch: ``(B, d)`` signals to ``(B, N)`` correlations."""
+        x = self._as_batch(signals, self.d, "signals")
+        out = np.empty((x.shape[0], self.n), dtype=np.float32)
+        for block in range(self.n_blocks):
+            start, stop = self.block_range(block)
+            product = x @ self._base(block)
+            product *= self.scale
+            out[:, start:stop] = product
+        return out
+
+    def synthesize(self, coefficients: np.ndarray) -> np.ndarray:
+        """``F @ Y`` for a batch: ``(B, N)`` coefficients to ``(B, d)`` signals."""
+        y = self._as_batch(coefficients, self.n, "coefficients")
+        total = np.zeros((y.shape[0], self.d), dtype=np.float64)
+        for block in range(self.n_blocks):
+            start, stop = self.block_range(block)
+            part = y[:, start:stop]
+            if part.any():
+                total += part @ self._base(block).T
+        total *= self.scale
+        return total.astype(np.float32)
+
+    def columns(self, indices: np.ndarray) -> np.ndarray:
+        """The codewords ``F[:, indices]`` as a ``(d, len(indices))`` array."""
+        return self._columns64(indices).astype(np.float32)
+
+    def superpose(self, subsets: np.ndarray, noise: np.ndarray | None = None,
+                  sigma: float = 0.0) -> np.ndarray:
+        """Signals ``x = Σ_{i∈Y} f_i + σ z`` for each row ``Y`` of ``subsets``, as float32."""
+        subsets = np.asarray(subsets, dtype=np.int64)
+        flat = self._base_columns(subsets.reshape(-1))
+        sums = flat.reshape(self.d, subsets.shape[0], subsets.shape[1]).sum(axis=2).T
+        x = sums * self.scale
+        if sigma and noise is not None:
+            x = x + sigma * noise
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def norms(self) -> np.ndarray:
+        """The Euclidean norms of the codewords (all 1 up to rounding)."""
+        out = np.empty(self.n, dtype=np.float32)
+        for block in range(self.n_blocks):
+            start, stop = self.block_range(block)
+            out[start:stop] = np.linalg.norm(self._base(block), axis=0) * self.scale
+        return out
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, F[:, start:start+width])`` for every column block, as float32."""
+        for block in range(self.n_blocks):
+            start, _ = self.block_range(block)
+            yield start, (self._base(block) * self.scale).astype(np.float32)
+
+    def nbytes_dense(self) -> int:
+        """Bytes of a float32 dense copy."""
+        return self.d * self.n * 4
+
+    def dense(self, max_bytes: int = DEFAULT_DENSE_BYTES) -> np.ndarray:
+        """The whole matrix as float32 ``(d, N)``, if it fits in ``max_bytes``."""
+        need = self.nbytes_dense()
+        if need > max_bytes:
+            raise DictionaryTooLarge(
+                f"a dense {self.d} × {self.n} dictionary needs {need / 2**30:.2f} GiB, "
+                f"more than the {max_bytes / 2**30:.2f} GiB allowed; use the operator's "
+                "correlate() and blocks() instead."
+            )
+        out = np.empty((self.d, self.n), dtype=np.float32)
+        for start, block in self.blocks():
+            out[:, start:start + block.shape[1]] = block
+        return out
+
+    # -- internals ------------------------------------------------------------------
+
+    def _base(self, block: int) -> np.ndarray:
+        cached = self._cache.get(block)
+        if cached is not None:
+            return cached
+        values = self._make_block(block)
+        if self._cached_bytes + values.nbytes <= self._cache_bytes:
+            self._cache[block] = values
+            self._cached_bytes += values.nbytes
+        return values
+
+    def _columns64(self, indices: np.ndarray) -> np.ndarray:
+        return self._base_columns(indices) * self.scale
+
+    def _base_columns(self, indices: np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"codeword index out of range [0, {self.n})")
+        out = np.empty((self.d, idx.size), dtype=np.float64)
+        owner = idx // self.block_width
+        for block in np.unique(owner):
+            where = np.flatnonzero(owner == block)
+            start, _ = self.block_range(int(block))
+            out[:, where] = self._base(int(block))[:, idx[where] - start]
+        return out
+
+    @staticmethod
+    def _as_batch(values: np.ndarray, width: int, name: str) -> np.ndarray:
+        array = np.asarray(values)
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2 or array.shape[1] != width:
+            raise ValueError(f"{name} must have shape (B, {width}), not {np.shape(values)}")
+        return np.ascontiguousarray(array, dtype=np.float64)
+
+
+class RademacherDictionary(Dictionary):
+    """Entries ``±1/√d``, independent and fair (SPEC §1), nested in ``d``."""
+
+    def __init__(self, d: int, n: int, seed: int, draw: int, **options: int) -> None:
+        super().__init__(d, n, **options)
+        self.seed = seed
+        self.draw = draw
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / math.sqrt(self.d)
+
+    def _make_block(self, block: int) -> np.ndarray:
+        start, stop = self.block_range(block)
+        rows = []
+        for row_block in range((self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
+            bitgen = stream(self.seed, STREAM_DICTIONARY, self.draw, row_block, block)
+            bits = random_bits(bitgen, ROWS_PER_BLOCK * self.block_width)
+            rows.append(bits.reshape(ROWS_PER_BLOCK, self.block_width))
+        bits = np.concatenate(rows)[: self.d, : stop - start]
+        return 1.0 - 2.0 * bits.astype(np.float64)
+
+
+class GaussianDictionary(Dictionary):
+    """Independent N(0, 1) entries, each column scaled to unit norm; nested in ``d``
+    before the scaling."""
+
+    def __init__(self, d: int, n: int, seed: int, draw: int, **options: int) -> None:
+        super().__init__(d, n, **options)
+        self.seed = seed
+        self.draw = draw
+
+    @property
+    def scale(self) -> float:
+        return 1.0
+
+    def _make_block(self, block: int) -> np.ndarray:
+        start, stop = self.block_range(block)
+        rows = []
+        for row_block in range((self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
+            bitgen = stream(self.seed, STREAM_DICTIONARY, self.draw, row_block, block)
+            values = standard_normal(bitgen, ROWS_PER_BLOCK * self.block_width)
+            rows.append(values.reshape(ROWS_PER_BLOCK, self.block_width))
+        values = np.concatenate(rows)[: self.d, : stop - start]
+        return values / np.linalg.norm(values, axis=0)
+
+
+class MatrixDictionary(Dictionary):
+    """A dictionary given as a matrix; its columns are normalised to unit norm."""
+
+    def __init__(self, matrix: np.ndarray, **options: int) -> None:
+        values = np.asarray(matrix, dtype=np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"a dictionary matrix must be 2-D (d × N), not {values.ndim}-D")
+        if not np.all(np.isfinite(values)):
+            raise ValueError("a dictionary matrix must not contain NaN or infinite values")
+        norms = np.linalg.norm(values, axis=0)
+        if np.any(norms == 0):
+            raise ValueError(f"dictionary column {int(np.argmin(norms))} is zero and cannot be normalised")
+        super().__init__(values.shape[0], values.shape[1], **options)
+        self._matrix = values / norms
+
+    @property
+    def scale(self) -> float:
+        return 1.0
+
+    def _make_block(self, block: int) -> np.ndarray:
+        start, stop = self.block_range(block)
+        return self._matrix[:, start:stop]
+
+
+def generated_dictionary(problem: Problem, d: int, draw: int, **options: int) -> Dictionary:
+    """The generated dictionary of ``problem`` at dimension ``d`` for draw ``draw``."""
+    kinds = {"rademacher": RademacherDictionary, "gaussian": GaussianDictionary}
+    return kinds[problem.dictionary](d, problem.n, problem.seed, draw, **options)

@@ -1,0 +1,204 @@
+"""The standard problem: its specification, its instances and its entropy (SPEC §1, §2).
+
+An instance is identified by (problem, seed, draw, subset). Trial ``t`` of a run is
+draw ``t // subsets_per_draw``, subset ``t % subsets_per_draw``; every random number
+behind it comes from a counter-based generator keyed by those integers alone, so the
+same instance is produced whatever the batch size, thread count or machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+DICTIONARY_KINDS = ("rademacher", "gaussian")
+
+# Stream tags: each kind of random quantity draws from its own family of streams.
+STREAM_DICTIONARY = 1
+STREAM_SUBSETS = 2
+STREAM_NOISE = 3
+
+#: Rows of a generated dictionary (and coordinates of the noise) come in fixed blocks,
+#: each from its own stream, so the first ``d`` rows are the same for every ``d``.
+ROWS_PER_BLOCK = 64
+
+
+class ProblemError(ValueError):
+    """A problem specification that is not valid; the message names what to change."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The standard problem ``P(N, k, dictionary, σ)`` at every dimension ``d``.
+
+    ``d`` is not part of the specification: the search chooses it. The grouping of
+    trials into dictionary draws of ``subsets_per_draw`` subsets each is part of the
+    definition, so it is recorded with every result.
+    """
+
+    n: int
+    k: int
+    dictionary: str = "rademacher"
+    noise: float = 0.0
+    seed: int = 0
+    subsets_per_draw: int = 32
+
+    def __post_init__(self) -> None:
+        validate_problem(self)
+
+    def as_record(self) -> dict[str, Any]:
+        """The problem as it is stored in a result record."""
+        return asdict(self)
+
+    @property
+    def entropy_bits(self) -> float:
+        """``H(N, k) = log2 C(N, k)``, the bits needed to name the active set."""
+        return entropy_bits(self.n, self.k)
+
+    def locate(self, trial: int) -> tuple[int, int]:
+        """The (draw, subset) pair of trial number ``trial``."""
+        return divmod(trial, self.subsets_per_draw)
+
+
+def validate_problem(problem: Problem) -> None:
+    """Raise :class:`ProblemError` with one sentence if ``problem`` is not valid."""
+    n, k = problem.n, problem.k
+    if not _is_int(n) or n < 2:
+        raise ProblemError(f"N must be an integer of at least 2, not {n!r}.")
+    if not _is_int(k) or k < 1:
+        raise ProblemError(f"k must be a positive integer, not {k!r}.")
+    if k >= n:
+        raise ProblemError(f"k must be smaller than N (got k = {k}, N = {n}).")
+    if problem.dictionary not in DICTIONARY_KINDS:
+        raise ProblemError(
+            f"dictionary must be one of {', '.join(DICTIONARY_KINDS)}, "
+            f"not {problem.dictionary!r}."
+        )
+    noise = problem.noise
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
+        raise ProblemError(f"noise must be a finite number σ ≥ 0, not {noise!r}.")
+    if not _is_int(problem.seed) or problem.seed < 0:
+        raise ProblemError(f"seed must be a non-negative integer, not {problem.seed!r}.")
+    if not _is_int(problem.subsets_per_draw) or problem.subsets_per_draw < 1:
+        raise ProblemError(
+            f"subsets_per_draw must be a positive integer, not {problem.subsets_per_draw!r}."
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- entropy
+
+
+def entropy_bits(n: int, k: int) -> float:
+    """``log2 C(n, k)`` computed exactly through log-gamma (never ``k log2(eN/k)``)."""
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 ≤ k ≤ n, got n = {n}, k = {k}")
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
+
+
+def entropy_bits_approx(n: int, k: int) -> float:
+    """The paper's upper bound ``k log2(eN/k)``, shown only as a note beside ``H``."""
+    return k * math.log2(math.e * n / k)
+
+
+def shannon_dimension(n: int, k: int, noise: float) -> int | None:
+    """The Shannon limit ``d_Sh`` of the noisy track (SPEC §2).
+
+    The smallest ``d`` with ``(d/2) log2(1 + k / (d σ²)) ≥ H(N, k)``. The left side
+    grows with ``d`` towards ``k / (2 σ² ln 2)``; when that supremum is below ``H``
+    no dimension suffices and ``None`` is returned. Not defined for ``σ = 0``.
+    """
+    if noise <= 0:
+        raise ValueError("the Shannon limit is defined for noise σ > 0 only")
+    h = entropy_bits(n, k)
+    snr = k / noise**2
+
+    def capacity(d: int) -> float:
+        return 0.5 * d * math.log2(1.0 + snr / d)
+
+    if snr / (2 * math.log(2)) <= h:
+        return None
+    hi = 1
+    while capacity(hi) < h:
+        hi *= 2
+    lo = hi // 2  # capacity(lo) < h, or lo == 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if capacity(mid) >= h:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# ------------------------------------------------------------------------- streams
+
+
+def stream(seed: int, *key: int) -> np.random.Philox:
+    """The counter-based bit generator for one named piece of randomness.
+
+    ``SeedSequence`` and ``Philox.random_raw`` are stable across NumPy versions and
+    platforms, unlike ``Generator`` methods, so only raw 64-bit words are used.
+    """
+    sequence = np.random.SeedSequence(seed, spawn_key=tuple(int(x) for x in key))
+    return np.random.Philox(key=sequence.generate_state(2, np.uint64))
+
+
+def uniform01(words: np.ndarray) -> np.ndarray:
+    """Map raw 64-bit words to doubles uniform on the open interval (0, 1)."""
+    return ((words >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def standard_normal(bitgen: np.random.Philox, count: int) -> np.ndarray:
+    """``count`` standard normal doubles by the Box–Muller transform of raw words."""
+    pairs = (count + 1) // 2
+    words = bitgen.random_raw(2 * pairs)
+    u1 = uniform01(words[0::2])
+    u2 = uniform01(words[1::2])
+    radius = np.sqrt(-2.0 * np.log(u1))
+    angle = 2.0 * np.pi * u2
+    return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
+
+
+def random_bits(bitgen: np.random.Philox, count: int) -> np.ndarray:
+    """``count`` fair bits (uint8 0/1), unpacked little-endian from raw words."""
+    words = bitgen.random_raw((count + 63) // 64).astype("<u8")
+    return np.unpackbits(words.view(np.uint8), bitorder="little")[:count]
+
+
+# ------------------------------------------------------------------------- subsets
+
+
+def draw_subsets(problem: Problem, draw: int) -> np.ndarray:
+    """The ``subsets_per_draw`` subsets of one draw, as a sorted ``(S, k)`` int64 array.
+
+    Each row is uniform over the ``C(N, k)`` subsets, by Robert Floyd's algorithm run
+    on all rows at once; indices come from 53-bit uniforms, so the bias is below
+    ``N / 2**53``.
+    """
+    n, k, count = problem.n, problem.k, problem.subsets_per_draw
+    bitgen = stream(problem.seed, STREAM_SUBSETS, draw)
+    uniforms = uniform01(bitgen.random_raw(count * k)).reshape(k, count)
+    chosen = np.empty((count, k), dtype=np.int64)
+    for step, top in enumerate(range(n - k, n)):
+        pick = np.minimum((uniforms[step] * (top + 1)).astype(np.int64), top)
+        taken = (chosen[:, :step] == pick[:, None]).any(axis=1)
+        chosen[:, step] = np.where(taken, top, pick)
+    chosen.sort(axis=1)
+    return chosen
+
+
+def draw_noise(problem: Problem, draw: int, d: int) -> np.ndarray:
+    """The ``(S, d)`` standard normal noise of one draw, nested in ``d``."""
+    count = problem.subsets_per_draw
+    blocks = []
+    for block in range((d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
+        bitgen = stream(problem.seed, STREAM_NOISE, draw, block)
+        blocks.append(standard_normal(bitgen, count * ROWS_PER_BLOCK).reshape(count, ROWS_PER_BLOCK))
+    return np.concatenate(blocks, axis=1)[:, :d]

@@ -1,0 +1,240 @@
+"""Result records: their schema, their provenance, and the append-only store.
+
+A record is one JSON object per (problem, decoder, parameters) run; the store is a
+directory holding ``records.jsonl``. Each record is written with a single ``write``
+on a file opened for appending, under an exclusive lock, then flushed to disk, so a
+killed run leaves either the whole line or nothing; a reader skips a torn last line
+rather than failing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .problem import shannon_dimension
+from .runner import DecoderRun
+
+#: Version of the record layout; bump it when a field changes meaning.
+SCHEMA_VERSION = 1
+
+RECORDS_FILE = "records.jsonl"
+DEFAULT_STORE = "harness-results"
+
+
+class StoreError(OSError):
+    """The results store cannot be used; the message names the path and the problem."""
+
+
+# ------------------------------------------------------------------------- records
+
+
+def _ratio(numerator: float, denominator: float | None) -> float | None:
+    if denominator in (None, 0):
+        return None
+    return numerator / denominator
+
+
+def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
+                plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The result record of ``run`` (see the README's record schema)."""
+    problem = run.problem
+    h = problem.entropy_bits
+    est, half = run.estimate, run.half
+    d_star = est.d if est else None
+    ci = list(est.ci) if est else [None, None]
+    record: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "decoder": decoder_name,
+        "plugin_package": plugin_package,
+        "plugin_version": plugin_version,
+        "params": dict(run.decoder.params),
+        "problem": problem.as_record(),
+        "target": run.settings.target,
+        "search": {"max_trials_per_dimension": run.settings.max_trials, "d_max": run.d_max},
+        "d_star": d_star,
+        "d_star_ci": ci,
+        "d_half": half.d if half else None,
+        "d_half_ci": list(half.ci) if half else [None, None],
+        "entropy_bits": h,
+        "bits_per_dim": _ratio(h, d_star),
+        "bits_per_dim_ci": [_ratio(h, ci[1]), _ratio(h, ci[0])],
+        "dims_per_bit": d_star / h if d_star else None,
+        "dims_per_bit_ci": [ci[0] / h if ci[0] else None, ci[1] / h if ci[1] else None],
+        "trials": run.trials,
+        "curve": run.curve,
+        "status": "ok" if run.ok else "error",
+        "error": run.error,
+        "wall_seconds": round(run.wall_seconds, 3),
+        "provenance": provenance,
+    }
+    if problem.noise > 0:
+        d_sh = shannon_dimension(problem.n, problem.k, problem.noise)
+        record["d_shannon"] = d_sh
+        record["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
+    if run.ok and d_star is None:
+        record["note"] = f"p(d) ≥ {run.settings.target} was not reached for d ≤ {run.d_max}"
+    return record
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """What identifies a result: decoder, parameters, problem and target."""
+    return json.dumps([record.get("decoder"), record.get("params"), record.get("problem"),
+                       record.get("target")], sort_keys=True)
+
+
+def strip_volatile(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without its timings and provenance, for comparing two runs."""
+    return {k: v for k, v in record.items() if k not in ("wall_seconds", "provenance")}
+
+
+# ---------------------------------------------------------------------- provenance
+
+
+def _git_commit() -> str | None:
+    source = Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas() -> list[dict[str, Any]]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return []
+    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: pool.get(k) for k in keys if pool.get(k) is not None}
+            for pool in threadpool_info() if pool.get("user_api") == "blas"]
+
+
+def provenance(argv: Iterable[str] | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Where and how a record was made: versions, commit, machine, date, command."""
+    import numba
+    import numpy
+
+    from . import __version__
+    return {
+        "harness_version": __version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "blas": _blas(),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "command": list(argv) if argv is not None else sys.argv[1:],
+    }
+
+
+# --------------------------------------------------------------------------- store
+
+
+class ResultStore:
+    """An append-only directory of result records."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.path = self.root / RECORDS_FILE
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record atomically (one locked write of one line, then fsync)."""
+        line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot write results to {self.path}: {exc.strerror}.") from None
+        try:
+            _lock(fd)
+            # A torn line left by a killed writer must not swallow this record.
+            if os.fstat(fd).st_size and not _ends_with_newline(self.path):
+                line = b"\n" + line
+            written = os.write(fd, line)
+            if written != len(line):
+                raise StoreError(f"short write to {self.path}: {written} of {len(line)} bytes.")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.load())
+
+    def load(self) -> list[dict[str, Any]]:
+        """Every complete record in the store, in the order written; torn lines are skipped."""
+        if not self.path.exists():
+            return []
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise StoreError(f"cannot read results from {self.path}: {exc.strerror}.") from None
+        records = []
+        for line in text.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict) and "decoder" in value:
+                records.append(value)
+        return records
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: O_APPEND writes are still whole
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def best_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (decoder, parameters, problem, target): the successful one with
+    the most trials, the latest among equals; an error record only if nothing else."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        key = record_key(record)
+        current = chosen.get(key)
+        if current is None or _rank(record) >= _rank(current):
+            chosen[key] = record
+    return list(chosen.values())
+
+
+def _rank(record: dict[str, Any]) -> tuple[int, int]:
+    trials = record.get("trials")
+    return (record.get("status") == "ok", trials if isinstance(trials, int) else 0)

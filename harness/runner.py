@@ -1,0 +1,195 @@
+"""Running one decoder on one problem: batching trials, checking outputs, timing, isolation.
+
+The runner turns the search's requests ("``count`` more trials at dimension ``d``")
+into batches of instances, hands them to the decoder and checks what comes back.
+A batch never spans two dictionary draws, and each instance is made from its own
+(seed, draw, subset) streams, so the outcome of a trial does not depend on the batch
+size. A decoder that raises or returns malformed sets stops only its own run: the
+outcome carries the reason and the caller goes on with the next decoder.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .decoder import Decoder
+from .dictionary import Dictionary, generated_dictionary
+from .problem import Problem, draw_noise, draw_subsets
+from .search import DimensionSearch, Estimate, SearchError
+
+#: The success rate of the second, "even odds" estimate (SPEC §2).
+HALF = 0.5
+
+
+class DecoderFault(RuntimeError):
+    """A decoder's output broke the contract; the message says how."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run is executed and searched; none of it changes the instances.
+
+    ``batch_size`` and ``threads`` change only speed; ``target``, ``max_trials``
+    (trials per probed dimension at most) and ``d_max`` change the estimate and are
+    recorded with it.
+    """
+
+    target: float = 0.95
+    max_trials: int = 256
+    batch_size: int = 32
+    d_max: int | None = None
+
+    def validate(self) -> None:
+        if not 0 < self.target < 1:
+            raise SearchError(f"target must be a success rate strictly between 0 and 1, not {self.target}.")
+        if self.max_trials < 1:
+            raise SearchError(f"trials must be a positive integer, not {self.max_trials}.")
+        if self.batch_size < 1:
+            raise SearchError(f"batch size must be a positive integer, not {self.batch_size}.")
+        if self.d_max is not None and self.d_max < 1:
+            raise SearchError(f"the largest dimension must be a positive integer, not {self.d_max}.")
+
+
+def default_d_max(problem: Problem) -> int:
+    """Where the search gives up by default: 16 dims/bit, well past every one-step rule."""
+    return 16 * math.ceil(problem.entropy_bits) + 64
+
+
+@dataclass
+class DecoderRun:
+    """What one decoder did on one problem: estimates, the success curve, or its error."""
+
+    problem: Problem
+    decoder: Decoder
+    settings: RunSettings
+    d_max: int
+    estimate: Estimate | None = None
+    half: Estimate | None = None
+    curve: list[dict[str, int]] = field(default_factory=list)
+    trials: int = 0
+    wall_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def check_decoded(decoded: Any, batch: int, n: int) -> list[np.ndarray]:
+    """The decoded sets as sorted int64 arrays; DecoderFault if they break the contract."""
+    if isinstance(decoded, np.ndarray):
+        if decoded.ndim != 2 or decoded.shape[0] != batch:
+            raise DecoderFault(
+                f"returned an array of shape {decoded.shape}; expected ({batch}, m), one row per signal")
+        rows: Sequence[Any] = list(decoded)
+    else:
+        try:
+            rows = list(decoded)
+        except TypeError:
+            raise DecoderFault(
+                f"returned {type(decoded).__name__}; expected an integer array or a list of index arrays"
+            ) from None
+        if len(rows) != batch:
+            raise DecoderFault(f"returned {len(rows)} sets for a batch of {batch} signals")
+    out = []
+    for row in rows:
+        values = np.asarray(row)
+        if values.ndim != 1:
+            raise DecoderFault(f"returned a set of shape {values.shape}; each set must be 1-D")
+        if values.dtype.kind == "f":
+            if not np.all(np.isfinite(values)):
+                raise DecoderFault("returned NaN or infinite indices")
+            if not np.all(values == np.round(values)):
+                raise DecoderFault("returned non-integer indices")
+        elif values.dtype.kind not in "iu" and values.size:
+            raise DecoderFault(f"returned indices of type {values.dtype}; expected integers")
+        indices = np.sort(values.astype(np.int64))
+        if indices.size and (indices[0] < 0 or indices[-1] >= n):
+            bad = indices[0] if indices[0] < 0 else indices[-1]
+            raise DecoderFault(f"returned index {bad}, outside [0, {n})")
+        if indices.size > 1 and np.any(indices[1:] == indices[:-1]):
+            raise DecoderFault("returned a set with a repeated index")
+        out.append(indices)
+    return out
+
+
+class TrialRunner:
+    """Runs trials of one decoder on one problem, a dictionary draw at a time."""
+
+    def __init__(self, problem: Problem, decoder: Decoder, batch_size: int,
+                 on_trials: Callable[[int], None] | None = None) -> None:
+        self.problem = problem
+        self.decoder = decoder
+        self.batch_size = batch_size
+        self.on_trials = on_trials
+        self._subsets: dict[int, np.ndarray] = {}
+        self._dictionary: tuple[int, int, Dictionary] | None = None
+
+    def subsets(self, draw: int) -> np.ndarray:
+        if draw not in self._subsets:
+            if len(self._subsets) > 64:
+                self._subsets.clear()
+            self._subsets[draw] = draw_subsets(self.problem, draw)
+        return self._subsets[draw]
+
+    def dictionary(self, d: int, draw: int) -> Dictionary:
+        if self._dictionary is None or self._dictionary[:2] != (d, draw):
+            self._dictionary = (d, draw, generated_dictionary(self.problem, d, draw))
+        return self._dictionary[2]
+
+    def __call__(self, d: int, start: int, count: int) -> int:
+        """Run trials ``start .. start+count-1`` at dimension ``d``; return the successes."""
+        problem = self.problem
+        per_draw = problem.subsets_per_draw
+        successes = 0
+        trial, stop = start, start + count
+        while trial < stop:
+            draw, first = problem.locate(trial)
+            last = min(stop - trial, per_draw - first) + first
+            dictionary = self.dictionary(d, draw)
+            subsets = self.subsets(draw)
+            noise = draw_noise(problem, draw, d) if problem.noise > 0 else None
+            for lo in range(first, last, self.batch_size):
+                hi = min(lo + self.batch_size, last)
+                batch = subsets[lo:hi]
+                signals = dictionary.superpose(
+                    batch, None if noise is None else noise[lo:hi], problem.noise)
+                decoded = self.decoder.decode(dictionary, signals, k=problem.k, noise=problem.noise)
+                for truth, guess in zip(batch, check_decoded(decoded, hi - lo, problem.n)):
+                    successes += guess.size == truth.size and bool(np.all(guess == truth))
+                if self.on_trials is not None:
+                    self.on_trials(hi - lo)
+            trial += last - first
+        return successes
+
+
+def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
+                on_trials: Callable[[int], None] | None = None) -> DecoderRun:
+    """Search ``d*(target)`` and ``d*(0.5)`` of ``decoder`` on ``problem``.
+
+    Exceptions raised by the decoder, and outputs that break the contract, end this
+    run with ``error`` set; they never propagate.
+    """
+    d_max = settings.d_max or default_d_max(problem)
+    run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=d_max)
+    trials = TrialRunner(problem, decoder, settings.batch_size, on_trials)
+    search = DimensionSearch(trials, d_max=d_max, max_trials=settings.max_trials)
+    began = time.perf_counter()
+    try:
+        run.estimate = search.find(settings.target, start=math.ceil(problem.entropy_bits))
+        start = run.estimate.d if run.estimate.d is not None else math.ceil(problem.entropy_bits)
+        run.half = search.find(HALF, start=start)
+    except DecoderFault as fault:
+        run.error = f"decoder {decoder.name!r} {fault}"
+    except Exception as exc:  # a plugin's failure is recorded, never propagated
+        run.error = f"decoder {decoder.name!r} raised {type(exc).__name__}: {exc}"
+    run.wall_seconds = time.perf_counter() - began
+    run.curve = search.curve_points()
+    run.trials = search.total_trials
+    return run
