@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from . import __version__
-from .config import (SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec,
-                     read_config, read_suite)
+from .config import SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec, read_config, read_suite
 from .decoder import Decoder, ParameterError, parse_params
 from .leaderboard import error_lines, leaderboard_table
 from .plugins import Registry, UnknownDecoder, load_registry
 from .problem import DICTIONARY_KINDS, ProblemError
 from .results import DEFAULT_STORE, ResultStore, StoreError, best_records, make_record, provenance
 from .runner import RunSettings, run_decoder
-from .search import SearchError
+from .search import SearchError, min_trials_to_pass
 
 BUILTIN_PACKAGE = "superposition-harness"
 USER_ERRORS = (ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder, StoreError)
@@ -81,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="number of features N (repeatable; default 4096)")
     run.add_argument("--k", type=_positive_int, action="append", metavar="K",
                      help="number of active features k (repeatable; default 16)")
-    run.add_argument("--dictionary", choices=DICTIONARY_KINDS, help="generated dictionary (default rademacher)")
+    run.add_argument("--dictionary", choices=DICTIONARY_KINDS,
+                     help="generated dictionary (default rademacher)")
     run.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
     run.add_argument("--target", type=_number, metavar="Q", help="headline success rate q (default 0.95)")
     run.add_argument("--trials", type=_positive_int, metavar="T",
@@ -105,11 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the run's records as JSON lines instead of the table")
 
     plugins = commands.add_parser("plugins", help="list installed decoder plugins",
-                                  description="List decoders, the plugins that provide them, and plugins that failed to load.")
+                                  description="List decoders, the plugins that provide them, "
+                                              "and plugins that failed to load.")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     board = commands.add_parser("leaderboard", help="the best stored result per decoder and problem",
-                                description="Show the best record per (decoder, params, problem) in the store.")
+                                description="Show the best record per (decoder, params, problem) "
+                                            "in the store.")
     board.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
                        help=f"results store directory (default ./{DEFAULT_STORE})")
     board.add_argument("--json", action="store_true", help="print the records as JSON lines")
@@ -147,10 +154,9 @@ def _decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, Any]]:
     seen: set[str] = set()
     for which in sweep.decoder_sets:
         for name, entry in sorted(registry.decoders.items()):
-            if which == "all" or entry.package == BUILTIN_PACKAGE:
-                if name not in seen:
-                    seen.add(name)
-                    chosen.append((entry.cls(), entry))
+            if (which == "all" or entry.package == BUILTIN_PACKAGE) and name not in seen:
+                seen.add(name)
+                chosen.append((entry.cls(), entry))
     for spec in sweep.decoders:
         entry = registry.get(spec.name)
         given = {**parse_params(entry.cls, dict(spec.texts)), **dict(spec.values)}
@@ -165,7 +171,7 @@ def _limit_threads(threads: int | None) -> Any:
         return None
     import numba
     from threadpoolctl import threadpool_limits
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     return threadpool_limits(limits=threads)
 
 
@@ -174,6 +180,11 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     settings = RunSettings(target=sweep.target, max_trials=sweep.trials,
                            batch_size=sweep.batch_size, d_max=sweep.d_max)
     settings.validate()
+    needed = min_trials_to_pass(settings.target, settings.max_trials)
+    if settings.max_trials < needed:
+        err.print(f"[yellow]warning[/yellow] with at most {settings.max_trials} trials per dimension "
+                  f"no dimension can show p ≥ {settings.target:g} with 95% confidence (that takes "
+                  f"{needed}); the upper ends of the intervals will be unknown.", highlight=False)
     problems = sweep.problems()
     registry = load_registry()
     decoders = _decoders(sweep, registry)
@@ -186,6 +197,7 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                       MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
                       TimeElapsedColumn(), console=err, transient=False) as progress:
             overall = progress.add_task("runs", total=len(jobs), trials=0)
+            total = {"trials": 0}
             for problem, decoder, entry in jobs:
                 label = f"{entry.name} N={problem.n} k={problem.k}"
                 task = progress.add_task(label, total=None, trials=0)
@@ -193,7 +205,9 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
                 def advance(count: int, task: Any = task, counter: dict[str, int] = counter) -> None:
                     counter["trials"] += count
+                    total["trials"] += count
                     progress.update(task, trials=counter["trials"])
+                    progress.update(overall, trials=total["trials"])
 
                 run = run_decoder(problem, decoder, settings, on_trials=advance)
                 record = make_record(run, decoder_name=entry.name, plugin_package=entry.package,
@@ -280,7 +294,8 @@ COMMANDS = {"run": command_run, "plugins": command_plugins, "leaderboard": comma
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harness`` console script; returns the exit status."""
-    out = Console(soft_wrap=False)
+    # Tables piped to a file or another program get room for every column.
+    out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
     err = Console(stderr=True)
     parser = build_parser()
     try:

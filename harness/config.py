@@ -210,7 +210,8 @@ def suite_text(name: str) -> str:
     """The TOML text of a built-in suite (SPEC §5)."""
     if name not in SUITES:
         raise ConfigError(f"no suite named {name!r}; the suites are: {', '.join(SUITES)}.")
-    return resources.files("superposition_harness").joinpath("suites", f"{name}.toml").read_text("utf-8")
+    suites = resources.files("superposition_harness").joinpath("suites")
+    return suites.joinpath(f"{name}.toml").read_text("utf-8")
 
 
 def read_suite(name: str) -> dict[str, Any]:

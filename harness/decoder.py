@@ -46,7 +46,7 @@ class Param:
 
     def parse(self, text: str, owner: str = "") -> Any:
         """Convert the text of ``name=value`` to this parameter's type, then check it."""
-        where = f"{owner} parameter {self.name!r}".strip()
+        where = _where(owner, self.name)
         text = text.strip()
         try:
             if self.type is bool:
@@ -68,7 +68,13 @@ class Param:
 
     def check(self, value: Any, owner: str = "") -> Any:
         """Return ``value`` converted to this parameter's type, or raise ParameterError."""
-        where = f"{owner} parameter {self.name!r}".strip()
+        where = _where(owner, self.name)
+        if isinstance(value, np.bool_):
+            value = bool(value)
+        elif isinstance(value, np.integer):
+            value = int(value)
+        elif isinstance(value, np.floating):
+            value = float(value)
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if self.type is bool and not isinstance(value, bool):
@@ -89,13 +95,20 @@ class Param:
     def describe(self) -> dict[str, Any]:
         """The declaration as plain data, for ``harness plugins --json``."""
         out: dict[str, Any] = {
-            "name": self.name, "type": _type_name(self.type), "default": self.default,
+            "name": self.name, "type": self.type.__name__, "default": self.default,
             "help": self.help,
         }
-        for key in ("choices", "minimum", "maximum"):
-            if getattr(self, key) is not None:
-                out[key] = list(self.choices) if key == "choices" else getattr(self, key)
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
         return out
+
+
+def _where(owner: str, name: str) -> str:
+    return f"decoder {owner!r} parameter {name!r}" if owner else f"parameter {name!r}"
 
 
 def _type_name(kind: type) -> str:
@@ -179,8 +192,8 @@ def _unknown_parameter(cls: type[Decoder], key: str) -> str:
     if not names:
         return f"decoder {cls.name!r} takes no parameters, but {key!r} was given."
     close = difflib.get_close_matches(key, names, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return (f"decoder {cls.name!r} has no parameter {key!r}; {hint}"
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"decoder {cls.name!r} has no parameter {key!r}{hint}; "
             f"its parameters are: {', '.join(names)}.")
 
 
@@ -195,6 +208,14 @@ def check_decoder_class(cls: object) -> str | None:
         return f"decoder {cls.name!r} has no description"
     if inspect.isabstract(cls):
         return f"decoder {cls.name!r} does not implement decode()"
+    for flag in ("needs_k", "any_dictionary", "uses_noise"):
+        if not isinstance(getattr(cls, flag), bool):
+            return f"decoder {cls.name!r}: {flag} must be True or False, not {getattr(cls, flag)!r}"
+    if cls.version is not None and not isinstance(cls.version, str):
+        return f"decoder {cls.name!r}: version must be a string, not {cls.version!r}"
+    if not isinstance(cls.parameters, (tuple, list)):
+        return (f"decoder {cls.name!r}: parameters must be a tuple of Param, not "
+                f"{type(cls.parameters).__name__} (a single Param needs a trailing comma)")
     seen = set()
     for param in cls.parameters:
         if not isinstance(param, Param):

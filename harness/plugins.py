@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -27,6 +27,9 @@ ENTRY_POINT_GROUP = PROJECT
 
 #: Comma-separated entry-point names; when set, only those plugins load ("" loads none).
 LOAD_ENV = "HARNESS_LOAD_PLUGINS"
+
+#: The distribution of the built-in decoders; its plugins load first, so their names win.
+BUILTIN_DISTRIBUTION = "superposition-harness"
 
 
 class UnknownDecoder(LookupError):
@@ -42,12 +45,16 @@ class PluginInfo:
     version: str
     module: str
     decoders: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
     error: str | None = None
+
+    def add_error(self, problem: str) -> None:
+        self.error = problem if self.error is None else f"{self.error}; {problem}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "package": self.package, "version": self.version,
-                "module": self.module, "hooks": ["register_decoders"] if self.error is None else [],
-                "decoders": self.decoders, "error": self.error}
+                "module": self.module, "hooks": self.hooks, "decoders": self.decoders,
+                "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,23 @@ def _allowed(env: Mapping[str, str]) -> set[str] | None:
 def _describe_error(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    message = " ".join(str(exc).split())
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return f"{type(exc).__name__}: {message}{where}"
+
+
+def _load_order(entry_point: metadata.EntryPoint) -> tuple[bool, str, str]:
+    dist = entry_point.dist.name if entry_point.dist else ""
+    return (dist.lower().replace("_", "-") != BUILTIN_DISTRIBUTION, dist.lower(), entry_point.name)
+
+
+def _free_name(name: str, package: str, taken: Mapping[str, object]) -> str:
+    candidate, count = f"{name}@{package}", 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{name}@{package}#{count}"
+    return candidate
 
 
 def _package_of(obj: object) -> tuple[str, str]:
@@ -131,8 +154,7 @@ def load_registry(extra_plugins: Iterable[object] = (),
     infos: dict[str, PluginInfo] = {}
     allowed = _allowed(env)
 
-    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
-                              key=lambda ep: (ep.dist.name if ep.dist else "", ep.name)):
+    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
         if allowed is not None and entry_point.name not in allowed:
             continue
         dist = entry_point.dist
@@ -144,41 +166,53 @@ def load_registry(extra_plugins: Iterable[object] = (),
         )
         if entry_point.name in infos:
             info.error = (f"another plugin is already called {entry_point.name!r} "
-                          f"(from {infos[entry_point.name].package})")
-            infos[f"{entry_point.name}@{info.package}"] = info
+                          f"(from {infos[entry_point.name].package}); this one was not loaded")
+            infos[_free_name(entry_point.name, info.package, infos)] = info
             continue
         infos[entry_point.name] = info
         try:
-            manager.register(entry_point.load(), name=entry_point.name)
+            plugin = entry_point.load()
+            manager.register(plugin, name=entry_point.name)
+            info.hooks = [caller.name for caller in manager.get_hookcallers(plugin) or []]
         except Exception as exc:  # a broken plugin must not break the others
             info.error = _describe_error(exc)
+    for missing in sorted((allowed or set()) - set(infos)):
+        infos[missing] = PluginInfo(
+            name=missing, package="unknown", version="unknown", module="",
+            error=f"no installed plugin is called {missing!r} (named in {LOAD_ENV})")
 
     for plugin in extra_plugins:
         package, version = _package_of(plugin)
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name in infos:
+            name = _free_name(name, package, infos)
         info = PluginInfo(name=name, package=package, version=version, module=name)
         infos[name] = info
         try:
             manager.register(plugin, name=name)
+            info.hooks = [caller.name for caller in manager.get_hookcallers(plugin) or []]
         except Exception as exc:
             info.error = _describe_error(exc)
 
     decoders: dict[str, DecoderEntry] = {}
     for impl in manager.hook.register_decoders.get_hookimpls():
         info = infos[impl.plugin_name]
-        found: list[type] = []
+        found: list[Any] = []
         try:
             impl.function(register=found.append)
         except Exception as exc:
             info.error = f"register_decoders failed: {_describe_error(exc)}"
             continue
-        for cls in found:
-            problem = check_decoder_class(cls)
-            if problem is None and cls.name in decoders:
+        for candidate in found:
+            problem = check_decoder_class(candidate)
+            if problem is not None:
+                info.add_error(problem)
+                continue
+            cls = cast("type[Decoder]", candidate)
+            if cls.name in decoders:
                 problem = (f"decoder {cls.name!r} is already registered by plugin "
                            f"{decoders[cls.name].plugin!r} ({decoders[cls.name].package})")
-            if problem is not None:
-                info.error = problem if info.error is None else f"{info.error}; {problem}"
+                info.add_error(problem)
                 continue
             decoders[cls.name] = DecoderEntry(cls=cls, plugin=info.name, package=info.package,
                                               version=cls.version or info.version)

@@ -78,7 +78,8 @@ def validate_problem(problem: Problem) -> None:
             f"not {problem.dictionary!r}."
         )
     noise = problem.noise
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
+    if (isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating))
+            or not math.isfinite(noise) or noise < 0):
         raise ProblemError(f"noise must be a finite number σ ≥ 0, not {noise!r}.")
     if not _is_int(problem.seed) or problem.seed < 0:
         raise ProblemError(f"seed must be a non-negative integer, not {problem.seed!r}.")
@@ -151,8 +152,11 @@ def stream(seed: int, *key: int) -> np.random.Philox:
 
 
 def uniform01(words: np.ndarray) -> np.ndarray:
-    """Map raw 64-bit words to doubles uniform on the open interval (0, 1)."""
-    return ((words >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+    """Map raw 64-bit words to doubles uniform on the open interval (0, 1).
+
+    52 bits are kept so that ``m + 1/2`` is exact and the largest value is ``1 − 2**-53``.
+    """
+    return ((words >> np.uint64(12)).astype(np.float64) + 0.5) * 2.0**-52
 
 
 def standard_normal(bitgen: np.random.Philox, count: int) -> np.ndarray:
@@ -179,8 +183,8 @@ def draw_subsets(problem: Problem, draw: int) -> np.ndarray:
     """The ``subsets_per_draw`` subsets of one draw, as a sorted ``(S, k)`` int64 array.
 
     Each row is uniform over the ``C(N, k)`` subsets, by Robert Floyd's algorithm run
-    on all rows at once; indices come from 53-bit uniforms, so the bias is below
-    ``N / 2**53``.
+    on all rows at once; indices come from 52-bit uniforms, so the bias is below
+    ``N / 2**52``.
     """
     n, k, count = problem.n, problem.k, problem.subsets_per_draw
     bitgen = stream(problem.seed, STREAM_SUBSETS, draw)

@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +99,26 @@ def strip_volatile(record: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- provenance
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     source = Path(__file__).resolve().parent.parent
     if not (source / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
+        out = subprocess.run(["git", "-C", str(source), *args],
                              capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else None
+    return out.stdout if out.returncode == 0 else None
+
+
+@lru_cache(maxsize=1)
+def _git_state() -> tuple[str | None, bool | None]:
+    """The commit of the checkout the harness runs from, and whether tracked files differ."""
+    commit = (_git("rev-parse", "HEAD") or "").strip() or None
+    if commit is None:
+        return None, None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return commit, None if status is None else bool(status.strip())
 
 
 def _cpu_name() -> str:
@@ -138,9 +148,11 @@ def provenance(argv: Iterable[str] | None = None, threads: int | None = None) ->
     import numpy
 
     from . import __version__
+    commit, dirty = _git_state()
     return {
         "harness_version": __version__,
-        "git_commit": _git_commit(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "numba": numba.__version__,

@@ -161,7 +161,7 @@ class TrialRunner:
                 signals = dictionary.superpose(
                     batch, None if noise is None else noise[lo:hi], problem.noise)
                 decoded = self.decoder.decode(dictionary, signals, k=problem.k, noise=problem.noise)
-                for truth, guess in zip(batch, check_decoded(decoded, hi - lo, problem.n)):
+                for truth, guess in zip(batch, check_decoded(decoded, hi - lo, problem.n), strict=True):
                     successes += guess.size == truth.size and bool(np.all(guess == truth))
                 if self.on_trials is not None:
                     self.on_trials(hi - lo)

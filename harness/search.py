@@ -6,18 +6,24 @@ dimension and gets back how many succeeded. It assumes the success probability
 spending trials where ``p(d)`` is close to ``q``:
 
 * A *probe* of ``d`` runs trials in stages of 32, 64, 128, … up to ``max_trials``
-  and stops as soon as the exact (Clopper–Pearson) 95% interval for ``p(d)`` lies
-  wholly above or below ``q``; the verdict is ``p̂(d) ≥ q``.
-* *Bracketing* doubles or halves ``d`` from a starting guess until the verdict
-  changes; *bisection* then narrows the bracket to two neighbouring dimensions, so
-  ``d*`` is a dimension that passed with ``d* − 1`` failing, both measured.
-* The interval ``[lo, hi]``: ``hi`` is the smallest probed dimension whose one-sided
-  97.5% lower bound on ``p`` reaches ``q`` (``p(hi) ≥ q`` with confidence), ``lo − 1``
-  the largest below ``d*`` whose upper bound falls short of ``q``. If the bisection
-  left no such dimension, extra probes are placed at growing distances from ``d*``;
-  each end is then narrowed by a few bisection probes at the full trial count. Under monotonicity each end errs with probability at most 2.5%, so
-  ``[lo, hi]`` is a (conservative) 95% interval; a side that cannot be established
-  within ``d_max`` is reported as ``None``.
+  and stops as soon as an exact (Clopper–Pearson) bound *decides* it: ``p(d) ≥ q``
+  or ``p(d) < q`` with one-sided error 2.5% shared (Bonferroni) among the probe's
+  looks, so stopping early does not inflate the error. The verdict that steers the
+  search is ``p̂(d) ≥ q``.
+* *Bracketing* doubles or halves ``d`` from a starting guess (or starts from probes
+  already made for another ``q``) until the verdict changes; *bisection* then
+  narrows the bracket to two neighbouring dimensions, so ``d*`` is a dimension that
+  passed with ``d* − 1`` failing, both measured.
+* The interval ``[lo, hi]`` comes from fixed-sequence tests. ``hi``: walk down the
+  probed dimensions from the largest, keeping each one decided as passing, and stop
+  at the first that is not; then a few probes at the full trial count halve the gap
+  to ``d*`` in the same way. ``lo − 1``: the same walk up from the smallest probe,
+  over dimensions decided as failing. A walk stops at its first undecided dimension,
+  so at most one dimension on the wrong side of the true ``d*`` is tested per end;
+  under monotonicity each end errs with probability at most 2.5% and ``[lo, hi]`` is
+  a conservative 95% interval. Where no probe decides an end, probes at growing
+  distances from ``d*`` are added; an end that cannot be shown within ``d_max`` is
+  reported as ``None``.
 
 The counts are computed with exact binomial tails, so no SciPy is needed at run time.
 """
@@ -93,6 +99,28 @@ def clopper_pearson(successes: int, trials: int, alpha: float = 1 - CONFIDENCE) 
     return lower, upper
 
 
+def stage_counts(max_trials: int, first_stage: int = 32) -> list[int]:
+    """The cumulative trial counts at which a probe looks at its tally: 32, 64, … ≤ max."""
+    stage = min(first_stage, max_trials)
+    out = [stage]
+    while stage < max_trials:
+        stage = min(2 * stage, max_trials)
+        out.append(stage)
+    return out
+
+
+def look_alpha(max_trials: int, first_stage: int = 32) -> float:
+    """The one-sided error allowed at each look: 2.5% shared among a probe's looks."""
+    return (1 - CONFIDENCE) / 2 / len(stage_counts(max_trials, first_stage))
+
+
+def min_trials_to_pass(q: float, max_trials: int, first_stage: int = 32) -> int:
+    """Fewest trials with which a probe can show ``p ≥ q`` with confidence (all succeed)."""
+    if q >= 1:
+        return 2**62
+    return math.ceil(math.log(look_alpha(max_trials, first_stage)) / math.log(q))
+
+
 # --------------------------------------------------------------------- the search
 
 
@@ -107,8 +135,9 @@ class Tally:
     def rate(self) -> float:
         return self.successes / self.trials if self.trials else float("nan")
 
-    def interval(self) -> tuple[float, float]:
-        return clopper_pearson(self.successes, self.trials)
+    def interval(self, alpha: float = 1 - CONFIDENCE) -> tuple[float, float]:
+        """The exact two-sided ``1 − alpha`` interval for this dimension's ``p``."""
+        return clopper_pearson(self.successes, self.trials, alpha)
 
 
 @dataclass
@@ -140,6 +169,9 @@ class DimensionSearch:
             raise SearchError(f"the largest dimension must be at least 1, not {self.d_max}.")
         if self.max_trials < 1:
             raise SearchError(f"trials must be a positive integer, not {self.max_trials}.")
+        if self.first_stage < 1:
+            raise SearchError(f"the first stage must be a positive integer, not {self.first_stage}.")
+        self._alpha = look_alpha(self.max_trials, self.first_stage)
 
     @property
     def total_trials(self) -> int:
@@ -147,12 +179,7 @@ class DimensionSearch:
 
     def stages(self) -> list[int]:
         """The cumulative trial counts at which a probe checks whether it is decided."""
-        stage = min(self.first_stage, self.max_trials)
-        out = [stage]
-        while stage < self.max_trials:
-            stage = min(2 * stage, self.max_trials)
-            out.append(stage)
-        return out
+        return stage_counts(self.max_trials, self.first_stage)
 
     def run_to(self, d: int, trials: int) -> Tally:
         """Make sure at least ``trials`` trials have run at ``d``."""
@@ -163,11 +190,14 @@ class DimensionSearch:
         return tally
 
     def decided(self, d: int, q: float) -> int:
-        """+1 if ``p(d) ≥ q`` with confidence, −1 if ``p(d) < q`` with confidence, else 0."""
+        """+1 if ``p(d) ≥ q`` with confidence, −1 if ``p(d) < q`` with confidence, else 0.
+
+        Each side errs with probability at most 2.5% over all the looks a probe takes.
+        """
         tally = self.curve.get(d)
         if tally is None or tally.trials == 0:
             return 0
-        lower, upper = tally.interval()
+        lower, upper = clopper_pearson(tally.successes, tally.trials, 2 * self._alpha)
         if lower >= q:
             return 1
         if upper < q:
@@ -183,30 +213,17 @@ class DimensionSearch:
         return tally.rate >= q
 
     def find(self, q: float, start: int) -> Estimate:
-        """``d*(q)`` by bracketing from ``start`` and bisection, with its interval."""
+        """``d*(q)`` by bracketing and bisection, with its interval.
+
+        Probes already on the curve (from a search for another ``q``) give the first
+        bracket when they straddle ``q``; otherwise bracketing starts at ``start``.
+        """
         if not 0 < q <= 1:
             raise SearchError(f"the target success rate must lie in (0, 1], not {q}.")
-        d = min(max(int(start), 1), self.d_max)
-        lo, hi = 0, None  # lo: a failing dimension (0 when none), hi: a passing one
-        if self.passes(d, q):
-            hi = d
-            while hi > 1:
-                down = hi // 2
-                if self.passes(down, q):
-                    hi = down
-                else:
-                    lo = down
-                    break
-        else:
-            lo = d
-            while lo < self.d_max:
-                up = min(2 * lo, self.d_max)
-                if self.passes(up, q):
-                    hi = up
-                    break
-                lo = up
-            if hi is None:
-                return Estimate(q=q, d=None, ci=(self._lower_end(q, self.d_max + 1), None))
+        bracket = self._bracket_from_curve(q) or self._bracket(q, start)
+        if bracket is None:
+            return Estimate(q=q, d=None, ci=(self._lower_end(q, self.d_max + 1), None))
+        lo, hi = bracket
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self.passes(mid, q):
@@ -215,50 +232,93 @@ class DimensionSearch:
                 lo = mid
         return Estimate(q=q, d=hi, ci=(self._lower_end(q, hi), self._upper_end(q, hi)))
 
+    def _bracket_from_curve(self, q: float) -> tuple[int, int] | None:
+        passing = [d for d, t in self.curve.items() if t.rate >= q]
+        if not passing:
+            return None
+        hi = min(passing)
+        failing = [d for d, t in self.curve.items() if d < hi and t.rate < q]
+        lo = max(failing) if failing else 0
+        if hi == 1 or lo == 0:
+            return None
+        if self.passes(hi, q) and not self.passes(lo, q):
+            return lo, hi
+        return None
+
+    def _bracket(self, q: float, start: int) -> tuple[int, int] | None:
+        """A failing ``lo`` (0 when none) and a passing ``hi``, by doubling or halving."""
+        d = min(max(int(start), 1), self.d_max)
+        if self.passes(d, q):
+            hi = d
+            while hi > 1:
+                down = hi // 2
+                if not self.passes(down, q):
+                    return down, hi
+                hi = down
+            return 0, 1
+        lo = d
+        while lo < self.d_max:
+            up = min(2 * lo, self.d_max)
+            if self.passes(up, q):
+                return lo, up
+            lo = up
+        return None
+
+    # The interval's ends are found by fixed-sequence tests: walking away from ``d*``'s
+    # far side towards it and stopping at the first dimension that is not decided, so
+    # at most one dimension on the wrong side of the true ``d*`` is ever tested for
+    # each end, and each end errs with probability at most 2.5%.
+
     def _lower_end(self, q: float, d_star: int) -> int:
-        failing = [d for d in self.curve if d < d_star and self.decided(d, q) < 0]
-        for step in CONFIRM_STEPS:
-            if failing or d_star <= 1:
+        """One more than the largest dimension shown to fail, walking up from below."""
+        low = 0
+        for d in sorted(d for d in self.curve if d < d_star):
+            if self.decided(d, q) >= 0:
                 break
-            probe = min(d_star - 1, max(1, math.floor(d_star * (1 - step))))
-            self.run_to(probe, self.max_trials)
-            if self.decided(probe, q) < 0:
-                failing.append(probe)
-        if not failing:
-            return 1
-        low, high = max(failing), d_star
+            low = d
+        if low == 0 and d_star > 1:
+            probes = sorted({min(d_star - 1, max(1, math.floor(d_star * (1 - step))))
+                             for step in CONFIRM_STEPS})
+            for probe in probes:
+                self.run_to(probe, self.max_trials)
+                if self.decided(probe, q) >= 0:
+                    break
+                low = probe
         for _ in range(REFINE_PROBES):
-            if high - low <= 1:
+            if d_star - low <= 1 or low == 0:
                 break
-            mid = (low + high) // 2
+            mid = (low + d_star) // 2
             self.run_to(mid, self.max_trials)
-            if self.decided(mid, q) < 0:
-                low = mid
-            else:
-                high = mid
+            if self.decided(mid, q) >= 0:
+                break
+            low = mid
         return low + 1
 
     def _upper_end(self, q: float, d_star: int) -> int | None:
-        passing = [d for d in self.curve if d >= d_star and self.decided(d, q) > 0]
-        for step in CONFIRM_STEPS:
-            if passing or d_star >= self.d_max:
+        """The smallest dimension shown to pass, walking down from above."""
+        high = None
+        for d in sorted((d for d in self.curve if d >= d_star), reverse=True):
+            if self.decided(d, q) <= 0:
                 break
-            probe = max(d_star + 1, min(self.d_max, math.ceil(d_star * (1 + step))))
-            self.run_to(probe, self.max_trials)
-            if self.decided(probe, q) > 0:
-                passing.append(probe)
-        if not passing:
+            high = d
+        if high is None:
+            probes = sorted({max(d_star, min(self.d_max, math.ceil(d_star * (1 + step))))
+                             for step in CONFIRM_STEPS}, reverse=True)
+            for probe in probes:
+                self.run_to(probe, self.max_trials)
+                if self.decided(probe, q) <= 0:
+                    break
+                high = probe
+        if high is None:
             return None
-        low, high = d_star - 1, min(passing)
         for _ in range(REFINE_PROBES):
-            if high - low <= 1:
+            if high - d_star < 1:
                 break
-            mid = (low + high) // 2
+            mid = (d_star + high) // 2
             self.run_to(mid, self.max_trials)
-            if self.decided(mid, q) > 0:
-                high = mid
-            else:
-                low = mid
+            if self.decided(mid, q) <= 0:
+                break
+            high = mid
         return high
 
     def curve_points(self) -> list[dict[str, int]]:

@@ -1,0 +1,12 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import pytest
+from superposition_harness import Problem
+
+
+@pytest.fixture
+def small_problem() -> Problem:
+    """A problem small enough for a full search in well under a second."""
+    return Problem(n=256, k=4, seed=3, subsets_per_draw=8)

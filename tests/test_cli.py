@@ -1,0 +1,162 @@
+"""The `harness` command end to end: runs, listings, the leaderboard and every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from superposition_harness.cli import main
+from superposition_harness.results import strip_volatile
+
+SMALL = ["--n", "256", "--k", "3", "--trials", "96", "--seed", "5"]
+
+
+def harness(*args, cwd=None, env=None):
+    """Run the installed command in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "superposition_harness.cli", *args],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def run_json(capsys, *args):
+    status = main(["run", *args, "--json"])
+    out = capsys.readouterr().out
+    return status, [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_run_prints_json_records_and_appends_them_to_the_store(tmp_path, capsys):
+    status, records = run_json(capsys, *SMALL, "--plugin", "mp", "--plugin", "topk",
+                               "--results", str(tmp_path))
+    assert status == 0
+    assert [r["decoder"] for r in records] == ["mp", "topk"]
+    assert all(r["status"] == "ok" and r["d_star"] for r in records)
+    stored = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert stored == records
+
+
+def test_run_without_plugins_runs_every_built_in(tmp_path, capsys):
+    status, records = run_json(capsys, *SMALL, "--no-store")
+    assert status == 0
+    assert sorted(r["decoder"] for r in records) == ["mp", "threshold", "topk"]
+    assert not (tmp_path / "harness-results").exists()
+
+
+def test_decoder_parameters_reach_the_decoder_and_the_record(capsys):
+    status, records = run_json(capsys, *SMALL, "--no-store", "--plugin", "threshold[level=0.7]")
+    assert status == 0 and records[0]["params"] == {"level": 0.7}
+
+
+def test_records_do_not_depend_on_batch_size_or_threads(capsys):
+    runs = []
+    for extra in (["--batch-size", "32", "--threads", "2"], ["--batch-size", "5", "--threads", "1"]):
+        status, records = run_json(capsys, *SMALL, "--no-store", *extra)
+        assert status == 0
+        runs.append([strip_volatile(r) for r in records])
+    assert runs[0] == runs[1]
+
+
+def test_the_table_names_every_column(tmp_path):
+    result = harness("run", *SMALL, "--plugin", "mp", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for column in ("decoder", "params", "N", "k", "H (bits)", "d*(0.95)", "bits/dim", "dims/bit",
+                   "d*(0.5)", "trials", "wall (s)"):
+        assert column in result.stdout
+    assert "records appended to" in result.stderr
+
+
+def test_the_noisy_track_shows_the_shannon_columns(capsys):
+    status, records = run_json(capsys, *SMALL, "--no-store", "--plugin", "mp", "--noise", "0.05")
+    assert status == 0 and records[0]["d_shannon"] and records[0]["d_star_over_shannon"] > 1
+    main(["run", *SMALL, "--no-store", "--plugin", "mp", "--noise", "0.05"])
+    assert "d*/d_Sh" in capsys.readouterr().out
+
+
+def test_a_config_file_drives_a_sweep(tmp_path, capsys):
+    config = tmp_path / "sweep.toml"
+    config.write_text('decoders = ["topk"]\n[problem]\nn = 256\nk = [2, 3]\n[search]\ntrials = 96\n')
+    status, records = run_json(capsys, "--config", str(config), "--no-store")
+    assert status == 0 and [r["problem"]["k"] for r in records] == [2, 3]
+    status, records = run_json(capsys, "--config", str(config), "--no-store", "--k", "4")
+    assert [r["problem"]["k"] for r in records] == [4]
+
+
+def test_leaderboard_shows_the_best_stored_record(tmp_path, capsys):
+    run_json(capsys, *SMALL, "--plugin", "topk", "--results", str(tmp_path))
+    run_json(capsys, "--n", "256", "--k", "3", "--trials", "128", "--seed", "5", "--plugin", "topk",
+             "--results", str(tmp_path))
+    assert main(["leaderboard", "--results", str(tmp_path), "--json"]) == 0
+    best = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(best) == 1
+    assert main(["leaderboard", "--results", str(tmp_path)]) == 0
+    assert "topk" in capsys.readouterr().out
+
+
+def test_plugins_lists_the_built_ins_with_their_parameters(capsys):
+    assert main(["plugins", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    decoders = {d["name"]: d for d in document["decoders"]}
+    assert {"threshold", "topk", "mp"} <= set(decoders)
+    assert decoders["threshold"]["parameters"][0]["name"] == "level"
+    assert decoders["threshold"]["capabilities"]["needs_k"] is False
+    assert all(d["package"] == "superposition-harness" for n, d in decoders.items()
+               if n in ("threshold", "topk", "mp"))
+    assert main(["plugins"]) == 0
+    assert "threshold" in capsys.readouterr().out
+
+
+BAD_INPUTS = [
+    (["run", "--n", "0"], "--n"),
+    (["run", "--n", "many"], "--n"),
+    (["run", "--n", "8", "--k", "8"], "k must be smaller than N"),
+    (["run", "--k", "-3"], "--k"),
+    (["run", "--d-max", "0"], "--d-max"),
+    (["run", "--target", "1.5"], "target"),
+    (["run", "--target", "zero"], "--target"),
+    (["run", "--trials", "0"], "--trials"),
+    (["run", "--seed", "-1"], "--seed"),
+    (["run", "--noise", "-0.1"], "noise"),
+    (["run", "--dictionary", "bernoulli"], "--dictionary"),
+    (["run", "--plugin", "mpp"], "did you mean 'mp'"),
+    (["run", "--plugin", "threshold[levl=0.3]"], "did you mean 'level'"),
+    (["run", "--plugin", "threshold[level=high]"], "must be a number"),
+    (["run", "--plugin", "mp[steps=3]"], "takes no parameters"),
+    (["run", "--plugin", "mp[broken"], "cannot read decoder"),
+    (["run", "--config", "missing.toml"], "does not exist"),
+    (["run", "--suite", "huge"], "--suite"),
+    (["run", "--frobnicate"], "unrecognized arguments"),
+    (["leaderboard", "--results", "nowhere"], "no results in nowhere"),
+    (["explode"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, args, fragment):
+    result = harness(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("harness: error:")
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[problem\nn=4", "not valid TOML"),
+    ("[problem]\nsize = 4", "unknown key 'size'"),
+    ("decoders = ['nope']", "no decoder named 'nope'"),
+])
+def test_bad_configs_exit_2_with_one_line(tmp_path, text, fragment):
+    (tmp_path / "bad.toml").write_text(text)
+    result = harness("run", "--config", "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        line for line in result.stderr.splitlines() if fragment in line]
+
+
+def test_too_few_trials_for_the_target_warns(capsys):
+    status = main(["run", "--n", "256", "--k", "3", "--trials", "32", "--no-store", "--plugin",
+                   "topk", "--json"])
+    captured = capsys.readouterr()
+    assert status == 0 and json.loads(captured.out)["d_star_ci"][1] is None
+    assert "no dimension can show" in captured.err

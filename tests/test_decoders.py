@@ -1,0 +1,98 @@
+"""The built-in decoders against their definitions (SPEC §3) and naive references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from superposition_harness import MatrixDictionary, Problem
+from superposition_harness.dictionary import generated_dictionary
+from superposition_harness.problem import draw_subsets
+from superposition_harness_builtins.mp import MatchingPursuit
+from superposition_harness_builtins.threshold import ThresholdDecoder
+from superposition_harness_builtins.topk import TopKDecoder
+
+
+def naive_mp(matrix: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
+    """The paper's unit-step MP, one signal at a time, on a dense float64 matrix."""
+    y = np.zeros(matrix.shape[1])
+    for _ in range(k):
+        j = int(np.argmax(matrix.T @ (x - matrix @ y)))
+        y[j] += 1
+    return np.flatnonzero(y > 0)
+
+
+def instances(n=512, k=6, d=96, seed=11, draw=0):
+    problem = Problem(n=n, k=k, seed=seed, subsets_per_draw=16)
+    dictionary = generated_dictionary(problem, d, draw)
+    subsets = draw_subsets(problem, draw)
+    return dictionary, subsets, dictionary.superpose(subsets)
+
+
+def test_mp_matches_a_naive_loop_on_a_dense_matrix():
+    """Batched MP decodes the same sets as a one-signal float64 loop."""
+    dictionary, subsets, signals = instances()
+    decoded = MatchingPursuit().decode(dictionary, signals, k=subsets.shape[1], noise=0.0)
+    matrix = dictionary.dense().astype(np.float64)
+    agree = sum(np.array_equal(got, naive_mp(matrix, x.astype(np.float64), subsets.shape[1]))
+                for got, x in zip(decoded, signals, strict=True))
+    # Float32 against float64 may part ways only at exact ties; they are rare here.
+    assert agree >= len(subsets) - 1
+
+
+def test_mp_recovers_orthonormal_codes_exactly():
+    """With orthonormal codewords every unit step removes a true codeword."""
+    dictionary = MatrixDictionary(np.eye(32))
+    truth = np.array([[1, 5, 9], [0, 2, 31]])
+    signals = dictionary.superpose(truth)
+    decoded = MatchingPursuit().decode(dictionary, signals, k=3, noise=0.0)
+    assert [list(s) for s in decoded] == [[1, 5, 9], [0, 2, 31]]
+
+
+def test_mp_may_pick_a_codeword_twice_and_then_decodes_fewer():
+    """A repeated pick leaves a set smaller than k (y_j = 2 is one index)."""
+    dictionary = MatrixDictionary(np.eye(8))
+    signals = np.array([[2.0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    decoded = MatchingPursuit().decode(dictionary, signals, k=2, noise=0.0)
+    assert list(decoded[0]) == [0]
+
+
+def test_topk_picks_the_largest_correlations_with_ties_to_the_lower_index():
+    dictionary = MatrixDictionary(np.eye(6))
+    signals = np.array([[0.5, 2.0, 0.5, 0.5, 1.0, 0.0]], dtype=np.float32)
+    decoded = TopKDecoder().decode(dictionary, signals, k=3, noise=0.0)
+    assert list(decoded[0]) == [0, 1, 4]
+
+
+def test_topk_matches_a_sort_of_the_dense_correlations():
+    dictionary, subsets, signals = instances(d=200)
+    decoded = TopKDecoder().decode(dictionary, signals, k=subsets.shape[1], noise=0.0)
+    correlations = dictionary.correlate(signals)
+    for row, got in zip(correlations, decoded, strict=True):
+        order = np.lexsort((np.arange(row.size), -row))
+        assert list(got) == sorted(order[: subsets.shape[1]])
+
+
+def test_threshold_is_the_set_reaching_one_half():
+    dictionary = MatrixDictionary(np.eye(5))
+    signals = np.array([[0.5, 0.49, 1.0, -1.0, 0.7]], dtype=np.float32)
+    assert list(ThresholdDecoder().decode(dictionary, signals, k=2, noise=0.0)[0]) == [0, 2, 4]
+    assert list(ThresholdDecoder(level=0.6).decode(dictionary, signals, k=2, noise=0.0)[0]) == [2, 4]
+
+
+@pytest.mark.parametrize("cls", [ThresholdDecoder, TopKDecoder, MatchingPursuit])
+def test_decoders_treat_each_signal_independently(cls):
+    """Decoding a batch gives, bitwise, the sets of decoding each signal alone."""
+    dictionary, subsets, signals = instances(d=120)
+    decoder = cls()
+    batch = decoder.decode(dictionary, signals, k=subsets.shape[1], noise=0.0)
+    for i, x in enumerate(signals):
+        alone = decoder.decode(dictionary, x[None, :], k=subsets.shape[1], noise=0.0)
+        assert np.array_equal(np.asarray(batch[i]), np.asarray(alone[0]))
+
+
+@pytest.mark.parametrize("cls", [ThresholdDecoder, TopKDecoder, MatchingPursuit])
+def test_decoders_recover_at_a_generous_dimension(cls):
+    """Far above every decoder's d*, all of them decode every instance exactly."""
+    dictionary, subsets, signals = instances(n=256, k=3, d=600)
+    decoded = cls().decode(dictionary, signals, k=3, noise=0.0)
+    assert all(np.array_equal(got, truth) for got, truth in zip(decoded, subsets, strict=True))

@@ -1,0 +1,391 @@
+"""Dictionary operators: entries, norms, nestedness, products, blocks, caching, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from superposition_harness.dictionary import (
+    DictionaryTooLarge,
+    GaussianDictionary,
+    MatrixDictionary,
+    RademacherDictionary,
+    generated_dictionary,
+)
+from superposition_harness.problem import Problem, draw_subsets
+
+#: float32 results of float64 algebra: a few float32 ulps relative to the typical size.
+RTOL, ATOL = 2e-6, 2e-6
+
+
+def _matrix(d: int = 40, n: int = 350, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((d, n))
+
+
+def _make(kind: str, d: int, n: int, **options) -> object:
+    if kind == "rademacher":
+        return RademacherDictionary(d, n, seed=3, draw=1, **options)
+    if kind == "gaussian":
+        return GaussianDictionary(d, n, seed=3, draw=1, **options)
+    return MatrixDictionary(_matrix(d, n), **options)
+
+
+KINDS = ["rademacher", "gaussian", "matrix"]
+#: (d, n, block options): one block, several column blocks, several without a cache.
+LAYOUTS = [
+    pytest.param(40, 350, {}, id="single-block"),
+    pytest.param(70, 350, {"block_width": 100}, id="multi-block"),
+    pytest.param(70, 350, {"block_width": 100, "cache_bytes": 0}, id="multi-block-nocache"),
+]
+
+
+# --------------------------------------------------------------------------- entries
+
+
+@pytest.mark.parametrize("d", [1, 7, 64, 65, 130])
+def test_rademacher_entries_are_plus_minus_one_over_sqrt_d(d):
+    """Every entry of the dense Rademacher dictionary is exactly ±1/√d (in float32)."""
+    dictionary = RademacherDictionary(d, 300, seed=1, draw=0, block_width=128)
+    dense = dictionary.dense()
+    assert dense.dtype == np.float32 and dense.shape == (d, 300)
+    assert np.all(np.abs(dense) == np.float32(1 / math.sqrt(d)))
+
+
+def test_rademacher_signs_are_fair_and_independent():
+    """Signs are fair, and distinct row and column blocks are not copies of each other."""
+    d, n = 192, 600
+    dense = RademacherDictionary(d, n, seed=2, draw=0, block_width=200).dense()
+    signs = np.sign(dense)
+    assert abs((signs > 0).mean() - 0.5) < 0.01
+    # Row blocks (64 rows each) and column blocks (200 columns each) use distinct streams.
+    assert not np.array_equal(signs[:64], signs[64:128])
+    assert not np.array_equal(signs[:, :200], signs[:, 200:400])
+    # Off-diagonal codeword overlaps have the spread of independent signs, 1/√d.
+    gram = dense.astype(np.float64).T @ dense
+    off = gram[~np.eye(n, dtype=bool)]
+    assert abs(off.mean()) < 0.005
+    assert off.std() == pytest.approx(1 / math.sqrt(d), rel=0.05)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("d, n, options", LAYOUTS)
+def test_unit_column_norms(kind, d, n, options):
+    """Every codeword has unit Euclidean norm, in dense() and in norms()."""
+    dictionary = _make(kind, d, n, **options)
+    dense = dictionary.dense().astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(dense, axis=0), 1.0, rtol=1e-6)
+    norms = dictionary.norms()
+    assert norms.shape == (n,)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-6)
+
+
+def test_matrix_dictionary_normalises_columns_of_its_matrix():
+    """MatrixDictionary keeps the directions of the columns and scales them to unit norm."""
+    matrix = _matrix(30, 50)
+    matrix[:, 3] *= 1000.0
+    dense = MatrixDictionary(matrix).dense()
+    np.testing.assert_allclose(dense, matrix / np.linalg.norm(matrix, axis=0), rtol=1e-6, atol=1e-7)
+
+
+def test_gaussian_entries_look_gaussian():
+    """Before normalisation a Gaussian codeword is N(0, I): √d·entries have variance ≈ 1."""
+    d, n = 256, 400
+    dense = GaussianDictionary(d, n, seed=5, draw=2).dense().astype(np.float64)
+    scaled = dense * math.sqrt(d)
+    assert abs(scaled.mean()) < 0.01
+    assert scaled.var() == pytest.approx(1.0, abs=0.01)
+    # Excess kurtosis near 0 (a ±1 dictionary would give -2).
+    kurtosis = ((scaled - scaled.mean()) ** 4).mean() / scaled.var() ** 2 - 3
+    assert abs(kurtosis) < 0.1
+
+
+# ------------------------------------------------------------------------ nestedness
+
+
+@pytest.mark.parametrize("small", [1, 50, 64, 65, 130])
+def test_rademacher_is_nested_in_d(small):
+    """The first d rows at dimension D, times √(D/d), are the dictionary at dimension d."""
+    big_d, n = 200, 300
+    big = RademacherDictionary(big_d, n, seed=4, draw=3).dense().astype(np.float64)
+    little = RademacherDictionary(small, n, seed=4, draw=3).dense().astype(np.float64)
+    assert np.array_equal(np.sign(big[:small]), np.sign(little))
+    np.testing.assert_allclose(big[:small] * math.sqrt(big_d / small), little, rtol=1e-6)
+
+
+@pytest.mark.parametrize("small", [1, 50, 64, 65, 130])
+def test_gaussian_is_nested_before_normalisation(small):
+    """Renormalising the first d rows at dimension D gives the dictionary at dimension d."""
+    big_d, n = 200, 300
+    big = GaussianDictionary(big_d, n, seed=4, draw=3).dense().astype(np.float64)
+    little = GaussianDictionary(small, n, seed=4, draw=3).dense().astype(np.float64)
+    head = big[:small]
+    np.testing.assert_allclose(head / np.linalg.norm(head, axis=0), little, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------ agreement with the matrix
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("d, n, options", LAYOUTS)
+def test_operator_agrees_with_dense_algebra(kind, d, n, options):
+    """correlate, synthesize, columns, blocks and superpose match float64 dense algebra."""
+    dictionary = _make(kind, d, n, **options)
+    assert dictionary.shape == (d, n)
+    dense = dictionary.dense().astype(np.float64)
+    rng = np.random.default_rng(17)
+
+    signals = rng.standard_normal((5, d)).astype(np.float32)
+    corr = dictionary.correlate(signals)
+    assert corr.dtype == np.float32 and corr.shape == (5, n)
+    np.testing.assert_allclose(corr, signals.astype(np.float64) @ dense, rtol=RTOL, atol=1e-5)
+
+    coefficients = np.zeros((4, n))
+    coefficients[0, [0, 99, 100, 349]] = 1.0           # straddles column blocks
+    coefficients[1] = rng.standard_normal(n)          # dense
+    coefficients[3, 200:260] = rng.random(60)         # one block only; row 2 stays zero
+    synth = dictionary.synthesize(coefficients)
+    assert synth.dtype == np.float32 and synth.shape == (4, d)
+    np.testing.assert_allclose(synth, coefficients @ dense.T, rtol=RTOL, atol=1e-4)
+    assert np.all(synth[2] == 0)
+
+    indices = np.array([349, 0, 100, 99, 5, 5, 250])
+    cols = dictionary.columns(indices)
+    assert cols.dtype == np.float32 and cols.shape == (d, len(indices))
+    np.testing.assert_allclose(cols, dense[:, indices], rtol=RTOL, atol=1e-7)
+
+    pieces = list(dictionary.blocks())
+    starts = [start for start, _ in pieces]
+    assert starts == sorted(starts) and starts[0] == 0
+    assert len(pieces) == dictionary.n_blocks
+    stacked = np.concatenate([block for _, block in pieces], axis=1)
+    assert np.array_equal(stacked, dictionary.dense())
+
+    subsets = np.array([[0, 99, 100, 349], [1, 2, 3, 4], [10, 110, 210, 310]])
+    x = dictionary.superpose(subsets)
+    assert x.dtype == np.float32 and x.shape == (3, d)
+    expected = np.stack([dense[:, row].sum(axis=1) for row in subsets])
+    np.testing.assert_allclose(x, expected, rtol=RTOL, atol=1e-5)
+
+
+def test_block_layout():
+    """n=350 in blocks of 100 gives 4 blocks with ranges [0,100) ... [300,350)."""
+    dictionary = RademacherDictionary(10, 350, seed=0, draw=0, block_width=100)
+    assert dictionary.n_blocks == 4
+    assert [dictionary.block_range(b) for b in range(4)] == [(0, 100), (100, 200), (200, 300),
+                                                             (300, 350)]
+    assert [block.shape for _, block in dictionary.blocks()] == [(10, 100)] * 3 + [(10, 50)]
+
+
+def test_rademacher_correlations_are_exact_sums_rounded_once():
+    """Rademacher correlations equal the exact signed sums times 1/√d, rounded once to float32."""
+    d, n = 100, 350
+    dictionary = RademacherDictionary(d, n, seed=6, draw=0, block_width=100)
+    signs = np.sign(dictionary.dense()).astype(np.float64)
+    signals = np.random.default_rng(1).standard_normal((8, d)).astype(np.float32)
+    exact = (signals.astype(np.float64) @ signs) * (1.0 / math.sqrt(d))
+    assert np.array_equal(dictionary.correlate(signals), exact.astype(np.float32))
+
+
+# --------------------------------------------------------- batch-size independence
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+@pytest.mark.parametrize("d, n, options", [(100, 350, {"block_width": 100}),
+                                           (37, 5000, {}), (200, 4096, {})])
+def test_correlate_is_batch_size_independent(kind, d, n, options):
+    """Correlating a batch equals stacking single-row correlations, bitwise."""
+    dictionary = _make(kind, d, n, **options)
+    rng = np.random.default_rng(23)
+    signals = rng.standard_normal((21, d)).astype(np.float32)
+    whole = dictionary.correlate(signals)
+    rows = np.vstack([dictionary.correlate(row) for row in signals])
+    chunks = np.vstack([dictionary.correlate(signals[i:i + 4]) for i in range(0, 21, 4)])
+    assert np.array_equal(whole, rows)
+    assert np.array_equal(whole, chunks)
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+def test_correlate_of_superposed_signals_is_batch_size_independent(kind):
+    """Realistic signals (sums of codewords) correlate bitwise the same in any batch size."""
+    problem = Problem(n=1000, k=8, dictionary=kind, seed=2, subsets_per_draw=16)
+    dictionary = generated_dictionary(problem, 90, draw=0)
+    signals = dictionary.superpose(draw_subsets(problem, 0))
+    whole = dictionary.correlate(signals)
+    assert np.array_equal(whole, np.vstack([dictionary.correlate(s) for s in signals]))
+
+
+def test_superpose_is_batch_size_independent():
+    """superpose of a batch equals stacking superpose of each subset, bitwise."""
+    dictionary = GaussianDictionary(50, 350, seed=1, draw=0, block_width=100)
+    subsets = np.random.default_rng(3).integers(0, 350, size=(12, 5))
+    whole = dictionary.superpose(subsets)
+    assert np.array_equal(whole, np.vstack([dictionary.superpose(row[None]) for row in subsets]))
+
+
+# --------------------------------------------------- blocks, caching and regeneration
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+def test_uncached_regeneration_gives_identical_results(kind):
+    """cache_bytes=0 (blocks made again on every use) changes nothing, bitwise."""
+    cached = _make(kind, 70, 350, block_width=100)
+    fresh = _make(kind, 70, 350, block_width=100, cache_bytes=0)
+    rng = np.random.default_rng(4)
+    signals = rng.standard_normal((6, 70)).astype(np.float32)
+    coefficients = rng.standard_normal((3, 350))
+    subsets = np.array([[0, 99, 100, 349], [5, 6, 7, 8]])
+    for _ in range(2):  # the second round reads from the cache / regenerates again
+        assert np.array_equal(cached.dense(), fresh.dense())
+        assert np.array_equal(cached.correlate(signals), fresh.correlate(signals))
+        assert np.array_equal(cached.synthesize(coefficients), fresh.synthesize(coefficients))
+        assert np.array_equal(cached.columns([3, 340, 150]), fresh.columns([3, 340, 150]))
+        assert np.array_equal(cached.superpose(subsets), fresh.superpose(subsets))
+        assert np.array_equal(cached.norms(), fresh.norms())
+
+
+def test_multi_block_matrix_dictionary_equals_single_block():
+    """A matrix split into column blocks of 100 gives the results of one block of 350."""
+    matrix = _matrix(40, 350, seed=8)
+    single = MatrixDictionary(matrix)
+    assert single.n_blocks == 1
+    multi = MatrixDictionary(matrix, block_width=100, cache_bytes=0)
+    assert multi.n_blocks == 4
+    rng = np.random.default_rng(5)
+    signals = rng.standard_normal((7, 40)).astype(np.float32)
+    coefficients = rng.standard_normal((3, 350))
+    subsets = np.array([[0, 99, 100, 349], [10, 20, 30, 40]])
+    assert np.array_equal(single.dense(), multi.dense())
+    assert np.array_equal(single.columns([0, 349, 100]), multi.columns([0, 349, 100]))
+    assert np.array_equal(single.superpose(subsets), multi.superpose(subsets))
+    np.testing.assert_allclose(single.correlate(signals), multi.correlate(signals), rtol=1e-6,
+                               atol=1e-6)
+    np.testing.assert_allclose(single.synthesize(coefficients), multi.synthesize(coefficients),
+                               rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+def test_multi_block_generated_dictionary_equals_its_single_block_copy(kind):
+    """A generated dictionary in 4 column blocks acts like the one-block matrix of its entries."""
+    multi = _make(kind, 70, 350, block_width=100, cache_bytes=0)
+    single = MatrixDictionary(multi.dense().astype(np.float64))
+    rng = np.random.default_rng(6)
+    signals = rng.standard_normal((5, 70)).astype(np.float32)
+    coefficients = rng.standard_normal((2, 350))
+    subsets = np.array([[0, 99, 100, 349]])
+    np.testing.assert_allclose(multi.correlate(signals), single.correlate(signals),
+                               rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(multi.synthesize(coefficients), single.synthesize(coefficients),
+                               rtol=RTOL, atol=1e-4)
+    np.testing.assert_allclose(multi.superpose(subsets), single.superpose(subsets),
+                               rtol=RTOL, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- noise
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_superpose_adds_scaled_noise(kind):
+    """superpose(Y, z, σ) = Σ_{i∈Y} f_i + σ z; σ = 0 ignores the noise."""
+    dictionary = _make(kind, 40, 350, block_width=100)
+    dense = dictionary.dense().astype(np.float64)
+    subsets = np.array([[0, 1, 2], [100, 200, 300], [7, 77, 177]])
+    noise = np.random.default_rng(9).standard_normal((3, 40))
+    sigma = 0.3
+    x = dictionary.superpose(subsets, noise, sigma)
+    expected = np.stack([dense[:, row].sum(axis=1) for row in subsets]) + sigma * noise
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(x, expected, rtol=RTOL, atol=1e-5)
+    clean = dictionary.superpose(subsets)
+    assert np.array_equal(dictionary.superpose(subsets, noise, 0.0), clean)
+    assert not np.allclose(x, clean)
+
+
+# -------------------------------------------------------------------------- errors
+
+
+def test_dense_refuses_over_its_byte_limit():
+    """dense() raises DictionaryTooLarge above max_bytes and works at exactly the limit."""
+    dictionary = RademacherDictionary(64, 1000, seed=0, draw=0)
+    need = dictionary.nbytes_dense()
+    assert need == 64 * 1000 * 4
+    with pytest.raises(DictionaryTooLarge):
+        dictionary.dense(max_bytes=need - 1)
+    assert dictionary.dense(max_bytes=need).shape == (64, 1000)
+    assert issubclass(DictionaryTooLarge, MemoryError)
+
+
+def test_dense_refuses_a_paper_scale_dictionary_by_default():
+    """A 4096 × 2^20 dictionary (16 GiB) is refused without being built."""
+    dictionary = RademacherDictionary(4096, 2**20, seed=0, draw=0)
+    with pytest.raises(DictionaryTooLarge, match="correlate"):
+        dictionary.dense()
+
+
+@pytest.mark.parametrize("matrix, match", [
+    pytest.param(np.array([[1.0, 0.0], [2.0, 0.0]]), "column 1", id="zero-column"),
+    pytest.param(np.array([[1.0, np.nan], [2.0, 1.0]]), "NaN", id="nan"),
+    pytest.param(np.array([[1.0, np.inf], [2.0, 1.0]]), "infinite", id="inf"),
+    pytest.param(np.ones(5), "2-D", id="1-D"),
+    pytest.param(np.ones((2, 3, 4)), "2-D", id="3-D"),
+])
+def test_matrix_dictionary_rejects_bad_matrices(matrix, match):
+    """MatrixDictionary rejects zero columns, non-finite entries and non-2-D arrays."""
+    with pytest.raises(ValueError, match=match):
+        MatrixDictionary(matrix)
+
+
+@pytest.mark.parametrize("indices", [[350], [0, 351], [-1], [10**9]])
+def test_columns_rejects_out_of_range_indices(indices):
+    """columns() and superpose() refuse indices outside [0, N)."""
+    dictionary = RademacherDictionary(16, 350, seed=0, draw=0, block_width=100)
+    with pytest.raises(IndexError):
+        dictionary.columns(np.array(indices))
+    with pytest.raises(IndexError):
+        dictionary.superpose(np.array([indices]))
+
+
+@pytest.mark.parametrize("shape", [(3, 15), (3, 17), (2, 3, 16)])
+def test_correlate_rejects_wrong_shapes(shape):
+    """correlate() needs signals of shape (B, d)."""
+    dictionary = RademacherDictionary(16, 50, seed=0, draw=0)
+    with pytest.raises(ValueError):
+        dictionary.correlate(np.zeros(shape, dtype=np.float32))
+
+
+def test_synthesize_rejects_wrong_shapes():
+    """synthesize() needs coefficients of shape (B, N)."""
+    dictionary = RademacherDictionary(16, 50, seed=0, draw=0)
+    with pytest.raises(ValueError):
+        dictionary.synthesize(np.zeros((2, 49)))
+
+
+# ------------------------------------------------------------- generated dictionaries
+
+
+@pytest.mark.parametrize("kind, cls", [("rademacher", RademacherDictionary),
+                                       ("gaussian", GaussianDictionary)])
+def test_generated_dictionary_is_reproducible_per_draw(kind, cls):
+    """The same (seed, draw) gives the same matrix; another draw or seed gives another."""
+    problem = Problem(n=500, k=4, dictionary=kind, seed=12)
+    first = generated_dictionary(problem, 48, draw=3)
+    assert isinstance(first, cls)
+    assert first.shape == (48, 500)
+    dense = first.dense()
+    assert np.array_equal(dense, generated_dictionary(problem, 48, draw=3).dense())
+    assert np.array_equal(dense, generated_dictionary(Problem(n=500, k=4, dictionary=kind,
+                                                              seed=12), 48, draw=3).dense())
+    other_draw = generated_dictionary(problem, 48, draw=4).dense()
+    other_seed = generated_dictionary(Problem(n=500, k=4, dictionary=kind, seed=13), 48,
+                                      draw=3).dense()
+    # Independent draws agree on about half the signs, not on all of them.
+    assert 0.4 < np.mean(np.sign(dense) == np.sign(other_draw)) < 0.6
+    assert 0.4 < np.mean(np.sign(dense) == np.sign(other_seed)) < 0.6
+
+
+def test_generated_dictionary_does_not_depend_on_k_or_noise():
+    """The dictionary is a function of (N, kind, seed, draw, d), not of k or σ."""
+    a = generated_dictionary(Problem(n=300, k=4, seed=1), 32, draw=0).dense()
+    b = generated_dictionary(Problem(n=300, k=9, noise=0.5, seed=1, subsets_per_draw=3), 32,
+                             draw=0).dense()
+    assert np.array_equal(a, b)
