@@ -2,7 +2,8 @@
 superposition code back exactly?
 
 The public API for plugin authors is re-exported here: :class:`Decoder`,
-:class:`Param`, :data:`hookimpl` and the :class:`Dictionary` operator.
+:class:`Param`, :data:`hookimpl`, the :class:`Dictionary` operator and the
+tie-breaking selection :func:`top_k_rows`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from importlib import metadata
 from .decoder import Decoder, Param, ParameterError
 from .dictionary import Dictionary, MatrixDictionary
 from .hookspecs import hookimpl
+from .kernels import top_k_rows
 from .problem import Problem, ProblemError, entropy_bits
 
 try:
@@ -21,5 +23,5 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 
 __all__ = [
     "Decoder", "Dictionary", "MatrixDictionary", "Param", "ParameterError", "Problem",
-    "ProblemError", "__version__", "entropy_bits", "hookimpl",
+    "ProblemError", "__version__", "entropy_bits", "hookimpl", "top_k_rows",
 ]

@@ -212,7 +212,8 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                 run = run_decoder(problem, decoder, settings, on_trials=advance)
                 record = make_record(run, decoder_name=entry.name, plugin_package=entry.package,
                                      plugin_version=entry.version,
-                                     provenance=provenance(threads=args.threads))
+                                     provenance=provenance(threads=args.threads,
+                                                           batch_size=settings.batch_size))
                 if store is not None:
                     store.append(record)
                 records.append(record)

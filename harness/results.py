@@ -142,7 +142,8 @@ def _blas() -> list[dict[str, Any]]:
             for pool in threadpool_info() if pool.get("user_api") == "blas"]
 
 
-def provenance(argv: Iterable[str] | None = None, threads: int | None = None) -> dict[str, Any]:
+def provenance(argv: Iterable[str] | None = None, threads: int | None = None,
+               batch_size: int | None = None) -> dict[str, Any]:
     """Where and how a record was made: versions, commit, machine, date, command."""
     import numba
     import numpy
@@ -160,6 +161,7 @@ def provenance(argv: Iterable[str] | None = None, threads: int | None = None) ->
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "threads": threads,
+        "batch_size": batch_size,
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "command": list(argv) if argv is not None else sys.argv[1:],

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from superposition_harness import Decoder, Dictionary, hookimpl
-from superposition_harness.kernels import top_k_rows
+from superposition_harness import Decoder, Dictionary, hookimpl, top_k_rows
 
 
 class TopKDecoder(Decoder):

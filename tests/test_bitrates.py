@@ -11,6 +11,8 @@ from superposition_harness_builtins.mp import MatchingPursuit
 from superposition_harness_builtins.threshold import ThresholdDecoder
 from superposition_harness_builtins.topk import TopKDecoder
 
+pytestmark = pytest.mark.slow
+
 N, K = 4096, 16
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from superposition_harness import Decoder, Dictionary, Param, hookimpl
-from superposition_harness.kernels import top_k_rows
+from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
 
 
 class InterferenceCancellation(Decoder):
