@@ -46,10 +46,23 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 SUITES = ("quick", "standard", "paper")
 
+#: Every setting a config may give: (section, key) → (accepted types, whether a list
+#: is allowed). Each key is also the name of the :class:`Sweep` field it sets.
+FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], bool]] = {
+    ("problem", "n"): (int, True),
+    ("problem", "k"): (int, True),
+    ("problem", "dictionary"): (str, True),
+    ("problem", "noise"): ((int, float), True),
+    ("problem", "seed"): (int, False),
+    ("problem", "subsets_per_draw"): (int, False),
+    ("search", "target"): ((int, float), False),
+    ("search", "trials"): (int, False),
+    ("search", "d_max"): (int, False),
+    ("run", "batch_size"): (int, False),
+}
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "problem": ("n", "k", "dictionary", "noise", "seed", "subsets_per_draw"),
-    "search": ("target", "trials", "d_max"),
-    "run": ("batch_size",),
+    section: tuple(key for (owner, key) in FIELDS if owner == section)
+    for section in ("problem", "search", "run")
 }
 TOP_LEVEL = ("problem", "search", "run", "decoders", "decoder", "description")
 SPEC_PATTERN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[(.*)\])?\s*$", re.DOTALL)
@@ -145,29 +158,15 @@ def apply_config(sweep: Sweep, data: dict[str, Any], source: str) -> Sweep:
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] in {source} must be a table.")
         _check_keys(table, keys, f"[{section}]", source)
-    problem = data.get("problem", {})
-    if "n" in problem:
-        sweep.n = [_expect(v, int, "n", source) for v in _listify(problem["n"])]
-    if "k" in problem:
-        sweep.k = [_expect(v, int, "k", source) for v in _listify(problem["k"])]
-    if "dictionary" in problem:
-        sweep.dictionary = [_expect(v, str, "dictionary", source) for v in _listify(problem["dictionary"])]
-    if "noise" in problem:
-        sweep.noise = [float(_expect(v, (int, float), "noise", source)) for v in _listify(problem["noise"])]
-    if "seed" in problem:
-        sweep.seed = _expect(problem["seed"], int, "seed", source)
-    if "subsets_per_draw" in problem:
-        sweep.subsets_per_draw = _expect(problem["subsets_per_draw"], int, "subsets_per_draw", source)
-    search = data.get("search", {})
-    if "target" in search:
-        sweep.target = float(_expect(search["target"], (int, float), "target", source))
-    if "trials" in search:
-        sweep.trials = _expect(search["trials"], int, "trials", source)
-    if "d_max" in search:
-        sweep.d_max = _expect(search["d_max"], int, "d_max", source)
-    run = data.get("run", {})
-    if "batch_size" in run:
-        sweep.batch_size = _expect(run["batch_size"], int, "batch_size", source)
+    for (section, key), (kinds, many) in FIELDS.items():
+        table = data.get(section, {})
+        if key not in table:
+            continue
+        values = [_expect(v, kinds, key, source)
+                  for v in (_listify(table[key]) if many else [table[key]])]
+        if isinstance(kinds, tuple) and float in kinds:
+            values = [float(v) for v in values]
+        setattr(sweep, key, values if many else values[0])
     for item in _listify(data.get("decoders", [])):
         text = _expect(item, str, "each entry of decoders", source)
         if text in ("builtin", "all"):

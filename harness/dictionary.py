@@ -188,50 +188,61 @@ class Dictionary(ABC):
         return np.ascontiguousarray(array, dtype=np.float64)
 
 
-class RademacherDictionary(Dictionary):
-    """Entries ``±1/√d``, independent and fair (SPEC §1), nested in ``d``."""
+class GeneratedDictionary(Dictionary):
+    """A random dictionary of a problem's draw, made block by block and nested in ``d``.
+
+    Entry ``(r, c)`` comes from the stream keyed by (seed, draw, ``r // 64``,
+    ``c // block_width``) alone, so any block can be made again anywhere, in any order.
+    """
 
     def __init__(self, d: int, n: int, seed: int, draw: int, **options: int) -> None:
         super().__init__(d, n, **options)
         self.seed = seed
         self.draw = draw
+
+    @abstractmethod
+    def _entries(self, bitgen: np.random.Philox, count: int) -> np.ndarray:
+        """``count`` raw entries, row-major over one block of 64 rows."""
+
+    def _finish(self, values: np.ndarray) -> np.ndarray:
+        """The base values of a block from its raw entries."""
+        return values
+
+    def _make_block(self, block: int) -> np.ndarray:
+        start, stop = self.block_range(block)
+        rows = []
+        for row_block in range((self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
+            bitgen = stream(self.seed, STREAM_DICTIONARY, self.draw, row_block, block)
+            entries = self._entries(bitgen, ROWS_PER_BLOCK * self.block_width)
+            rows.append(entries.reshape(ROWS_PER_BLOCK, self.block_width))
+        return self._finish(np.concatenate(rows)[: self.d, : stop - start])
+
+
+class RademacherDictionary(GeneratedDictionary):
+    """Entries ``±1/√d``, independent and fair (SPEC §1); the base values are the signs."""
 
     @property
     def scale(self) -> float:
         return 1.0 / math.sqrt(self.d)
 
-    def _make_block(self, block: int) -> np.ndarray:
-        start, stop = self.block_range(block)
-        rows = []
-        for row_block in range((self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-            bitgen = stream(self.seed, STREAM_DICTIONARY, self.draw, row_block, block)
-            bits = random_bits(bitgen, ROWS_PER_BLOCK * self.block_width)
-            rows.append(bits.reshape(ROWS_PER_BLOCK, self.block_width))
-        bits = np.concatenate(rows)[: self.d, : stop - start]
-        return 1.0 - 2.0 * bits.astype(np.float64)
+    def _entries(self, bitgen: np.random.Philox, count: int) -> np.ndarray:
+        return random_bits(bitgen, count)
+
+    def _finish(self, values: np.ndarray) -> np.ndarray:
+        return 1.0 - 2.0 * values.astype(np.float64)
 
 
-class GaussianDictionary(Dictionary):
-    """Independent N(0, 1) entries, each column scaled to unit norm; nested in ``d``
-    before the scaling."""
-
-    def __init__(self, d: int, n: int, seed: int, draw: int, **options: int) -> None:
-        super().__init__(d, n, **options)
-        self.seed = seed
-        self.draw = draw
+class GaussianDictionary(GeneratedDictionary):
+    """Independent N(0, 1) entries, each column scaled to unit norm (nested before scaling)."""
 
     @property
     def scale(self) -> float:
         return 1.0
 
-    def _make_block(self, block: int) -> np.ndarray:
-        start, stop = self.block_range(block)
-        rows = []
-        for row_block in range((self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-            bitgen = stream(self.seed, STREAM_DICTIONARY, self.draw, row_block, block)
-            values = standard_normal(bitgen, ROWS_PER_BLOCK * self.block_width)
-            rows.append(values.reshape(ROWS_PER_BLOCK, self.block_width))
-        values = np.concatenate(rows)[: self.d, : stop - start]
+    def _entries(self, bitgen: np.random.Philox, count: int) -> np.ndarray:
+        return standard_normal(bitgen, count)
+
+    def _finish(self, values: np.ndarray) -> np.ndarray:
         return values / np.linalg.norm(values, axis=0)
 
 
@@ -259,7 +270,8 @@ class MatrixDictionary(Dictionary):
         return self._matrix[:, start:stop]
 
 
-def generated_dictionary(problem: Problem, d: int, draw: int, **options: int) -> Dictionary:
+def generated_dictionary(problem: Problem, d: int, draw: int, **options: int) -> GeneratedDictionary:
     """The generated dictionary of ``problem`` at dimension ``d`` for draw ``draw``."""
-    kinds = {"rademacher": RademacherDictionary, "gaussian": GaussianDictionary}
+    kinds: dict[str, type[GeneratedDictionary]] = {
+        "rademacher": RademacherDictionary, "gaussian": GaussianDictionary}
     return kinds[problem.dictionary](d, problem.n, problem.seed, draw, **options)
