@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .kernels import unpack_signs
 from .problem import ROWS_PER_BLOCK, STREAM_DICTIONARY, Problem, random_bits, standard_normal, stream
 
 #: Columns of a generated dictionary come in blocks of this many, each from its own streams.
@@ -62,7 +63,8 @@ class Dictionary(ABC):
 
     @abstractmethod
     def _make_block(self, block: int) -> np.ndarray:
-        """The float64 base values of column block ``block``, shape ``(d, width)``."""
+        """The float64 base values of column block ``block``, one codeword per row:
+        shape ``(width, d)``, C-contiguous, so that gathering codewords reads rows."""
 
     # -- the operator ---------------------------------------------------------------
 
@@ -87,7 +89,7 @@ class Dictionary(ABC):
         out = np.empty((x.shape[0], self.n), dtype=np.float32)
         for block in range(self.n_blocks):
             start, stop = self.block_range(block)
-            product = x @ self._base(block)
+            product = x @ self._codewords(block).T
             product *= self.scale
             out[:, start:stop] = product
         return out
@@ -100,7 +102,7 @@ class Dictionary(ABC):
             start, stop = self.block_range(block)
             part = y[:, start:stop]
             if part.any():
-                total += part @ self._base(block).T
+                total += part @ self._codewords(block)
         total *= self.scale
         return total.astype(np.float32)
 
@@ -112,9 +114,8 @@ class Dictionary(ABC):
                   sigma: float = 0.0) -> np.ndarray:
         """Signals ``x = Σ_{i∈Y} f_i + σ z`` for each row ``Y`` of ``subsets``, as float32."""
         subsets = np.asarray(subsets, dtype=np.int64)
-        flat = self._base_columns(subsets.reshape(-1))
-        sums = flat.reshape(self.d, subsets.shape[0], subsets.shape[1]).sum(axis=2).T
-        x = sums * self.scale
+        rows = self._base_rows(subsets.reshape(-1))
+        x = rows.reshape(subsets.shape[0], subsets.shape[1], self.d).sum(axis=1) * self.scale
         if sigma and noise is not None:
             x = x + sigma * noise
         return np.ascontiguousarray(x, dtype=np.float32)
@@ -124,14 +125,14 @@ class Dictionary(ABC):
         out = np.empty(self.n, dtype=np.float32)
         for block in range(self.n_blocks):
             start, stop = self.block_range(block)
-            out[start:stop] = np.linalg.norm(self._base(block), axis=0) * self.scale
+            out[start:stop] = np.linalg.norm(self._codewords(block), axis=1) * self.scale
         return out
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, F[:, start:start+width])`` for every column block, as float32."""
         for block in range(self.n_blocks):
             start, _ = self.block_range(block)
-            yield start, (self._base(block) * self.scale).astype(np.float32)
+            yield start, (self._codewords(block).T * self.scale).astype(np.float32)
 
     def nbytes_dense(self) -> int:
         """Bytes of a float32 dense copy."""
@@ -153,7 +154,7 @@ class Dictionary(ABC):
 
     # -- internals ------------------------------------------------------------------
 
-    def _base(self, block: int) -> np.ndarray:
+    def _codewords(self, block: int) -> np.ndarray:
         cached = self._cache.get(block)
         if cached is not None:
             return cached
@@ -164,18 +165,21 @@ class Dictionary(ABC):
         return values
 
     def _columns64(self, indices: np.ndarray) -> np.ndarray:
-        return self._base_columns(indices) * self.scale
+        return self._base_rows(indices).T * self.scale
 
-    def _base_columns(self, indices: np.ndarray) -> np.ndarray:
+    def _base_rows(self, indices: np.ndarray) -> np.ndarray:
+        """The base values of the codewords ``indices``, one per row: ``(m, d)``."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise IndexError(f"codeword index out of range [0, {self.n})")
-        out = np.empty((self.d, idx.size), dtype=np.float64)
+        if self.n_blocks == 1:
+            return self._codewords(0)[idx]
+        out = np.empty((idx.size, self.d), dtype=np.float64)
         owner = idx // self.block_width
         for block in np.unique(owner):
             where = np.flatnonzero(owner == block)
             start, _ = self.block_range(int(block))
-            out[:, where] = self._base(int(block))[:, idx[where] - start]
+            out[where] = self._codewords(int(block))[idx[where] - start]
         return out
 
     @staticmethod
@@ -204,18 +208,25 @@ class GeneratedDictionary(Dictionary):
     def _entries(self, bitgen: np.random.Philox, count: int) -> np.ndarray:
         """``count`` raw entries, row-major over one block of 64 rows."""
 
-    def _finish(self, values: np.ndarray) -> np.ndarray:
-        """The base values of a block from its raw entries."""
-        return values
+    def _finish(self, codewords: np.ndarray) -> np.ndarray:
+        """The base values of a block from its raw entries, one codeword per row."""
+        return codewords
+
+    def _row_streams(self, block: int) -> Iterator[tuple[int, int, np.random.Philox]]:
+        """``(first row, rows, stream)`` of each 64-row block of column block ``block``."""
+        for row_block in range((self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
+            row0 = row_block * ROWS_PER_BLOCK
+            rows = min(ROWS_PER_BLOCK, self.d - row0)
+            yield row0, rows, stream(self.seed, STREAM_DICTIONARY, self.draw, row_block, block)
 
     def _make_block(self, block: int) -> np.ndarray:
         start, stop = self.block_range(block)
         rows = []
-        for row_block in range((self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK):
-            bitgen = stream(self.seed, STREAM_DICTIONARY, self.draw, row_block, block)
+        for _, count, bitgen in self._row_streams(block):
             entries = self._entries(bitgen, ROWS_PER_BLOCK * self.block_width)
-            rows.append(entries.reshape(ROWS_PER_BLOCK, self.block_width))
-        return self._finish(np.concatenate(rows)[: self.d, : stop - start])
+            rows.append(entries.reshape(ROWS_PER_BLOCK, self.block_width)[:count])
+        entries = np.concatenate(rows)[:, : stop - start]
+        return self._finish(np.ascontiguousarray(entries.T))
 
 
 class RademacherDictionary(GeneratedDictionary):
@@ -228,8 +239,18 @@ class RademacherDictionary(GeneratedDictionary):
     def _entries(self, bitgen: np.random.Philox, count: int) -> np.ndarray:
         return random_bits(bitgen, count)
 
-    def _finish(self, values: np.ndarray) -> np.ndarray:
-        return 1.0 - 2.0 * values.astype(np.float64)
+    def _finish(self, codewords: np.ndarray) -> np.ndarray:
+        return np.where(codewords.astype(bool), -1.0, 1.0)
+
+    def _make_block(self, block: int) -> np.ndarray:
+        # The same signs as the generic path (bit 1 is −1), unpacked straight into the
+        # transposed float64 layout by a compiled kernel instead of three NumPy passes.
+        start, stop = self.block_range(block)
+        out = np.empty((stop - start, self.d), dtype=np.float64)
+        for row0, rows, bitgen in self._row_streams(block):
+            words = bitgen.random_raw(ROWS_PER_BLOCK * self.block_width // 64)
+            unpack_signs(words, out, row0, rows, self.block_width)
+        return out
 
 
 class GaussianDictionary(GeneratedDictionary):
@@ -242,8 +263,8 @@ class GaussianDictionary(GeneratedDictionary):
     def _entries(self, bitgen: np.random.Philox, count: int) -> np.ndarray:
         return standard_normal(bitgen, count)
 
-    def _finish(self, values: np.ndarray) -> np.ndarray:
-        return values / np.linalg.norm(values, axis=0)
+    def _finish(self, codewords: np.ndarray) -> np.ndarray:
+        return codewords / np.linalg.norm(codewords, axis=1, keepdims=True)
 
 
 class MatrixDictionary(Dictionary):
@@ -259,7 +280,7 @@ class MatrixDictionary(Dictionary):
         if np.any(norms == 0):
             raise ValueError(f"dictionary column {int(np.argmin(norms))} is zero and cannot be normalised")
         super().__init__(values.shape[0], values.shape[1], **options)
-        self._matrix = values / norms
+        self._rows = np.ascontiguousarray((values / norms).T)
 
     @property
     def scale(self) -> float:
@@ -267,7 +288,7 @@ class MatrixDictionary(Dictionary):
 
     def _make_block(self, block: int) -> np.ndarray:
         start, stop = self.block_range(block)
-        return self._matrix[:, start:stop]
+        return self._rows[start:stop]
 
 
 def generated_dictionary(problem: Problem, d: int, draw: int, **options: int) -> GeneratedDictionary:

@@ -1,4 +1,5 @@
-"""Compiled kernels for the selections BLAS cannot express, shared with plugin authors."""
+"""Compiled kernels for what BLAS cannot express: selections (shared with plugin authors)
+and the unpacking of random bits into dictionary blocks."""
 
 from __future__ import annotations
 
@@ -46,3 +47,26 @@ def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)
     return _top_k_rows(array, int(k))
+
+
+@njit(cache=True)
+def _unpack_signs(words: np.ndarray, out: np.ndarray, row0: int, rows: int,
+                  stride: int) -> None:  # pragma: no cover - compiled
+    for c in range(out.shape[0]):
+        for r in range(rows):
+            bit = r * stride + c
+            if (words[bit >> 6] >> np.uint64(bit & 63)) & np.uint64(1):
+                out[c, row0 + r] = -1.0
+            else:
+                out[c, row0 + r] = 1.0
+
+
+def unpack_signs(words: np.ndarray, out: np.ndarray, row0: int, rows: int, stride: int) -> None:
+    """Write ±1 from raw 64-bit words into ``out[:, row0:row0+rows]`` (codewords as rows).
+
+    Bit ``r * stride + c`` (bit ``i`` of the stream is bit ``i % 64`` of word
+    ``i // 64``) is entry ``(r, c)``: 1 gives −1, 0 gives +1; the same convention as
+    :func:`superposition_harness.problem.random_bits` read row-major.
+    """
+    _unpack_signs(np.ascontiguousarray(words, dtype=np.uint64), out, int(row0), int(rows),
+                  int(stride))

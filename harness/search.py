@@ -25,7 +25,7 @@ spending trials where ``p(d)`` is close to ``q``:
   distances from ``d*`` are added; an end that cannot be shown within ``d_max`` is
   reported as ``None``.
 
-The counts are computed with exact binomial tails, so no SciPy is needed at run time.
+The bounds come from exact binomial tails (log-gamma), so no SciPy is needed at run time.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+import numpy as np
 
 #: Two-sided confidence of every interval the search reports.
 CONFIDENCE = 0.95
@@ -52,9 +54,12 @@ class SearchError(ValueError):
 # ------------------------------------------------------------------ binomial bounds
 
 
-def _log_binom_pmf(n: int, i: int, p: float) -> float:
-    return (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-            + i * math.log(p) + (n - i) * math.log1p(-p))
+@lru_cache(maxsize=64)
+def _log_binomials(n: int) -> np.ndarray:
+    """``ln C(n, i)`` for ``i = 0 … n``, exact to rounding (log-gamma)."""
+    i = np.arange(n + 1, dtype=np.float64)
+    return np.array([math.lgamma(n + 1)]) - np.vectorize(math.lgamma)(i + 1) \
+        - np.vectorize(math.lgamma)(n - i + 1)
 
 
 def binomial_tail_upper(n: int, x: int, p: float) -> float:
@@ -67,9 +72,10 @@ def binomial_tail_upper(n: int, x: int, p: float) -> float:
         return 0.0
     if p >= 1.0:
         return 1.0
-    terms = [_log_binom_pmf(n, i, p) for i in range(x, n + 1)]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+    i = np.arange(x, n + 1, dtype=np.float64)
+    terms = _log_binomials(n)[x:] + i * math.log(p) + (n - i) * math.log1p(-p)
+    top = float(terms.max())
+    return min(1.0, math.exp(top) * float(np.exp(terms - top).sum()))
 
 
 def _solve(f: Callable[[float], float], target: float, increasing: bool) -> float:

@@ -389,3 +389,14 @@ def test_generated_dictionary_does_not_depend_on_k_or_noise():
     b = generated_dictionary(Problem(n=300, k=9, noise=0.5, seed=1, subsets_per_draw=3), 32,
                              draw=0).dense()
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("d, n", [(1, 10), (64, 4096), (100, 300), (130, 5000)])
+def test_compiled_rademacher_blocks_equal_the_numpy_reference(d, n):
+    """The numba sign unpacking gives exactly the blocks of the plain NumPy path."""
+    from superposition_harness.dictionary import GeneratedDictionary, RademacherDictionary
+    dictionary = RademacherDictionary(d, n, seed=4, draw=2)
+    for block in range(dictionary.n_blocks):
+        fast = dictionary._make_block(block)
+        reference = GeneratedDictionary._make_block(dictionary, block)
+        assert fast.flags.c_contiguous and np.array_equal(fast, reference)
