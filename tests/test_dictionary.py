@@ -400,3 +400,28 @@ def test_compiled_rademacher_blocks_equal_the_numpy_reference(d, n):
         fast = dictionary._make_block(block)
         reference = GeneratedDictionary._make_block(dictionary, block)
         assert fast.flags.c_contiguous and np.array_equal(fast, reference)
+
+
+def test_sparse_synthesis_matches_the_dense_product():
+    """Sparse coefficients take the codeword-by-codeword path and agree with F @ y."""
+    from superposition_harness.dictionary import SPARSE_SYNTHESIS, MatrixDictionary
+    rng = np.random.default_rng(8)
+    matrix = rng.normal(size=(40, 600))
+    dictionary = MatrixDictionary(matrix, block_width=128)
+    coefficients = np.zeros((4, 600))
+    for row, count in enumerate((0, 3, 600 // SPARSE_SYNTHESIS, 1)):
+        coefficients[row, rng.choice(600, count, replace=False)] = rng.normal(size=count)
+    expected = coefficients @ (matrix / np.linalg.norm(matrix, axis=0)).T
+    np.testing.assert_allclose(dictionary.synthesize(coefficients), expected, atol=1e-5)
+    one_row = dictionary.synthesize(coefficients[1:2])
+    assert np.array_equal(one_row[0], dictionary.synthesize(coefficients)[1])
+
+
+def test_lipschitz_bounds_the_largest_eigenvalue_from_above():
+    from superposition_harness import Problem
+    from superposition_harness.dictionary import generated_dictionary
+    for kind in ("rademacher", "gaussian"):
+        dictionary = generated_dictionary(Problem(n=2048, k=4, dictionary=kind, seed=2), 150, 0)
+        exact = np.linalg.norm(dictionary.dense().astype(np.float64), 2) ** 2
+        assert exact <= dictionary.lipschitz() <= 1.06 * exact
+        assert dictionary.lipschitz() == dictionary.lipschitz()
