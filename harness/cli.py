@@ -18,9 +18,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .config import SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec, read_config, read_suite
+from .conformance import run_conformance
 from .decoder import Decoder, ParameterError, parse_params
 from .leaderboard import error_lines, leaderboard_table
 from .plugins import Registry, UnknownDecoder, load_registry
@@ -109,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="List decoders, the plugins that provide them, "
                                               "and plugins that failed to load.")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    check = commands.add_parser("check", help="run the decoder conformance suite",
+                                description="Check that decoders keep the contract every decoder must "
+                                            "keep (valid sets, determinism, batch independence, edge "
+                                            "cases). Exit status 1 if any check fails.")
+    check.add_argument("decoders", nargs="*", metavar="NAME[key=value,...]",
+                       help="decoders to check (default: every installed decoder)")
+    check.add_argument("--json", action="store_true", help="print the results as JSON")
 
     board = commands.add_parser("leaderboard", help="the best stored result per decoder and problem",
                                 description="Show the best record per (decoder, params, problem) "
@@ -273,6 +283,38 @@ def command_plugins(args: argparse.Namespace, out: Console, err: Console) -> int
     return 0
 
 
+def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
+    registry = load_registry()
+    sweep = Sweep(decoders=[parse_decoder_spec(text) for text in args.decoders],
+                  decoder_sets=[] if args.decoders else ["all"])
+    report = []
+    for decoder, entry in _decoders(sweep, registry):
+        results = run_conformance(decoder)
+        report.append((decoder, entry, results))
+    failed = sum(not r.passed for _, _, results in report for r in results)
+    if args.json:
+        document = [{"decoder": entry.name, "package": entry.package, "version": entry.version,
+                     "params": decoder.params,
+                     "checks": [{"name": r.name, "passed": r.passed, "detail": r.detail}
+                                for r in results]}
+                    for decoder, entry, results in report]
+        out.file.write(json.dumps(document, indent=2) + "\n")
+        return 1 if failed else 0
+    table = Table(title="Conformance", title_justify="left", header_style="bold")
+    for column in ("decoder", "package", "check", "result", "detail"):
+        table.add_column(column, style="cyan" if column == "decoder" else None)
+    for _, entry, results in report:
+        for i, result in enumerate(results):
+            table.add_row(entry.name if i == 0 else "", entry.package if i == 0 else "", result.name,
+                          Text("pass", style="green") if result.passed else Text("FAIL", style="bold red"),
+                          result.detail)
+        table.add_section()
+    out.print(table)
+    total = sum(len(results) for _, _, results in report)
+    err.print(f"{total - failed} of {total} checks passed", highlight=False)
+    return 1 if failed else 0
+
+
 def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) -> int:
     store = ResultStore(args.results)
     if not store.path.exists():
@@ -286,7 +328,8 @@ def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) ->
     return 0
 
 
-COMMANDS = {"run": command_run, "plugins": command_plugins, "leaderboard": command_leaderboard}
+COMMANDS = {"run": command_run, "plugins": command_plugins, "check": command_check,
+            "leaderboard": command_leaderboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,167 @@
+"""The decoder conformance suite: the contract every registered decoder must keep.
+
+Run it on any decoder, built-in or third-party, from the command line
+(``harness check NAME``) or from a test (``assert_conforms(MyDecoder())``). Each check
+decodes a few small batches and looks only at what the harness relies on: valid sets,
+determinism, independence from the batch, and graceful behaviour on edge cases. It
+does not judge how good a decoder is, except that it must read back a single codeword
+when the dictionary is nearly orthogonal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decoder import Decoder
+from .dictionary import Dictionary, MatrixDictionary, generated_dictionary
+from .problem import Problem, draw_noise, draw_subsets
+from .runner import DecoderFault, check_decoded
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one conformance check."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+class ConformanceError(AssertionError):
+    """A decoder that broke its contract; the message lists the failed checks."""
+
+
+@dataclass(frozen=True)
+class _Case:
+    dictionary: Dictionary
+    signals: np.ndarray
+    subsets: np.ndarray
+    k: int
+    noise: float = 0.0
+
+
+def _case(n: int, k: int, d: int, *, kind: str = "rademacher", noise: float = 0.0,
+          seed: int = 7, count: int = 8) -> _Case:
+    problem = Problem(n=n, k=k, dictionary=kind, noise=noise, seed=seed, subsets_per_draw=count)
+    dictionary = generated_dictionary(problem, d, draw=0)
+    subsets = draw_subsets(problem, 0)
+    noise_rows = draw_noise(problem, 0, d) if noise else None
+    return _Case(dictionary, dictionary.superpose(subsets, noise_rows, noise), subsets, k, noise)
+
+
+def _decode(decoder: Decoder, case: _Case, signals: np.ndarray | None = None) -> list[np.ndarray]:
+    batch = case.signals if signals is None else signals
+    copy = batch.copy()
+    output = decoder.decode(case.dictionary, batch, k=case.k, noise=case.noise)
+    if not np.array_equal(batch, copy):
+        raise DecoderFault("changed the signals it was given")
+    return check_decoded(output, batch.shape[0], case.dictionary.n)
+
+
+def _same(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    return len(first) == len(second) and all(
+        np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def _valid_output(decoder: Decoder) -> str:
+    sets = _decode(decoder, _case(256, 4, 64))
+    return f"{len(sets)} valid sets"
+
+
+def _deterministic(decoder: Decoder) -> str:
+    case = _case(256, 4, 48)
+    if not _same(_decode(decoder, case), _decode(decoder, case)):
+        raise DecoderFault("decoded the same batch differently on a second call")
+    return "the same sets twice"
+
+
+def _batch_independent(decoder: Decoder) -> str:
+    case = _case(256, 4, 40, count=12)
+    together = _decode(decoder, case)
+    alone = [s for row in case.signals for s in _decode(decoder, case, row[None, :])]
+    threes = [s for i in range(0, 12, 3) for s in _decode(decoder, case, case.signals[i:i + 3])]
+    if not _same(together, alone):
+        raise DecoderFault("decoded a signal differently alone than in a batch of 12")
+    if not _same(together, threes):
+        raise DecoderFault("decoded a signal differently in batches of 3 than in a batch of 12")
+    return "batches of 12, 3 and 1 agree"
+
+
+def _single_codeword(decoder: Decoder) -> str:
+    case = _case(128, 1, 128, count=16)
+    sets = _decode(decoder, case)
+    correct = sum(np.array_equal(s, t) for s, t in zip(sets, case.subsets, strict=True))
+    if correct < 15:
+        raise DecoderFault(f"read back only {correct} of 16 single codewords at d = N = 128")
+    return f"{correct} of 16 single codewords read back at d = N"
+
+
+def _fewer_dimensions_than_k(decoder: Decoder) -> str:
+    sets = _decode(decoder, _case(64, 8, 4))
+    return f"valid sets at d = 4 < k = 8 (sizes {sorted({s.size for s in sets})})"
+
+
+def _one_dimension(decoder: Decoder) -> str:
+    _decode(decoder, _case(32, 2, 1))
+    return "valid sets at d = 1"
+
+
+def _repeated_columns(decoder: Decoder) -> str:
+    rng = np.random.default_rng(11)
+    matrix = rng.choice([-1.0, 1.0], size=(24, 60))
+    matrix[:, 30:] = matrix[:, :30]  # every codeword appears twice
+    dictionary = MatrixDictionary(matrix)
+    subsets = np.sort(np.stack([rng.choice(60, 3, replace=False) for _ in range(6)]), axis=1)
+    case = _Case(dictionary, dictionary.superpose(subsets), subsets, 3)
+    sets = _decode(decoder, case)
+    if not _same(sets, _decode(decoder, case)):
+        raise DecoderFault("decoded a dictionary with repeated columns differently on a second call")
+    return "valid, repeatable sets with every codeword repeated"
+
+
+def _noisy(decoder: Decoder) -> str:
+    _decode(decoder, _case(256, 4, 64, noise=0.2))
+    return "valid sets at σ = 0.2"
+
+
+def _gaussian(decoder: Decoder) -> str:
+    _decode(decoder, _case(256, 4, 64, kind="gaussian"))
+    return "valid sets on a Gaussian dictionary"
+
+
+#: Every check, by name, in the order they run.
+CHECKS: dict[str, Callable[[Decoder], str]] = {
+    "valid output": _valid_output,
+    "deterministic": _deterministic,
+    "batch independent": _batch_independent,
+    "k = 1": _single_codeword,
+    "d < k": _fewer_dimensions_than_k,
+    "d = 1": _one_dimension,
+    "repeated columns": _repeated_columns,
+    "noise": _noisy,
+    "gaussian dictionary": _gaussian,
+}
+
+
+def run_conformance(decoder: Decoder) -> list[CheckResult]:
+    """Run every check on ``decoder``; a check that raises is a failed check."""
+    results = []
+    for name, check in CHECKS.items():
+        try:
+            results.append(CheckResult(name, True, check(decoder)))
+        except DecoderFault as fault:
+            results.append(CheckResult(name, False, f"decoder {decoder.name!r} {fault}"))
+        except Exception as exc:  # a failing plugin is a failed check, not a crash
+            results.append(CheckResult(name, False, f"raised {type(exc).__name__}: {exc}"))
+    return results
+
+
+def assert_conforms(decoder: Decoder) -> None:
+    """Raise :class:`ConformanceError` naming every failed check; for use in tests."""
+    failed = [r for r in run_conformance(decoder) if not r.passed]
+    if failed:
+        lines = "; ".join(f"{r.name}: {r.detail}" for r in failed)
+        raise ConformanceError(f"decoder {decoder.name!r} fails {len(failed)} check(s): {lines}")

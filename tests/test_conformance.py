@@ -1,0 +1,101 @@
+"""The conformance suite: every built-in passes it, and each check catches what it names."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from superposition_harness import Decoder, hookimpl
+from superposition_harness import cli as cli_module
+from superposition_harness.conformance import CHECKS, ConformanceError, assert_conforms, run_conformance
+from superposition_harness.plugins import load_registry
+
+BUILTINS = sorted(e.name for e in load_registry().decoders.values()
+                  if e.package == "superposition-harness")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_built_in_decoder_conforms(name):
+    assert_conforms(load_registry().get(name).cls())
+
+
+def make(label, body):
+    class Made(Decoder):
+        name = label
+        description = "A decoder made for one conformance test."
+
+        def decode(self, dictionary, signals, *, k, noise):
+            return body(dictionary, signals, k)
+    return Made()
+
+
+def top(dictionary, signals, k):
+    return np.argsort(-dictionary.correlate(signals), axis=1, kind="stable")[:, :k]
+
+
+def batch_dependent(dictionary, signals, k):
+    return top(dictionary, signals - signals.mean(axis=0), k)
+
+
+def random_guess(dictionary, signals, k):
+    return np.stack([np.random.default_rng().choice(dictionary.n, k, replace=False)
+                     for _ in signals])
+
+
+def mutating(dictionary, signals, k):
+    signals *= 2
+    return top(dictionary, signals, k)
+
+
+def fragile(dictionary, signals, k):
+    if dictionary.d < k:
+        raise ValueError("too few dimensions")
+    return top(dictionary, signals, k)
+
+
+def clueless(dictionary, signals, k):
+    return np.tile(np.arange(k), (signals.shape[0], 1))
+
+
+@pytest.mark.parametrize("body, check", [
+    (batch_dependent, "batch independent"),
+    (random_guess, "deterministic"),
+    (mutating, "valid output"),
+    (fragile, "d < k"),
+    (clueless, "k = 1"),
+])
+def test_each_check_catches_the_fault_it_names(body, check):
+    results = {r.name: r for r in run_conformance(make("faulty", body))}
+    assert set(results) == set(CHECKS)
+    assert not results[check].passed
+    assert "faulty" in results[check].detail or "raised" in results[check].detail
+
+
+def test_a_sound_decoder_passes_every_check():
+    assert all(r.passed for r in run_conformance(make("sound", top)))
+
+
+def test_assert_conforms_lists_the_failed_checks():
+    with pytest.raises(ConformanceError, match="fails .* check") as info:
+        assert_conforms(make("faulty", batch_dependent))
+    assert "batch independent" in str(info.value)
+
+
+class _FaultyPlugin:
+    __name__ = "faulty-plugin"
+
+    @hookimpl
+    def register_decoders(self, register):
+        register(type(make("faulty", batch_dependent)))
+
+
+def test_check_command_exits_0_on_built_ins_and_1_on_a_faulty_plugin(monkeypatch, capsys):
+    assert cli_module.main(["check", "topk", "mp"]) == 0
+    assert "18 of 18 checks passed" in capsys.readouterr().err
+    real = cli_module.load_registry
+    monkeypatch.setattr(cli_module, "load_registry", lambda: real(extra_plugins=[_FaultyPlugin()]))
+    assert cli_module.main(["check", "faulty", "--json"]) == 1
+    [report] = json.loads(capsys.readouterr().out)
+    failed = [c["name"] for c in report["checks"] if not c["passed"]]
+    assert "batch independent" in failed
