@@ -1,0 +1,832 @@
+"""Sparse-autoencoder weights and dictionary matrices read from files, without PyTorch (SPEC §1, §3)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, cast, get_args
+
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+Format = Literal["saelens", "sparsify", "gemmascope", "plain"]
+Activation = Literal["relu", "jumprelu", "topk"]
+
+#: The SAE file formats :func:`load_sae` reads, in the order detection tries them.
+FORMATS: tuple[str, ...] = get_args(Format)
+
+#: The encoder activations an :class:`SAEWeights` may have.
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
+#: A safetensors header longer than this is refused before it is read: real headers are
+#: kilobytes, and the length field of a corrupt or hostile file could ask for gigabytes.
+MAX_HEADER_BYTES = 100 * 2**20
+
+CONFIG_FILE = "cfg.json"
+SAELENS_WEIGHTS = "sae_weights.safetensors"
+SPARSIFY_WEIGHTS = "sae.safetensors"
+GEMMASCOPE_PARAMS = "params.npz"
+SIDECAR_SUFFIXES = (".toml", ".json")
+
+#: Bytes per element of every dtype of the safetensors specification, so that byte
+#: counts can be checked even for tensors that are never decoded.
+SAFETENSORS_DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}
+
+#: The safetensors dtypes that are decoded (to float32).
+SAFETENSORS_FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+
+# The NumPy type each decoded dtype is read as (bfloat16 as its raw 16 bits).
+_STORED_AS = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "BF16": "<u2"}
+
+_SAELENS_ARCHITECTURES = ("standard", "jumprelu", "topk")
+_SAELENS_ACTIVATION_FNS = ("relu", "topk")
+_PLAIN_KEYS = ("activation", "k", "apply_b_dec_to_input")
+_EXPECTED_FILES = (
+    f"{CONFIG_FILE} with {SAELENS_WEIGHTS} (SAELens), {CONFIG_FILE} with {SPARSIFY_WEIGHTS} "
+    f"(sparsify), {GEMMASCOPE_PARAMS} (Gemma Scope), or a .npz or .safetensors file with a "
+    "<file>.toml or <file>.json sidecar (plain)"
+)
+
+
+class WeightsError(ValueError):
+    """A weights or matrix file that cannot be used; the message is one sentence naming the file."""
+
+
+def _error(path: Path | str, problem: str) -> WeightsError:
+    # Messages embed paths and library messages: keep them on one line, ending in one period.
+    text = f"{path}: {problem}".replace("\r", " ").replace("\n", " ").rstrip()
+    return WeightsError(text if text.endswith(".") else text + ".")
+
+
+def _reason(exc: BaseException) -> str:
+    """A library's exception message, fit to quote in parentheses inside a sentence."""
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
+def _names(names: Iterable[str], limit: int = 12) -> str:
+    listed = sorted(names)
+    if not listed:
+        return "nothing"
+    more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
+    return ", ".join(listed[:limit]) + more
+
+
+# ----------------------------------------------------------------------- the weights
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class SAEWeights:
+    """The encoder and decoder of a sparse autoencoder, as float32 arrays.
+
+    The encoder the ``sae`` decoder applies (SPEC §3) is
+    ``pre = (x − b_dec · apply_b_dec_to_input) @ W_enc + b_enc`` followed by the
+    activation: ``relu``; ``jumprelu`` (``relu(pre)`` where ``pre > threshold``, else 0);
+    or ``topk`` (the ``k`` largest entries of ``pre``, ReLU applied to them, as SAELens
+    and sparsify do). ``W_dec`` holds one codeword per row. The arrays are read-only
+    views; ``path`` is the directory (SAELens, sparsify) or file (Gemma Scope, plain)
+    the weights were read from.
+    """
+
+    W_enc: np.ndarray
+    b_enc: np.ndarray
+    W_dec: np.ndarray
+    b_dec: np.ndarray
+    threshold: np.ndarray | None
+    activation: Activation
+    k: int | None
+    apply_b_dec_to_input: bool
+    format: Format
+    path: Path
+
+    def __post_init__(self) -> None:
+        set_field = object.__setattr__  # the dataclass is frozen; normalise once, here
+        set_field(self, "path", Path(self.path))
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+            value = getattr(self, name)
+            if value is not None:
+                set_field(self, name, _read_only(np.asarray(value)))
+        self._validate()
+        set_field(self, "apply_b_dec_to_input", bool(self.apply_b_dec_to_input))
+        if self.k is not None:
+            set_field(self, "k", int(self.k))
+
+    @property
+    def d_in(self) -> int:
+        """The input dimension (the dimension ``d`` of the codewords)."""
+        return int(self.b_dec.shape[0])
+
+    @property
+    def d_sae(self) -> int:
+        """The number of latents (the number ``N`` of codewords)."""
+        return int(self.b_enc.shape[0])
+
+    def decoder_matrix(self) -> np.ndarray:
+        """The decoder as a dictionary: ``W_dec`` transposed to ``(d_in, d_sae)``, float32, not normalised."""
+        return np.ascontiguousarray(self.W_dec.T)
+
+    def __repr__(self) -> str:
+        k = f", k={self.k}" if self.k is not None else ""
+        return (f"SAEWeights(format={self.format!r}, d_in={self.d_in}, d_sae={self.d_sae}, "
+                f"activation={self.activation!r}{k}, apply_b_dec_to_input={self.apply_b_dec_to_input}, "
+                f"path={str(self.path)!r})")
+
+    def _validate(self) -> None:
+        path = self.path
+        if self.format not in FORMATS:
+            raise _error(path, f"format {self.format!r} is not one of {', '.join(FORMATS)}")
+        if self.activation not in ACTIVATIONS:
+            raise _error(path, f"activation {self.activation!r} is not supported "
+                               f"(supported: {', '.join(ACTIVATIONS)})")
+        for name in ("b_enc", "b_dec"):
+            if getattr(self, name).ndim != 1:
+                raise _error(path, f"{name} has shape {getattr(self, name).shape}, expected a vector")
+        d_in, d_sae = self.d_in, self.d_sae
+        expected = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "threshold": (d_sae,)}
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None and value.shape != shape:
+                raise _error(path, f"{name} has shape {value.shape}, expected {shape} "
+                                   f"(d_in = {d_in}, d_sae = {d_sae})")
+        if d_in < 1 or d_sae < 1:
+            raise _error(path, f"the SAE is empty (d_in = {d_in}, d_sae = {d_sae})")
+        if (self.threshold is None) != (self.activation != "jumprelu"):
+            raise _error(path, "threshold must be given exactly when the activation is jumprelu "
+                               f"(activation {self.activation!r})")
+        if self.activation == "topk":
+            if not _is_int(self.k) or not 1 <= cast(int, self.k) <= d_sae:
+                raise _error(path, f"k must be an integer from 1 to d_sae = {d_sae} for a topk SAE, "
+                                   f"not {self.k!r}")
+        elif self.k is not None:
+            raise _error(path, f"k is given but the activation is {self.activation}, not topk")
+        if not isinstance(self.apply_b_dec_to_input, (bool, np.bool_)):
+            raise _error(path, "apply_b_dec_to_input must be true or false, "
+                               f"not {self.apply_b_dec_to_input!r}")
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_finite(path, name, value)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    # A view, so that the caller's own array stays writeable and nothing is copied
+    # when it is already float32 and C-contiguous (the loaders' arrays are).
+    view = np.ascontiguousarray(array, dtype=np.float32).view()
+    view.flags.writeable = False
+    return view
+
+
+#: Values are checked in chunks of this many, so that a check never doubles the memory of a big SAE.
+_CHECK_CHUNK = 1 << 22
+
+
+def _check_finite(path: Path, name: str, array: np.ndarray) -> None:
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, _CHECK_CHUNK):
+        finite = np.isfinite(flat[start:start + _CHECK_CHUNK])
+        if not finite.all():
+            where = np.unravel_index(start + int(np.argmin(finite)), array.shape)
+            at = int(where[0]) if len(where) == 1 else tuple(int(i) for i in where)
+            raise _error(path, f"{name} contains NaN or infinite values (the first at index {at})")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+# ------------------------------------------------------------------ safetensors
+
+
+@dataclass(frozen=True)
+class _TensorEntry:
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int  # absolute byte offsets in the file
+    end: int
+
+
+def _safetensors_index(path: Path, handle: io.BufferedReader) -> dict[str, _TensorEntry]:
+    """The validated header of an open safetensors file: tensor name → entry."""
+    size = os.fstat(handle.fileno()).st_size
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise _error(path, f"file is truncated: it has {size} bytes, fewer than the 8-byte header length "
+                           "that starts a safetensors file")
+    header_length = int.from_bytes(prefix, "little")
+    # Checked before anything is read, so that a corrupt length never becomes an allocation.
+    if header_length > MAX_HEADER_BYTES:
+        raise _error(path, f"header length {header_length} bytes exceeds the {MAX_HEADER_BYTES} bytes "
+                           "allowed (the file is corrupt or not a safetensors file)")
+    if 8 + header_length > size:
+        raise _error(path, f"file is truncated: its header length is {header_length} bytes but only "
+                           f"{size - 8} bytes follow the length field")
+    try:
+        header = json.loads(handle.read(header_length).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _error(path, f"header is not valid JSON ({_reason(exc)})") from None
+    if not isinstance(header, dict):
+        raise _error(path, f"header must be a JSON object, not {type(header).__name__}")
+    data_start = 8 + header_length
+    data_length = size - data_start
+    entries: dict[str, _TensorEntry] = {}
+    for key, spec in header.items():
+        if key == "__metadata__":
+            continue
+        entries[key] = _tensor_entry(path, key, spec, data_start, data_length)
+    spans = sorted((entry.begin, entry.end, key) for key, entry in entries.items() if entry.end > entry.begin)
+    for (_, end0, key0), (begin1, _, key1) in zip(spans, spans[1:], strict=False):
+        if begin1 < end0:
+            raise _error(path, f"tensors {key0!r} and {key1!r} overlap in the data buffer")
+    return entries
+
+
+def _tensor_entry(path: Path, key: str, spec: Any, data_start: int, data_length: int) -> _TensorEntry:
+    if not isinstance(spec, dict):
+        raise _error(path, f"tensor {key!r} has no valid description in the header")
+    dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise _error(path, f"tensor {key!r} has no valid dtype in the header")
+    if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
+        raise _error(path, f"tensor {key!r} has an invalid shape {shape!r} in the header")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) and o >= 0 for o in offsets)
+            or offsets[0] > offsets[1]):
+        raise _error(path, f"tensor {key!r} has invalid data_offsets {offsets!r} in the header")
+    begin, end = offsets
+    if end > data_length:
+        raise _error(path, f"tensor {key!r} has data_offsets [{begin}, {end}] beyond the end of the "
+                           f"{data_length}-byte data buffer (the file is truncated or its offsets are wrong)")
+    itemsize = SAFETENSORS_DTYPE_SIZES.get(dtype)
+    # Unknown dtypes cannot be size-checked; they are refused only if they are read.
+    if itemsize is not None and end - begin != math.prod(shape) * itemsize:
+        raise _error(path, f"tensor {key!r} holds {end - begin} bytes but its shape {tuple(shape)} and dtype "
+                           f"{dtype} need {math.prod(shape) * itemsize}")
+    return _TensorEntry(dtype, tuple(shape), data_start + begin, data_start + end)
+
+
+def _decode_tensor(path: Path, handle: io.BufferedReader, key: str, entry: _TensorEntry) -> np.ndarray:
+    if entry.dtype not in SAFETENSORS_FLOAT_DTYPES:
+        raise _error(path, f"tensor {key!r} has dtype {entry.dtype}, which is not supported "
+                           f"(supported: {', '.join(SAFETENSORS_FLOAT_DTYPES)})")
+    # Read into a bytearray that the array then shares, so that F32 needs no second copy.
+    data = bytearray(entry.end - entry.begin)
+    handle.seek(entry.begin)
+    if handle.readinto(data) != len(data):
+        raise _error(path, f"file is truncated: tensor {key!r} could not be read in full")
+    stored = np.frombuffer(data, dtype=_STORED_AS[entry.dtype])  # shares the bytearray, writeable
+    if entry.dtype == "BF16":
+        # bfloat16 is the upper half of a float32: widening the bits is exact.
+        values = (stored.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    else:
+        with np.errstate(over="ignore"):  # F64 beyond float32's range becomes inf, refused later
+            values = stored.astype(np.float32, copy=False)
+    return values.reshape(entry.shape)
+
+
+def read_safetensors(path: str | os.PathLike[str],
+                     keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file (all, or those named in ``keys``) as float32 arrays.
+
+    F32, F16, BF16 and F64 are decoded from the raw little-endian bytes; the header
+    is validated first (its length, its JSON, every tensor's offsets and byte count,
+    no overlaps). Values are not checked for NaN or infinity here.
+    """
+    with _Arrays(Path(path), kind=".safetensors") as arrays:
+        return {key: arrays.read(key) for key in (arrays.names if keys is None else keys)}
+
+
+# -------------------------------------------------------- array containers
+
+
+class _Arrays:
+    """The named arrays of one ``.safetensors`` or ``.npz`` file, each read on demand as float32."""
+
+    def __init__(self, path: Path, kind: str | None = None) -> None:
+        self.path = path
+        self._handle: io.BufferedReader | None = None
+        self._npz: Any = None
+        self._index: dict[str, _TensorEntry] = {}
+        if not path.is_file():
+            raise _error(path, "file not found")
+        kind = kind or path.suffix.lower()
+        if kind == ".safetensors":
+            self._open_safetensors()
+        elif kind == ".npz":
+            self._open_npz()
+        else:
+            raise _error(path, f"file type {path.suffix or '(none)'} is not supported "
+                               "(expected .npz or .safetensors)")
+
+    def _open_safetensors(self) -> None:
+        self._handle = _open_binary(self.path)
+        try:
+            self._index = _safetensors_index(self.path, self._handle)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_npz(self) -> None:
+        # The file is opened here, not by np.load, which leaks its handle when an archive is corrupt.
+        self._handle = _open_binary(self.path)
+        try:
+            # allow_pickle=False: an archive holding pickled objects is refused, never unpickled.
+            loaded = np.load(self._handle, allow_pickle=False)
+        except Exception as exc:  # NumPy and zipfile raise many types for corrupt archives
+            self.close()
+            raise _error(self.path, f"file cannot be read as an .npz archive ({_reason(exc)})") from None
+        if not hasattr(loaded, "files"):
+            self.close()
+            raise _error(self.path, "file is a single .npy array, not an .npz archive")
+        self._npz = loaded
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the arrays the file holds."""
+        return list(self._npz.files) if self._npz is not None else list(self._index)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.names
+
+    def read(self, key: str) -> np.ndarray:
+        """The array ``key`` as float32; WeightsError if it is missing or cannot be decoded."""
+        if key not in self.names:
+            raise _error(self.path, f"key {key!r} is missing (the file holds: {_names(self.names)})")
+        if self._npz is None:
+            assert self._handle is not None
+            return _decode_tensor(self.path, self._handle, key, self._index[key])
+        try:
+            array = self._npz[key]
+        except Exception as exc:  # a truncated member, a pickled object array, a bad header
+            raise _error(self.path, f"array {key!r} cannot be read ({_reason(exc)})") from None
+        return _as_float32(self.path, key, array)
+
+    def close(self) -> None:
+        if self._npz is not None:
+            self._npz.close()
+        if self._handle is not None:
+            self._handle.close()
+
+    def __enter__(self) -> _Arrays:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+def _as_float32(path: Path, key: str, array: np.ndarray) -> np.ndarray:
+    # Only real numbers make weights; structured or void dtypes (e.g. a bfloat16 that
+    # an extension type wrote into an .npz) are refused rather than reinterpreted.
+    if array.dtype.kind not in "fiu":
+        raise _error(path, f"array {key!r} has dtype {array.dtype}, which is not supported "
+                           "(supported: floating-point and integer arrays)")
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused later
+        return np.asarray(array, dtype=np.float32)
+
+
+def _open_binary(path: Path) -> io.BufferedReader:
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the callers close it
+    except OSError as exc:
+        raise _error(path, f"file cannot be read ({_reason(exc)})") from None
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    with _open_binary(path) as handle:
+        try:
+            loaded = np.load(handle, allow_pickle=False)
+        except Exception as exc:  # NumPy raises several types for a corrupt or pickled file
+            raise _error(path, f"file cannot be read as a .npy array ({_reason(exc)})") from None
+        if not isinstance(loaded, np.ndarray):
+            loaded.close()
+            raise _error(path, "file is an .npz archive, not a single .npy array (rename it to .npz)")
+    return _as_float32(path, "array", loaded)
+
+
+# ---------------------------------------------------------------- config files
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise _error(path, f"file is not valid JSON ({exc.msg} at {where})") from None
+    if not isinstance(value, dict):
+        raise _error(path, f"file must hold a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _error(path, f"file is not valid TOML ({_reason(exc)})") from None
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise _error(path, "file not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _error(path, f"file cannot be read as UTF-8 text ({_reason(exc)})") from None
+
+
+def _bool_field(path: Path, config: dict[str, Any], name: str, default: bool | None) -> bool:
+    if name not in config:
+        if default is None:
+            raise _error(path, f"{name} is missing (it must be true or false)")
+        return default
+    value = config[name]
+    if not isinstance(value, bool):
+        raise _error(path, f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def _int_field(path: Path, name: str, value: Any) -> int:
+    # JSON writers sometimes store integers as floats (32.0); anything else is refused.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not _is_int(value) or value < 1:
+        raise _error(path, f"{name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def _check_size(path: Path, config: dict[str, Any], name: str, actual: int, source: str) -> None:
+    if name in config and config[name] is not None and config[name] != 0:
+        declared = _int_field(path, name, config[name])
+        if declared != actual:
+            raise _error(path, f"{name} is {declared} but {source} has {actual} entries")
+
+
+# --------------------------------------------------------------- detection
+
+
+def _sidecar(path: Path) -> Path | None:
+    """The plain format's sidecar of ``path`` (``<file>.toml`` or ``<file>.json``), if there is one."""
+    found = [Path(f"{path}{suffix}") for suffix in SIDECAR_SUFFIXES if Path(f"{path}{suffix}").is_file()]
+    if len(found) > 1:
+        raise _error(path, f"has two sidecars, {found[0].name} and {found[1].name}; keep one")
+    return found[0] if found else None
+
+
+def detect_format(path: str | os.PathLike[str]) -> Format:
+    """The SAE format of ``path``, from its file names and structure alone.
+
+    A directory holding ``cfg.json`` and ``sae_weights.safetensors`` is SAELens;
+    ``cfg.json`` and ``sae.safetensors`` is sparsify; ``params.npz`` is Gemma Scope.
+    A file with a ``<file>.toml`` or ``<file>.json`` sidecar is plain; a file named
+    ``params.npz`` is Gemma Scope; ``cfg.json`` or a weights file of a SAELens or
+    sparsify directory stands for its directory.
+    """
+    target = Path(path)
+    if target.is_dir():
+        has_config = (target / CONFIG_FILE).is_file()
+        found: list[Format] = []
+        if has_config and (target / SAELENS_WEIGHTS).is_file():
+            found.append("saelens")
+        if has_config and (target / SPARSIFY_WEIGHTS).is_file():
+            found.append("sparsify")
+        if (target / GEMMASCOPE_PARAMS).is_file():
+            found.append("gemmascope")
+        if len(found) > 1:
+            raise _error(target, f"directory holds the files of several formats ({', '.join(found)}); "
+                                 "pass format= to choose one")
+        if not found:
+            raise _error(target, f"directory holds no SAE weights (expected {_EXPECTED_FILES})")
+        return found[0]
+    if not target.exists():
+        raise _error(target, "file not found")
+    if _sidecar(target) is not None:
+        return "plain"
+    if target.name == GEMMASCOPE_PARAMS:
+        return "gemmascope"
+    if target.name in (CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS):
+        return detect_format(target.parent)
+    raise _error(target, f"file is not a recognised SAE file (expected {_EXPECTED_FILES})")
+
+
+# --------------------------------------------------------------- the loaders
+
+
+def load_sae(path: str | os.PathLike[str], format: Format | None = None) -> SAEWeights:
+    """Read a sparse autoencoder's weights from a SAELens, sparsify, Gemma Scope or plain file.
+
+    ``format`` forces the format; by default it is detected (:func:`detect_format`).
+    Matrices stored in the transposed layout are transposed back when the sizes
+    (``d_in`` from ``b_dec``, ``d_sae`` from ``b_enc``) tell; other shapes are refused.
+    Every problem with the file raises :class:`WeightsError` with one sentence naming
+    the file, the key and the problem (docs/weights.md lists them).
+    """
+    target = Path(path)
+    if format is None:
+        format = detect_format(target)
+    elif format not in FORMATS:
+        raise _error(target, f"format {format!r} is not supported (supported: {', '.join(FORMATS)})")
+    if format in ("saelens", "sparsify"):
+        directory = target if target.is_dir() else target.parent
+        return _load_saelens(directory) if format == "saelens" else _load_sparsify(directory)
+    if format == "gemmascope":
+        return _load_gemmascope(target / GEMMASCOPE_PARAMS if target.is_dir() else target)
+    return _load_plain(target)
+
+
+def _layout(path: Path, name: str, array: np.ndarray, rows: int, cols: int, labels: tuple[str, str],
+            stored_transposed: bool = False) -> np.ndarray:
+    """``array`` as a ``(rows, cols)`` matrix.
+
+    The format documents it stored as ``(rows, cols)``, or as ``(cols, rows)`` when
+    ``stored_transposed``. The other layout is recognised, and undone, only where its
+    shape differs, i.e. when ``rows != cols``; a square matrix is taken as documented.
+    """
+    documented, other = ((cols, rows), (rows, cols)) if stored_transposed else ((rows, cols), (cols, rows))
+    if array.shape == documented:
+        return array.T if stored_transposed else array
+    if array.shape == other:
+        return array if stored_transposed else array.T
+    want = f"({labels[1]}, {labels[0]})" if stored_transposed else f"({labels[0]}, {labels[1]})"
+    raise _error(path, f"{name} has shape {array.shape}, expected {want} = {documented} or its transpose")
+
+
+def _vector(path: Path, name: str, array: np.ndarray, label: str, length: int | None = None) -> np.ndarray:
+    if array.ndim != 1 or (length is not None and array.shape[0] != length):
+        want = f"({length},)" if length is not None else "a vector"
+        raise _error(path, f"{name} has shape {array.shape}, expected ({label},) = {want}")
+    return array
+
+
+def _read_all(arrays: _Arrays,
+              names: Mapping[str, tuple[str, ...]]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each wanted array, read under the first of its accepted names the file holds, and that name."""
+    out, keys = {}, {}
+    for wanted, aliases in names.items():
+        keys[wanted] = next((alias for alias in aliases if alias in arrays), aliases[0])
+        out[wanted] = arrays.read(keys[wanted])
+    return out, keys
+
+
+def _assemble(path: Path, raw: dict[str, np.ndarray], keys: dict[str, str], *, encoder_transposed: bool,
+              ) -> dict[str, np.ndarray]:
+    """Orient the four SAE tensors: sizes come from the biases, layouts from the shapes."""
+    for name, values in raw.items():  # here, where the file that holds them is known
+        _check_finite(path, keys[name], values)
+    b_dec = _vector(path, keys["b_dec"], raw["b_dec"], "d_in")
+    b_enc = _vector(path, keys["b_enc"], raw["b_enc"], "d_sae")
+    d_in, d_sae = b_dec.shape[0], b_enc.shape[0]
+    out = {
+        "W_enc": _layout(path, keys["W_enc"], raw["W_enc"], d_in, d_sae, ("d_in", "d_sae"),
+                         stored_transposed=encoder_transposed),
+        "W_dec": _layout(path, keys["W_dec"], raw["W_dec"], d_sae, d_in, ("d_sae", "d_in")),
+        "b_enc": b_enc,
+        "b_dec": b_dec,
+    }
+    if "threshold" in raw:
+        out["threshold"] = _vector(path, keys["threshold"], raw["threshold"], "d_sae", d_sae)
+    return out
+
+
+def _require_files(*paths: Path) -> None:
+    # Both files are looked for first, so that a forced format names what is missing.
+    for path in paths:
+        if not path.is_file():
+            raise _error(path, "file not found")
+
+
+def _check_normalisation(path: Path, value: Any) -> None:
+    # Pre-6.0 configs store a bool (false = none); anything that rescales the input by a
+    # statistic of the training data (not stored in the file) cannot be reproduced.
+    if value in (None, False, "none"):
+        return
+    shown = "true (expected_average_only_in)" if value is True else repr(value)
+    raise _error(path, f"normalize_activations {shown} is not supported (supported: none)")
+
+
+def _saelens_activation(path: Path, config: dict[str, Any]) -> tuple[Activation, int | None]:
+    architecture = config.get("architecture", "standard")
+    if architecture not in _SAELENS_ARCHITECTURES:
+        raise _error(path, f"architecture {architecture!r} is not supported "
+                           f"(supported: {', '.join(_SAELENS_ARCHITECTURES)})")
+    if architecture == "jumprelu":
+        return "jumprelu", None
+    if architecture == "standard":
+        # Before SAELens 6.0 a TopK SAE was a "standard" one with activation_fn_str "topk".
+        function = config.get("activation_fn_str", config.get("activation_fn")) or "relu"
+        field_name = "activation_fn_str" if "activation_fn_str" in config else "activation_fn"
+        if function not in _SAELENS_ACTIVATION_FNS:
+            raise _error(path, f"{field_name} {function!r} is not supported "
+                               f"(supported: {', '.join(_SAELENS_ACTIVATION_FNS)})")
+        if function == "relu":
+            return "relu", None
+    kwargs = config.get("activation_fn_kwargs") or {}
+    k = config.get("k", kwargs.get("k") if isinstance(kwargs, dict) else None)
+    if k is None:
+        raise _error(path, "k is missing (a topk SAE needs k, or activation_fn_kwargs.k before SAELens 6.0)")
+    return "topk", _int_field(path, "k", k)
+
+
+def _load_saelens(directory: Path) -> SAEWeights:
+    config_path, weights_path = directory / CONFIG_FILE, directory / SAELENS_WEIGHTS
+    _require_files(config_path, weights_path)
+    config = _read_json_object(config_path)
+    activation, k = _saelens_activation(config_path, config)
+    _check_normalisation(config_path, config.get("normalize_activations"))
+    apply_b_dec = _bool_field(config_path, config, "apply_b_dec_to_input", default=True)
+    rescale = _bool_field(config_path, config, "rescale_acts_by_decoder_norm", default=False)
+    if rescale and activation == "jumprelu":
+        raise _error(config_path, "rescale_acts_by_decoder_norm true is not supported for a jumprelu SAE")
+    names = {name: (name,) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    if activation == "jumprelu":
+        names["threshold"] = ("threshold",)
+    with _Arrays(weights_path) as arrays:
+        raw, keys = _read_all(arrays, names)
+        scaling = arrays.read("scaling_factor") if "scaling_factor" in arrays else None
+    tensors = _assemble(weights_path, raw, keys, encoder_transposed=False)
+    _check_size(config_path, config, "d_in", tensors["b_dec"].shape[0], f"b_dec in {SAELENS_WEIGHTS}")
+    _check_size(config_path, config, "d_sae", tensors["b_enc"].shape[0], f"b_enc in {SAELENS_WEIGHTS}")
+    if scaling is not None:
+        _fold_scaling_factor(config_path, weights_path, config, tensors, scaling)
+    if rescale:
+        _fold_decoder_norms(weights_path, tensors)
+    threshold = tensors.pop("threshold", None)
+    return SAEWeights(**tensors, threshold=threshold, activation=activation, k=k,
+                      apply_b_dec_to_input=apply_b_dec, format="saelens", path=directory)
+
+
+def _fold_scaling_factor(config_path: Path, weights_path: Path, config: dict[str, Any],
+                         tensors: dict[str, np.ndarray], scaling: np.ndarray) -> None:
+    # Older SAELens files may carry a per-latent factor that decode() applies to the
+    # latents before W_dec; folded into W_dec's rows, the decoder is the same linear map.
+    scaling = _vector(weights_path, "scaling_factor", scaling, "d_sae", tensors["b_enc"].shape[0])
+    if np.all(scaling == 1.0):
+        return
+    if not config.get("finetuning_scaling_factor", False):
+        raise _error(config_path, "finetuning_scaling_factor is false but the weights hold a scaling_factor "
+                                  "other than 1")
+    tensors["W_dec"] = tensors["W_dec"] * scaling[:, None]
+
+
+def _fold_decoder_norms(weights_path: Path, tensors: dict[str, np.ndarray]) -> None:
+    # rescale_acts_by_decoder_norm multiplies the pre-activations by ‖W_dec row‖ and
+    # divides the latents by it before decoding; folding the norms into W_enc and b_enc
+    # (and normalising W_dec) gives the same latents and the same reconstruction.
+    norms = np.linalg.norm(tensors["W_dec"].astype(np.float64), axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise _error(weights_path, f"W_dec row {int(zero[0])} is zero, so rescale_acts_by_decoder_norm "
+                                   "cannot be applied")
+    tensors["W_enc"] = (tensors["W_enc"] * norms[None, :]).astype(np.float32)
+    tensors["b_enc"] = (tensors["b_enc"] * norms).astype(np.float32)
+    tensors["W_dec"] = (tensors["W_dec"] / norms[:, None]).astype(np.float32)
+
+
+def _load_sparsify(directory: Path) -> SAEWeights:
+    config_path, weights_path = directory / CONFIG_FILE, directory / SPARSIFY_WEIGHTS
+    _require_files(config_path, weights_path)
+    config = _read_json_object(config_path)
+    activation = config.get("activation", "topk")
+    if activation != "topk":
+        raise _error(config_path, f"activation {activation!r} is not supported (supported: topk)")
+    if config.get("transcode", False):
+        raise _error(config_path, "transcode true is not supported "
+                                  "(a transcoder does not reconstruct its input)")
+    if "k" not in config:
+        raise _error(config_path, "k is missing (a sparsify SAE keeps its k largest latents)")
+    k = _int_field(config_path, "k", config["k"])
+    names = {"W_enc": ("encoder.weight",), "b_enc": ("encoder.bias",), "W_dec": ("W_dec",),
+             "b_dec": ("b_dec",)}
+    with _Arrays(weights_path) as arrays:
+        raw, keys = _read_all(arrays, names)
+    # sparsify stores its encoder as a torch Linear weight, (d_sae, d_in).
+    tensors = _assemble(weights_path, raw, keys, encoder_transposed=True)
+    d_in, d_sae = tensors["b_dec"].shape[0], tensors["b_enc"].shape[0]
+    _check_size(config_path, config, "d_in", d_in, f"b_dec in {SPARSIFY_WEIGHTS}")
+    _check_size(config_path, config, "num_latents", d_sae, f"encoder.bias in {SPARSIFY_WEIGHTS}")
+    # sparsify subtracts b_dec from the input before encoding (SparseCoder.encode).
+    return SAEWeights(**tensors, threshold=None, activation="topk", k=k, apply_b_dec_to_input=True,
+                      format="sparsify", path=directory)
+
+
+def _load_gemmascope(params: Path) -> SAEWeights:
+    # SAELens's converter also accepts lower-case "w_enc"/"w_dec" keys.
+    names = {"W_enc": ("W_enc", "w_enc"), "b_enc": ("b_enc",), "W_dec": ("W_dec", "w_dec"),
+             "b_dec": ("b_dec",), "threshold": ("threshold",)}
+    with _Arrays(params) as arrays:
+        raw, keys = _read_all(arrays, names)
+    tensors = _assemble(params, raw, keys, encoder_transposed=False)
+    # Gemma Scope's JumpReLU encoder does not subtract b_dec from its input.
+    return SAEWeights(**tensors, activation="jumprelu", k=None, apply_b_dec_to_input=False,
+                      format="gemmascope", path=params)
+
+
+def _load_plain(weights_path: Path) -> SAEWeights:
+    if weights_path.is_dir():
+        raise _error(weights_path, "is a directory, but a plain SAE is a .npz or .safetensors file "
+                                   "with a <file>.toml or <file>.json sidecar")
+    sidecar = _sidecar(weights_path)
+    if sidecar is None:
+        raise _error(weights_path, f"sidecar not found (expected {weights_path.name}.toml or "
+                                   f"{weights_path.name}.json next to it)")
+    config = _read_toml(sidecar) if sidecar.suffix == ".toml" else _read_json_object(sidecar)
+    unknown = sorted(set(config) - set(_PLAIN_KEYS))
+    if unknown:
+        raise _error(sidecar, f"key {unknown[0]!r} is not known (known keys: {', '.join(_PLAIN_KEYS)})")
+    if "activation" not in config:
+        raise _error(sidecar, f"activation is missing (one of {', '.join(ACTIVATIONS)})")
+    activation = config["activation"]
+    if activation not in ACTIVATIONS:
+        raise _error(sidecar, f"activation {activation!r} is not supported "
+                              f"(supported: {', '.join(ACTIVATIONS)})")
+    apply_b_dec = _bool_field(sidecar, config, "apply_b_dec_to_input", default=None)
+    k: int | None = None
+    if activation == "topk":
+        if "k" not in config:
+            raise _error(sidecar, "k is missing (a topk SAE needs it)")
+        k = _int_field(sidecar, "k", config["k"])
+    elif "k" in config:
+        raise _error(sidecar, f"k is given but activation is {activation}, not topk")
+    names = {name: (name,) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    with _Arrays(weights_path) as arrays:
+        if activation == "jumprelu":
+            names["threshold"] = ("threshold",)
+        elif "threshold" in arrays:
+            raise _error(weights_path, "key 'threshold' is present but the sidecar's activation is "
+                                       f"{activation}, not jumprelu")
+        raw, keys = _read_all(arrays, names)
+    tensors = _assemble(weights_path, raw, keys, encoder_transposed=False)
+    threshold = tensors.pop("threshold", None)
+    return SAEWeights(**tensors, threshold=threshold, activation=activation, k=k,
+                      apply_b_dec_to_input=apply_b_dec, format="plain", path=weights_path)
+
+
+# ---------------------------------------------------------------- matrices
+
+
+def load_matrix(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray:
+    """A dictionary matrix ``F`` (``d × N``, float32) from a file, columns not normalised.
+
+    ``.npy``: the array. ``.npz`` and ``.safetensors``: the only array, or the one
+    named ``key``. An SAE (anything :func:`detect_format` recognises, when no ``key``
+    is given): its decoder, ``W_dec`` transposed to ``d_in × d_sae``. The matrix must
+    be 2-D and finite with no zero column; :class:`~superposition_harness.MatrixDictionary`
+    normalises the columns.
+    """
+    target = Path(path)
+    if not target.exists():
+        raise _error(target, "file not found")
+    if key is None and _looks_like_sae(target):
+        weights = load_sae(target)
+        return _check_matrix(weights.path, "W_dec", weights.decoder_matrix())
+    suffix = target.suffix.lower()
+    if suffix == ".npy":
+        if key is not None:
+            raise _error(target, f"key {key!r} does not apply: a .npy file holds a single array")
+        return _check_matrix(target, "array", _load_npy(target))
+    if suffix not in (".npz", ".safetensors"):
+        raise _error(target, f"file type {suffix or '(none)'} is not supported "
+                             "(expected .npy, .npz, .safetensors, or SAE weights)")
+    with _Arrays(target) as arrays:
+        if key is None:
+            if len(arrays.names) != 1:
+                raise _error(target, f"file holds {len(arrays.names)} arrays ({_names(arrays.names)}); "
+                                     "pass key to choose one")
+            key = arrays.names[0]
+        return _check_matrix(target, repr(key), arrays.read(key))
+
+
+def _looks_like_sae(path: Path) -> bool:
+    # Decided by names alone, so that a broken SAE gets load_sae's error, not a matrix's.
+    if path.is_dir() or path.name in (GEMMASCOPE_PARAMS, CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS):
+        return True
+    return any(Path(f"{path}{suffix}").is_file() for suffix in SIDECAR_SUFFIXES)
+
+
+def _check_matrix(path: Path, name: str, matrix: np.ndarray) -> np.ndarray:
+    if matrix.ndim != 2 or 0 in matrix.shape:
+        raise _error(path, f"{name} has shape {matrix.shape}, expected a non-empty 2-D matrix (d × N)")
+    step = max(1, _CHECK_CHUNK // matrix.shape[0])
+    for start in range(0, matrix.shape[1], step):
+        block = matrix[:, start:start + step]
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=0))
+        if bad.size:
+            raise _error(path, f"{name} column {start + int(bad[0])} contains NaN or infinite values")
+        zero = np.flatnonzero(~block.any(axis=0))
+        if zero.size:
+            raise _error(path, f"{name} column {start + int(zero[0])} is zero "
+                               "(a codeword needs a non-zero norm)")
+    return np.ascontiguousarray(matrix, dtype=np.float32)
