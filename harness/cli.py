@@ -24,15 +24,18 @@ from . import __version__
 from .config import SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec, read_config, read_suite
 from .conformance import run_conformance
 from .decoder import Decoder, ParameterError, parse_params
-from .leaderboard import error_lines, leaderboard_table
+from .dictionary import Dictionary, MatrixDictionary
+from .leaderboard import error_lines, gap_table, leaderboard_tables
 from .plugins import Registry, UnknownDecoder, load_registry
-from .problem import DICTIONARY_KINDS, ProblemError
+from .problem import FILE_DICTIONARY, Problem, ProblemError
 from .results import DEFAULT_STORE, ResultStore, StoreError, best_records, make_record, provenance
 from .runner import RunSettings, run_decoder
 from .search import SearchError, min_trials_to_pass
+from .weights import WeightsError, fingerprint, load_matrix
 
 BUILTIN_PACKAGE = "superposition-harness"
-USER_ERRORS = (ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder, StoreError)
+USER_ERRORS = (ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder, StoreError,
+               WeightsError)
 
 
 class UsageError(Exception):
@@ -83,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="number of features N (repeatable; default 4096)")
     run.add_argument("--k", type=_positive_int, action="append", metavar="K",
                      help="number of active features k (repeatable; default 16)")
-    run.add_argument("--dictionary", choices=DICTIONARY_KINDS,
-                     help="generated dictionary (default rademacher)")
+    run.add_argument("--dictionary", metavar="KIND|PATH",
+                     help="rademacher (default) or gaussian, or a dictionary file: a d × N matrix "
+                          "(.npy, .npz, .safetensors) or an SAE's weights (its decoder), which "
+                          "fixes d and makes k*(q) the score")
     run.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
     run.add_argument("--target", type=_number, metavar="Q", help="headline success rate q (default 0.95)")
     run.add_argument("--trials", type=_positive_int, metavar="T",
@@ -94,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="subsets decoded per dictionary draw (default 32; part of the problem)")
     run.add_argument("--d-max", type=_positive_int, metavar="D",
                      help="give up above this dimension (default 16 dims/bit + 64)")
+    run.add_argument("--k-max", type=_positive_int, metavar="K",
+                     help="fixed dictionaries: the largest k tried (default min(d, N − 1))")
     run.add_argument("--batch-size", type=_positive_int, metavar="B",
                      help="signals per decoder call (default 32; changes speed only)")
     run.add_argument("--threads", type=_positive_int, metavar="T",
@@ -106,6 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-store", action="store_true", help="do not append the records to the store")
     run.add_argument("--json", action="store_true",
                      help="print the run's records as JSON lines instead of the table")
+
+    gap = commands.add_parser("gap", help="an SAE's encoder against iterative decoders on its own "
+                                          "dictionary", description=(
+        "Run a sparse autoencoder's own encoder and the iterative decoders (topk, mp, omp, "
+        "amp-binary, as installed) on the SAE's decoder matrix, and show each one's k*(q), "
+        "bits/dim and ratio to the encoder: the amortisation gap."))
+    gap.add_argument("sae", metavar="SAE_PATH", help="the SAE's weight file or directory")
+    gap.add_argument("--format", choices=("saelens", "sparsify", "gemmascope", "plain"),
+                     help="the weight format (default: detected)")
+    gap.add_argument("--plugin", "-p", action="append", metavar="NAME[key=value,...]", default=[],
+                     help="decoders to compare instead of the default set (repeatable)")
+    gap.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
+    gap.add_argument("--target", type=_number, metavar="Q", help="headline success rate q (default 0.95)")
+    gap.add_argument("--trials", type=_positive_int, metavar="T",
+                     help="trials per probed k, at most (default 256)")
+    gap.add_argument("--seed", type=_non_negative_int, help="seed of every instance (default 0)")
+    gap.add_argument("--k-max", type=_positive_int, metavar="K",
+                     help="the largest k tried (default min(d, N − 1))")
+    gap.add_argument("--threads", type=_positive_int, metavar="T",
+                     help="BLAS and numba threads (default: all cores)")
+    gap.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
+                     help=f"results store directory (default ./{DEFAULT_STORE})")
+    gap.add_argument("--no-store", action="store_true", help="do not append the records to the store")
+    gap.add_argument("--json", action="store_true", help="print the records as JSON lines")
 
     plugins = commands.add_parser("plugins", help="list installed decoder plugins",
                                   description="List decoders, the plugins that provide them, "
@@ -132,18 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------ commands
 
 
-def _sweep(args: argparse.Namespace) -> Sweep:
+def _sweep(args: argparse.Namespace, dictionary: list[str] | None = None) -> Sweep:
     sweep = Sweep()
-    if args.suite:
+    option = vars(args).get
+    if option("suite"):
         apply_config(sweep, read_suite(args.suite), f"suite {args.suite!r}")
-    elif args.config:
+    elif option("config"):
         apply_config(sweep, read_config(args.config), args.config)
-    overrides = {"n": args.n, "k": args.k,
-                 "dictionary": [args.dictionary] if args.dictionary else None,
-                 "noise": [args.noise] if args.noise is not None else None,
-                 "seed": args.seed, "subsets_per_draw": args.subsets_per_draw,
-                 "target": args.target, "trials": args.trials, "d_max": args.d_max,
-                 "batch_size": args.batch_size}
+    overrides = {"n": option("n"), "k": option("k"),
+                 "dictionary": dictionary or ([args.dictionary] if option("dictionary") else None),
+                 "noise": [args.noise] if option("noise") is not None else None,
+                 "seed": option("seed"), "subsets_per_draw": option("subsets_per_draw"),
+                 "target": option("target"), "trials": option("trials"), "d_max": option("d_max"),
+                 "k_max": option("k_max"), "batch_size": option("batch_size")}
     for key, value in overrides.items():
         if value is not None:
             setattr(sweep, key, value)
@@ -158,8 +190,12 @@ def _sweep(args: argparse.Namespace) -> Sweep:
 def _decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, Any]]:
     chosen: list[tuple[Decoder, Any]] = []
     seen: set[str] = set()
+    # A decoder tied to particular dictionaries (any_dictionary = False, such as an SAE's
+    # encoder) needs its parameters, so it runs only when named.
     for which in sweep.decoder_sets:
         for name, entry in sorted(registry.decoders.items()):
+            if not entry.cls.any_dictionary:
+                continue
             if (which == "all" or entry.package == BUILTIN_PACKAGE) and name not in seen:
                 seen.add(name)
                 chosen.append((entry.cls(), entry))
@@ -181,31 +217,50 @@ def _limit_threads(threads: int | None) -> Any:
     return threadpool_limits(limits=threads)
 
 
-def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    sweep = _sweep(args)
-    settings = RunSettings(target=sweep.target, max_trials=sweep.trials,
-                           batch_size=sweep.batch_size, d_max=sweep.d_max)
+def _settings(sweep: Sweep, err: Console) -> RunSettings:
+    settings = RunSettings(target=sweep.target, max_trials=sweep.trials, batch_size=sweep.batch_size,
+                           d_max=sweep.d_max, k_max=sweep.k_max)
     settings.validate()
     needed = min_trials_to_pass(settings.target, settings.max_trials)
     if settings.max_trials < needed:
         err.print(f"[yellow]warning[/yellow] with at most {settings.max_trials} trials per dimension "
                   f"no dimension can show p ≥ {settings.target:g} with 95% confidence (that takes "
                   f"{needed}); the upper ends of the intervals will be unknown.", highlight=False)
-    problems = sweep.problems()
-    registry = load_registry()
-    decoders = _decoders(sweep, registry)
+    return settings
+
+
+def _fixed_problems(sweep: Sweep) -> list[tuple[Problem, Dictionary | None]]:
+    """The fixed-dictionary problems of the sweep, each with its loaded dictionary."""
+    out: list[tuple[Problem, Dictionary | None]] = []
+    for path in sweep.dictionary_files():
+        matrix = load_matrix(path)
+        dictionary = MatrixDictionary(matrix)
+        for noise in sweep.noise:
+            out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise,
+                                seed=sweep.seed, subsets_per_draw=sweep.subsets_per_draw,
+                                d=dictionary.d, dictionary_file=path,
+                                dictionary_sha256=fingerprint(path)), dictionary))
+    return out
+
+
+Job = tuple[Problem, "Dictionary | None", Decoder, Any]
+
+
+def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
+             err: Console) -> list[dict[str, Any]]:
+    """Run every job with a progress bar, storing each record as soon as it is made."""
     store = None if args.no_store else ResultStore(args.results)
-    limiter = _limit_threads(args.threads)
+    limiter = _limit_threads(getattr(args, "threads", None))
     records: list[dict[str, Any]] = []
-    jobs = [(p, d, e) for p in problems for d, e in decoders]
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
                       TimeElapsedColumn(), console=err, transient=False) as progress:
             overall = progress.add_task("runs", total=len(jobs), trials=0)
             total = {"trials": 0}
-            for problem, decoder, entry in jobs:
-                label = f"{entry.name} N={problem.n} k={problem.k}"
+            for problem, dictionary, decoder, entry in jobs:
+                label = (f"{entry.name} d={problem.d} N={problem.n}" if problem.fixed
+                         else f"{entry.name} N={problem.n} k={problem.k}")
                 task = progress.add_task(label, total=None, trials=0)
                 counter = {"trials": 0}
 
@@ -215,31 +270,71 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                     progress.update(task, trials=counter["trials"])
                     progress.update(overall, trials=total["trials"])
 
-                run = run_decoder(problem, decoder, settings, on_trials=advance)
+                run = run_decoder(problem, decoder, settings, on_trials=advance, dictionary=dictionary)
                 record = make_record(run, decoder_name=entry.name, plugin_package=entry.package,
                                      plugin_version=entry.version,
-                                     provenance=provenance(threads=args.threads,
+                                     provenance=provenance(threads=getattr(args, "threads", None),
                                                            batch_size=settings.batch_size))
                 if store is not None:
                     store.append(record)
                 records.append(record)
+                score = f"k*={record['k_star']}" if problem.fixed else f"d*={record['d_star']}"
                 progress.update(task, total=1, completed=1,
-                                description=f"{label} d*={record['d_star']}"
-                                if run.ok else f"{label} [red]error[/red]")
+                                description=f"{label} {score}" if run.ok else f"{label} [red]error[/red]")
                 progress.advance(overall)
     finally:
         if limiter is not None:
             limiter.unregister()
+    if store is not None and records:
+        err.print(f"records appended to {store.path}", highlight=False)
+    return records
+
+
+def _print_records(records: list[dict[str, Any]], args: argparse.Namespace, out: Console,
+                   err: Console, title: str) -> None:
     if args.json:
         for record in records:
             out.file.write(json.dumps(record, sort_keys=True) + "\n")
         out.file.flush()
-    else:
-        out.print(leaderboard_table(records, title="This run"))
-        for line in error_lines(records):
-            err.print(f"[red]error[/red] {line}", markup=True, highlight=False)
-        if store is not None:
-            err.print(f"records appended to {store.path}", highlight=False)
+        return
+    for table in leaderboard_tables(records, title=title):
+        out.print(table)
+    for line in error_lines(records):
+        err.print(f"[red]error[/red] {line}", markup=True, highlight=False)
+
+
+def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    sweep = _sweep(args)
+    settings = _settings(sweep, err)
+    problems: list[tuple[Problem, Dictionary | None]] = [(p, None) for p in sweep.problems()]
+    problems += _fixed_problems(sweep)
+    registry = load_registry()
+    decoders = _decoders(sweep, registry)
+    jobs: list[Job] = [(p, f, d, e) for p, f in problems for d, e in decoders]
+    records = _execute(jobs, settings, args, err)
+    _print_records(records, args, out, err, title="This run")
+    return 1 if any(r["status"] != "ok" for r in records) else 0
+
+
+GAP_DECODERS = ("topk", "mp", "omp", "amp-binary")
+
+
+def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
+    sweep = _sweep(args, dictionary=[args.sae])
+    if not args.plugin:
+        registry = load_registry()
+        weights = f"weights={args.sae}" + (f",format={args.format}" if args.format else "")
+        sweep.decoders = [parse_decoder_spec(f"sae[{weights}]")] + [
+            parse_decoder_spec(name) for name in GAP_DECODERS if name in registry.decoders]
+        sweep.decoder_sets = []
+    settings = _settings(sweep, err)
+    registry = load_registry()
+    decoders = _decoders(sweep, registry)
+    jobs: list[Job] = [(p, f, d, e) for p, f in _fixed_problems(sweep) for d, e in decoders]
+    records = _execute(jobs, settings, args, err)
+    _print_records(records, args, out, err, title="Amortisation gap")
+    if not args.json:
+        out.print(gap_table(records))
     return 1 if any(r["status"] != "ok" for r in records) else 0
 
 
@@ -295,7 +390,8 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         document = [{"decoder": entry.name, "package": entry.package, "version": entry.version,
                      "params": decoder.params,
-                     "checks": [{"name": r.name, "passed": r.passed, "detail": r.detail}
+                     "checks": [{"name": r.name, "passed": r.passed, "skipped": r.skipped,
+                                 "detail": r.detail}
                                 for r in results]}
                     for decoder, entry, results in report]
         out.file.write(json.dumps(document, indent=2) + "\n")
@@ -305,13 +401,17 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
         table.add_column(column, style="cyan" if column == "decoder" else None)
     for _, entry, results in report:
         for i, result in enumerate(results):
+            verdict = (Text("skip", style="yellow") if result.skipped
+                       else Text("pass", style="green") if result.passed
+                       else Text("FAIL", style="bold red"))
             table.add_row(entry.name if i == 0 else "", entry.package if i == 0 else "", result.name,
-                          Text("pass", style="green") if result.passed else Text("FAIL", style="bold red"),
-                          result.detail)
+                          verdict, result.detail)
         table.add_section()
     out.print(table)
     total = sum(len(results) for _, _, results in report)
-    err.print(f"{total - failed} of {total} checks passed", highlight=False)
+    skipped = sum(r.skipped for _, _, results in report for r in results)
+    note = f" ({skipped} skipped)" if skipped else ""
+    err.print(f"{total - failed - skipped} of {total - skipped} checks passed{note}", highlight=False)
     return 1 if failed else 0
 
 
@@ -324,12 +424,13 @@ def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) ->
         for record in records:
             out.file.write(json.dumps(record, sort_keys=True) + "\n")
         return 0
-    out.print(leaderboard_table(records, title=f"Leaderboard ({store.path})"))
+    for table in leaderboard_tables(records, title=f"Leaderboard ({store.path})"):
+        out.print(table)
     return 0
 
 
-COMMANDS = {"run": command_run, "plugins": command_plugins, "check": command_check,
-            "leaderboard": command_leaderboard}
+COMMANDS = {"run": command_run, "gap": command_gap, "plugins": command_plugins,
+            "check": command_check, "leaderboard": command_leaderboard}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

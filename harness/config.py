@@ -6,7 +6,7 @@ run with every listed decoder. The layout, with every key optional::
     [problem]
     n = [4096]                  # an integer or a list of them
     k = [4, 8, 16, 32]
-    dictionary = "rademacher"   # or "gaussian", or a list
+    dictionary = "rademacher"   # or "gaussian", or a matrix / SAE file, or a list
     noise = 0.0                 # σ, or a list
     seed = 0
     subsets_per_draw = 32
@@ -15,6 +15,7 @@ run with every listed decoder. The layout, with every key optional::
     target = 0.95               # the headline success rate q
     trials = 256                # trials per probed dimension, at most
     d_max = 4096                # give up above this dimension (default: 16 dims/bit)
+    k_max = 256                 # fixed dictionaries: the largest k tried (default: min(d, N − 1))
 
     [run]
     batch_size = 32
@@ -37,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .problem import Problem
+from .problem import DICTIONARY_KINDS, Problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,6 +59,7 @@ FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], bool]] = {
     ("search", "target"): ((int, float), False),
     ("search", "trials"): (int, False),
     ("search", "d_max"): (int, False),
+    ("search", "k_max"): (int, False),
     ("run", "batch_size"): (int, False),
 }
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -118,15 +120,36 @@ class Sweep:
     target: float = 0.95
     trials: int = 256
     d_max: int | None = None
+    k_max: int | None = None
     batch_size: int = 32
     decoders: list[DecoderSpec] = field(default_factory=list)
     decoder_sets: list[str] = field(default_factory=list)  # "builtin" / "all"
 
     def problems(self) -> list[Problem]:
-        """Every problem of the sweep, validated, in a fixed order."""
+        """Every problem of the sweep on a generated dictionary, validated, in a fixed order.
+
+        Entries of ``dictionary`` that are not a generated kind are dictionary files;
+        :meth:`dictionary_files` lists them.
+        """
+        kinds = [kind for kind in self.dictionary if not is_dictionary_file(kind)]
         return [Problem(n=n, k=k, dictionary=kind, noise=noise, seed=self.seed,
                         subsets_per_draw=self.subsets_per_draw)
-                for kind, noise, n, k in itertools.product(self.dictionary, self.noise, self.n, self.k)]
+                for kind, noise, n, k in itertools.product(kinds, self.noise, self.n, self.k)]
+
+    def dictionary_files(self) -> list[str]:
+        """The entries of ``dictionary`` that name files (the fixed-dictionary track)."""
+        return [kind for kind in self.dictionary if is_dictionary_file(kind)]
+
+
+def is_dictionary_file(kind: str) -> bool:
+    """Whether a ``dictionary`` entry names a file rather than a generated kind.
+
+    Anything with a path separator or a file suffix, or that exists on disk, is a file;
+    other words must be one of the generated kinds.
+    """
+    if kind in DICTIONARY_KINDS:
+        return False
+    return "/" in kind or "." in kind or Path(kind).exists()
 
 
 def _listify(value: Any) -> list[Any]:

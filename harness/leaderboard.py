@@ -97,6 +97,74 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str = "Leaderboa
     return table
 
 
+def is_fixed(record: dict[str, Any]) -> bool:
+    """Whether a record belongs to the fixed-dictionary track."""
+    return (record.get("problem") or {}).get("dictionary") == "file"
+
+
+def fixed_table(records: Iterable[dict[str, Any]], title: str = "Fixed dictionaries") -> Table:
+    """The fixed-dictionary track's rows: ``k*`` where the generated track has ``d*``."""
+    rows = sorted(records, key=lambda r: (
+        (r.get("problem") or {}).get("dictionary_sha256", ""), r.get("status") != "ok",
+        -(r.get("bits_per_dim") or 0.0), r.get("decoder", "")))
+    targets = {r.get("target") for r in rows}
+    q = f"{next(iter(targets)):g}" if len(targets) == 1 and None not in targets else "q"
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column, justify in (("decoder", "left"), ("params", "left"), ("dictionary", "left"),
+                            ("d", "right"), ("N", "right"), (f"k*({q}) [95% CI]", "right"),
+                            ("H(N, k*)", "right"), ("bits/dim", "right"), ("dims/bit", "right"),
+                            ("k*(0.5)", "right"), ("trials", "right"), ("wall (s)", "right")):
+        table.add_column(column, justify=justify,  # type: ignore[arg-type]
+                         style="cyan" if column == "decoder" else None)
+    for record in rows:
+        problem = record.get("problem") or {}
+        ok = record.get("status") == "ok"
+        name = str(problem.get("dictionary_file", "?")).rstrip("/").split("/")[-1]
+        k_cell: Any = (_fmt_interval(record.get("k_star"), record.get("k_star_ci"))
+                       if record.get("k_star") is not None else "< 1") if ok \
+            else Text("error", style="bold red")
+        table.add_row(record.get("decoder", "?"), _fmt_params(record.get("params")), name,
+                      str(problem.get("d", "?")), str(problem.get("n", "?")), k_cell,
+                      _fmt_float(record.get("entropy_bits"), 1), _fmt_float(record.get("bits_per_dim")),
+                      _fmt_float(record.get("dims_per_bit")),
+                      _fmt_interval(record.get("k_half"), record.get("k_half_ci")),
+                      str(record.get("trials", "-")), _fmt_float(record.get("wall_seconds"), 1))
+    return table
+
+
+def leaderboard_tables(records: Iterable[dict[str, Any]], title: str = "Leaderboard") -> list[Table]:
+    """One table per track present in ``records``: generated dictionaries, then files."""
+    records = list(records)
+    generated = [r for r in records if not is_fixed(r)]
+    fixed = [r for r in records if is_fixed(r)]
+    tables = []
+    if generated or not fixed:
+        tables.append(leaderboard_table(generated, title=title))
+    if fixed:
+        tables.append(fixed_table(fixed, title=f"{title}: fixed dictionaries"))
+    return tables
+
+
+def gap_table(records: Iterable[dict[str, Any]]) -> Table:
+    """Each decoder's ``k*`` and bits/dim beside the SAE encoder's, on the SAE's dictionary."""
+    records = [r for r in records if r.get("status") == "ok"]
+    encoder = next((r for r in records if r.get("decoder") == "sae"), None)
+    table = Table(title="Amortisation gap (ratios to the SAE's own encoder)", title_justify="left",
+                  header_style="bold")
+    for column in ("decoder", "params", "k*", "bits/dim", "k* / k*(sae)", "bits/dim / bits/dim(sae)"):
+        table.add_column(column, justify="left" if column in ("decoder", "params") else "right",
+                         style="cyan" if column == "decoder" else None)
+    base_k = encoder.get("k_star") if encoder else None
+    base_bits = encoder.get("bits_per_dim") if encoder else None
+    for record in sorted(records, key=lambda r: -(r.get("bits_per_dim") or 0.0)):
+        k_star, bits = record.get("k_star"), record.get("bits_per_dim")
+        table.add_row(record.get("decoder", "?"), _fmt_params(record.get("params")),
+                      "-" if k_star is None else str(k_star), _fmt_float(bits),
+                      "-" if not (k_star and base_k) else f"{k_star / base_k:.2f}",
+                      "-" if not (bits and base_bits) else f"{bits / base_bits:.2f}")
+    return table
+
+
 def error_lines(records: Iterable[dict[str, Any]]) -> list[str]:
     """One line per failed record, to print under the table."""
     return [f"{r.get('decoder')} (N={(r.get('problem') or {}).get('n')}, "

@@ -9,12 +9,15 @@ same instance is produced whatever the batch size, thread count or machine.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 DICTIONARY_KINDS = ("rademacher", "gaussian")
+
+#: The ``dictionary`` of a problem whose dictionary comes from a file (the fixed track).
+FILE_DICTIONARY = "file"
 
 # Stream tags: each kind of random quantity draws from its own family of streams.
 STREAM_DICTIONARY = 1
@@ -34,28 +37,49 @@ class ProblemError(ValueError):
 class Problem:
     """The standard problem ``P(N, k, dictionary, σ)`` at every dimension ``d``.
 
-    ``d`` is not part of the specification: the search chooses it. The grouping of
-    trials into dictionary draws of ``subsets_per_draw`` subsets each is part of the
-    definition, so it is recorded with every result.
+    On a generated dictionary ``d`` is not part of the specification: the search
+    chooses it. On a dictionary from a file (``dictionary = "file"``, the fixed track)
+    ``d`` is the file's and ``k`` is what the search chooses, so ``k`` may be None; the
+    file is identified by its path and SHA-256. The grouping of trials into draws of
+    ``subsets_per_draw`` subsets each is part of the definition, so it is recorded with
+    every result.
     """
 
     n: int
-    k: int
+    k: int | None
     dictionary: str = "rademacher"
     noise: float = 0.0
     seed: int = 0
     subsets_per_draw: int = 32
+    d: int | None = None
+    dictionary_file: str | None = None
+    dictionary_sha256: str | None = None
 
     def __post_init__(self) -> None:
         validate_problem(self)
 
+    @property
+    def fixed(self) -> bool:
+        """Whether the dictionary comes from a file (the fixed-dictionary track)."""
+        return self.dictionary == FILE_DICTIONARY
+
+    def with_k(self, k: int | None) -> Problem:
+        """The same problem with ``k`` active features."""
+        return replace(self, k=k)
+
     def as_record(self) -> dict[str, Any]:
         """The problem as it is stored in a result record."""
-        return asdict(self)
+        record = asdict(self)
+        if not self.fixed:
+            for key in ("d", "dictionary_file", "dictionary_sha256"):
+                del record[key]
+        return record
 
     @property
     def entropy_bits(self) -> float:
         """``H(N, k) = log2 C(N, k)``, the bits needed to name the active set."""
+        if self.k is None:
+            raise ValueError("a problem whose k is searched has no single entropy")
         return entropy_bits(self.n, self.k)
 
     def locate(self, trial: int) -> tuple[int, int]:
@@ -68,15 +92,25 @@ def validate_problem(problem: Problem) -> None:
     n, k = problem.n, problem.k
     if not _is_int(n) or n < 2:
         raise ProblemError(f"N must be an integer of at least 2, not {n!r}.")
-    if not _is_int(k) or k < 1:
-        raise ProblemError(f"k must be a positive integer, not {k!r}.")
-    if k >= n:
-        raise ProblemError(f"k must be smaller than N (got k = {k}, N = {n}).")
-    if problem.dictionary not in DICTIONARY_KINDS:
+    if problem.dictionary not in (*DICTIONARY_KINDS, FILE_DICTIONARY):
         raise ProblemError(
-            f"dictionary must be one of {', '.join(DICTIONARY_KINDS)}, "
-            f"not {problem.dictionary!r}."
+            f"dictionary must be one of {', '.join(DICTIONARY_KINDS)} or a path to a "
+            f"dictionary file, not {problem.dictionary!r}."
         )
+    if problem.fixed:
+        if not _is_int(problem.d) or problem.d < 1:  # type: ignore[operator]
+            raise ProblemError(f"a dictionary file needs a positive dimension d, not {problem.d!r}.")
+        if not problem.dictionary_file or not problem.dictionary_sha256:
+            raise ProblemError("a dictionary file must be named by its path and SHA-256.")
+    elif (problem.d, problem.dictionary_file, problem.dictionary_sha256) != (None, None, None):
+        raise ProblemError("d and the dictionary file are set only for a dictionary from a file.")
+    if k is None and not problem.fixed:
+        raise ProblemError("k must be given for a generated dictionary.")
+    if k is not None:
+        if not _is_int(k) or k < 1:
+            raise ProblemError(f"k must be a positive integer, not {k!r}.")
+        if k >= n:
+            raise ProblemError(f"k must be smaller than N (got k = {k}, N = {n}).")
     noise = problem.noise
     if (isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating))
             or not math.isfinite(noise) or noise < 0):
@@ -187,6 +221,8 @@ def draw_subsets(problem: Problem, draw: int) -> np.ndarray:
     ``N / 2**52``.
     """
     n, k, count = problem.n, problem.k, problem.subsets_per_draw
+    if k is None:
+        raise ValueError("subsets need a problem with a given k")
     bitgen = stream(problem.seed, STREAM_SUBSETS, draw)
     uniforms = uniform01(bitgen.random_raw(count * k)).reshape(k, count)
     chosen = np.empty((count, k), dtype=np.int64)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .problem import shannon_dimension
+from .problem import entropy_bits, shannon_dimension
 from .runner import DecoderRun
 
 #: Version of the record layout; bump it when a field changes meaning.
@@ -46,6 +46,9 @@ def _ratio(numerator: float, denominator: float | None) -> float | None:
 def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
                 plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
     """The result record of ``run`` (see the README's record schema)."""
+    if run.variable == "k":
+        return _fixed_record(run, decoder_name=decoder_name, plugin_package=plugin_package,
+                             plugin_version=plugin_version, provenance=provenance)
     problem = run.problem
     h = problem.entropy_bits
     est, half = run.estimate, run.half
@@ -76,12 +79,57 @@ def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
         "wall_seconds": round(run.wall_seconds, 3),
         "provenance": provenance,
     }
-    if problem.noise > 0:
+    if problem.noise > 0 and problem.k is not None:
         d_sh = shannon_dimension(problem.n, problem.k, problem.noise)
         record["d_shannon"] = d_sh
         record["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
     if run.ok and d_star is None:
         record["note"] = f"p(d) ≥ {run.settings.target} was not reached for d ≤ {run.d_max}"
+    return record
+
+
+def _fixed_record(run: DecoderRun, *, decoder_name: str, plugin_package: str, plugin_version: str,
+                  provenance: dict[str, Any]) -> dict[str, Any]:
+    """The record of a fixed-dictionary run: ``k*`` where the generated track has ``d*``,
+    and ``bits/dim = H(N, k*) / d``."""
+    problem = run.problem
+    d = problem.d
+    assert d is not None
+    est, half = run.estimate, run.half
+    k_star = est.k if est else None
+    ci = list(est.ci) if est else [None, None]
+
+    def bits(k: int | None) -> float | None:
+        return None if not k else entropy_bits(problem.n, k) / d
+
+    bits_per_dim = bits(k_star)
+    record: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "decoder": decoder_name,
+        "plugin_package": plugin_package,
+        "plugin_version": plugin_version,
+        "params": dict(run.decoder.params),
+        "problem": problem.as_record(),
+        "target": run.settings.target,
+        "search": {"max_trials_per_k": run.settings.max_trials, "k_max": run.d_max},
+        "k_star": k_star,
+        "k_star_ci": ci,
+        "k_half": half.k if half else None,
+        "k_half_ci": list(half.ci) if half else [None, None],
+        "d_star": None,
+        "entropy_bits": entropy_bits(problem.n, k_star) if k_star else None,
+        "bits_per_dim": bits_per_dim,
+        "bits_per_dim_ci": [bits(ci[0]), bits(ci[1])],
+        "dims_per_bit": 1 / bits_per_dim if bits_per_dim else None,
+        "trials": run.trials,
+        "curve": run.curve,
+        "status": "ok" if run.ok else "error",
+        "error": run.error,
+        "wall_seconds": round(run.wall_seconds, 3),
+        "provenance": provenance,
+    }
+    if run.ok and k_star is None:
+        record["note"] = f"p(k) ≥ {run.settings.target} was not reached even at k = 1"
     return record
 
 

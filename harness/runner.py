@@ -20,7 +20,7 @@ import numpy as np
 
 from .decoder import Decoder
 from .dictionary import Dictionary, generated_dictionary
-from .problem import Problem, draw_noise, draw_subsets
+from .problem import Problem, draw_noise, draw_subsets, entropy_bits
 from .search import DimensionSearch, Estimate, SearchError
 
 #: The success rate of the second, "even odds" estimate (SPEC §2).
@@ -44,6 +44,7 @@ class RunSettings:
     max_trials: int = 256
     batch_size: int = 32
     d_max: int | None = None
+    k_max: int | None = None
 
     def validate(self) -> None:
         if not 0 < self.target < 1:
@@ -54,6 +55,8 @@ class RunSettings:
             raise SearchError(f"batch size must be a positive integer, not {self.batch_size}.")
         if self.d_max is not None and self.d_max < 1:
             raise SearchError(f"the largest dimension must be a positive integer, not {self.d_max}.")
+        if self.k_max is not None and self.k_max < 1:
+            raise SearchError(f"the largest k must be a positive integer, not {self.k_max}.")
 
 
 def default_d_max(problem: Problem) -> int:
@@ -61,14 +64,34 @@ def default_d_max(problem: Problem) -> int:
     return 16 * math.ceil(problem.entropy_bits) + 64
 
 
+def default_k_max(problem: Problem) -> int:
+    """The largest ``k`` the fixed track tries by default: ``k ≤ d``, and ``k < N``."""
+    assert problem.d is not None
+    return max(1, min(problem.d, problem.n - 1))
+
+
+def first_k_guess(n: int, d: int, k_max: int) -> int:
+    """Where the fixed track starts: the largest ``k`` with ``H(N, k) ≤ d`` (1 dim/bit)."""
+    k = 1
+    while k < k_max and entropy_bits(n, k + 1) <= d:
+        k += 1
+    return k
+
+
 @dataclass
 class DecoderRun:
-    """What one decoder did on one problem: estimates, the success curve, or its error."""
+    """What one decoder did on one problem: estimates, the success curve, or its error.
+
+    ``variable`` is what the search varied: ``"d"`` (generated dictionaries; estimates
+    are ``d*``) or ``"k"`` (a fixed dictionary; estimates are ``k*`` and ``d_max`` is
+    the largest ``k`` tried). The curve's points are keyed by it.
+    """
 
     problem: Problem
     decoder: Decoder
     settings: RunSettings
     d_max: int
+    variable: str = "d"
     estimate: Estimate | None = None
     half: Estimate | None = None
     curve: list[dict[str, int]] = field(default_factory=list)
@@ -123,11 +146,13 @@ class TrialRunner:
     """Runs trials of one decoder on one problem, a dictionary draw at a time."""
 
     def __init__(self, problem: Problem, decoder: Decoder, batch_size: int,
-                 on_trials: Callable[[int], None] | None = None) -> None:
+                 on_trials: Callable[[int], None] | None = None,
+                 fixed: Dictionary | None = None) -> None:
         self.problem = problem
         self.decoder = decoder
         self.batch_size = batch_size
         self.on_trials = on_trials
+        self.fixed = fixed
         self._subsets: dict[int, np.ndarray] = {}
         self._dictionary: tuple[int, int, Dictionary] | None = None
 
@@ -139,6 +164,8 @@ class TrialRunner:
         return self._subsets[draw]
 
     def dictionary(self, d: int, draw: int) -> Dictionary:
+        if self.fixed is not None:
+            return self.fixed
         if self._dictionary is None or self._dictionary[:2] != (d, draw):
             self._dictionary = (d, draw, generated_dictionary(self.problem, d, draw))
         return self._dictionary[2]
@@ -160,7 +187,8 @@ class TrialRunner:
                 batch = subsets[lo:hi]
                 signals = dictionary.superpose(
                     batch, None if noise is None else noise[lo:hi], problem.noise)
-                decoded = self.decoder.decode(dictionary, signals, k=problem.k, noise=problem.noise)
+                decoded = self.decoder.decode(dictionary, signals, k=int(problem.k or 0),
+                                              noise=problem.noise)
                 for truth, guess in zip(batch, check_decoded(decoded, hi - lo, problem.n), strict=True):
                     successes += guess.size == truth.size and bool(np.all(guess == truth))
                 if self.on_trials is not None:
@@ -170,26 +198,72 @@ class TrialRunner:
 
 
 def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
-                on_trials: Callable[[int], None] | None = None) -> DecoderRun:
-    """Search ``d*(target)`` and ``d*(0.5)`` of ``decoder`` on ``problem``.
+                on_trials: Callable[[int], None] | None = None,
+                dictionary: Dictionary | None = None) -> DecoderRun:
+    """Search ``d*(target)`` and ``d*(0.5)`` of ``decoder`` on ``problem``, or, on the
+    fixed track (``problem.fixed``, with its ``dictionary`` given), ``k*`` of both.
 
     Exceptions raised by the decoder, and outputs that break the contract, end this
     run with ``error`` set; they never propagate.
     """
+    if problem.fixed:
+        if dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n):
+            raise ValueError("the fixed track needs the problem's own d × N dictionary")
+        return _run_fixed(problem, decoder, settings, on_trials, dictionary)
     d_max = settings.d_max or default_d_max(problem)
     run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=d_max)
     trials = TrialRunner(problem, decoder, settings.batch_size, on_trials)
     search = DimensionSearch(trials, d_max=d_max, max_trials=settings.max_trials)
+    start = math.ceil(problem.entropy_bits)
+    _search_both(run, search, start, lambda estimate: estimate)
+    return run
+
+
+def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
+                 convert: Callable[[Estimate], Estimate]) -> None:
+    """Fill ``run`` with ``convert``-ed estimates at the target and at 0.5, timed and
+    isolated: a decoder's exception or broken output becomes ``run.error``."""
     began = time.perf_counter()
     try:
-        run.estimate = search.find(settings.target, start=math.ceil(problem.entropy_bits))
-        start = run.estimate.d if run.estimate.d is not None else math.ceil(problem.entropy_bits)
-        run.half = search.find(HALF, start=start)
+        reliable = search.find(run.settings.target, start=start)
+        run.estimate = convert(reliable)
+        run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
     except DecoderFault as fault:
-        run.error = f"decoder {decoder.name!r} {fault}"
+        run.error = f"decoder {run.decoder.name!r} {fault}"
     except Exception as exc:  # a plugin's failure is recorded, never propagated
-        run.error = f"decoder {decoder.name!r} raised {type(exc).__name__}: {exc}"
+        run.error = f"decoder {run.decoder.name!r} raised {type(exc).__name__}: {exc}"
     run.wall_seconds = time.perf_counter() - began
     run.curve = search.curve_points()
     run.trials = search.total_trials
+
+
+def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
+               on_trials: Callable[[int], None] | None, dictionary: Dictionary) -> DecoderRun:
+    """``k*(q)``, the largest ``k`` with ``p(k) ≥ q`` on a fixed dictionary.
+
+    The same search does it: with ``m = k_max + 1 − k`` the success rate grows with
+    ``m``, so the smallest passing ``m`` is the largest passing ``k``, and the interval
+    maps across the same way.
+    """
+    assert problem.d is not None
+    k_max = min(settings.k_max or default_k_max(problem), problem.n - 1)
+    run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=k_max, variable="k")
+    runners: dict[int, TrialRunner] = {}
+
+    def evaluate(m: int, start: int, count: int) -> int:
+        k = k_max + 1 - m
+        if k not in runners:
+            runners[k] = TrialRunner(problem.with_k(k), decoder, settings.batch_size, on_trials,
+                                     fixed=dictionary)
+        return runners[k](problem.d, start, count)  # type: ignore[arg-type]
+
+    def to_k(estimate: Estimate) -> Estimate:
+        lo, hi = estimate.ci
+        return Estimate(q=estimate.q, d=None if estimate.d is None else k_max + 1 - estimate.d,
+                        ci=(None if hi is None else k_max + 1 - hi, None if lo is None else k_max + 1 - lo))
+
+    search = DimensionSearch(evaluate, d_max=k_max, max_trials=settings.max_trials)
+    _search_both(run, search, k_max + 1 - first_k_guess(problem.n, problem.d, k_max), to_k)
+    run.curve = sorted(({"k": k_max + 1 - p["d"], "trials": p["trials"], "successes": p["successes"]}
+                        for p in run.curve), key=lambda p: p["k"])
     return run

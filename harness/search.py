@@ -148,11 +148,18 @@ class Tally:
 
 @dataclass
 class Estimate:
-    """``d*(q)`` with its interval; ``d`` is None if ``p(d) ≥ q`` was not reached."""
+    """``d*(q)`` with its interval; ``d`` is None if ``p(d) ≥ q`` was not reached.
+
+    On the fixed track the same object holds ``k*(q)``; ``k`` names it so.
+    """
 
     q: float
     d: int | None
     ci: tuple[int | None, int | None]
+
+    @property
+    def k(self) -> int | None:
+        return self.d
 
 
 #: ``evaluate(d, start, count)`` runs trials ``start .. start+count-1`` at dimension

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -830,3 +831,23 @@ def _check_matrix(path: Path, name: str, matrix: np.ndarray) -> np.ndarray:
             raise _error(path, f"{name} column {start + int(zero[0])} is zero "
                                "(a codeword needs a non-zero norm)")
     return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def fingerprint(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a dictionary or weight file, or of every file of a weight directory
+    (names and contents, in name order): what identifies a fixed dictionary in a record."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    sidecar = _sidecar(root) if root.is_file() else None
+    if sidecar is not None:
+        files.append(sidecar)
+    digest = hashlib.sha256()
+    try:
+        for file in files:
+            digest.update(file.relative_to(root).as_posix().encode() if root.is_dir() else b"")
+            with open(file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    except OSError as exc:
+        raise _error(root, f"cannot be read: {_reason(exc)}") from None
+    return digest.hexdigest()

@@ -39,7 +39,8 @@ def test_run_prints_json_records_and_appends_them_to_the_store(tmp_path, capsys)
 def test_run_without_plugins_runs_every_built_in(tmp_path, capsys):
     status, records = run_json(capsys, *SMALL, "--no-store")
     assert status == 0
-    builtins = {e.name for e in load_registry().decoders.values() if e.package == "superposition-harness"}
+    builtins = {e.name for e in load_registry().decoders.values()
+                if e.package == "superposition-harness" and e.cls.any_dictionary}
     assert {"mp", "threshold", "topk"} <= builtins
     assert sorted(r["decoder"] for r in records) == sorted(builtins)
     assert not (tmp_path / "harness-results").exists()
@@ -119,7 +120,7 @@ BAD_INPUTS = [
     (["run", "--trials", "0"], "--trials"),
     (["run", "--seed", "-1"], "--seed"),
     (["run", "--noise", "-0.1"], "noise"),
-    (["run", "--dictionary", "bernoulli"], "--dictionary"),
+    (["run", "--dictionary", "bernoulli"], "dictionary must be one of rademacher, gaussian"),
     (["run", "--plugin", "mpp"], "did you mean 'mp'"),
     (["run", "--plugin", "threshold[levl=0.3]"], "did you mean 'level'"),
     (["run", "--plugin", "threshold[level=high]"], "must be a number"),

@@ -12,7 +12,7 @@ from superposition_harness.conformance import CHECKS, ConformanceError, assert_c
 from superposition_harness.plugins import load_registry
 
 BUILTINS = sorted(e.name for e in load_registry().decoders.values()
-                  if e.package == "superposition-harness")
+                  if e.package == "superposition-harness" and e.cls.any_dictionary)
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -99,3 +99,30 @@ def test_check_command_exits_0_on_built_ins_and_1_on_a_faulty_plugin(monkeypatch
     [report] = json.loads(capsys.readouterr().out)
     failed = [c["name"] for c in report["checks"] if not c["passed"]]
     assert "batch independent" in failed
+
+
+def test_a_decoder_tied_to_its_own_dictionary_is_checked_on_it(tmp_path):
+    """The sae decoder: the checks that apply run on the SAE's own dictionary."""
+    from superposition_harness_builtins.sae import SparseAutoencoderEncoder
+    from test_fixed_track import write_saelens
+    rng = np.random.default_rng(4)
+    matrix = (rng.choice([-1.0, 1.0], size=(48, 300)) / np.sqrt(48)).astype(np.float32)
+    path = write_saelens(tmp_path / "sae", matrix, matrix.T, k=3)
+    results = {r.name: r for r in run_conformance(SparseAutoencoderEncoder(weights=str(path)))}
+    ran = {name for name, r in results.items() if not r.skipped}
+    assert ran == {"valid output", "deterministic", "batch independent", "noise"}
+    assert all(results[name].passed for name in ran)
+    unconfigured = run_conformance(SparseAutoencoderEncoder())
+    assert not any(r.passed for r in unconfigured)  # no weights: own_dictionary() fails
+    assert all(r.skipped for r in run_conformance(make_tied()))
+
+
+def make_tied():
+    class Tied(Decoder):
+        name = "tied"
+        description = "A decoder that works only on a dictionary it was made for."
+        any_dictionary = False
+
+        def decode(self, dictionary, signals, *, k, noise):
+            return top(dictionary, signals, k)
+    return Tied()

@@ -1,0 +1,87 @@
+"""The encoder of a sparse autoencoder loaded from a weight file, as a decoder."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from superposition_harness import Decoder, Dictionary, MatrixDictionary, Param, hookimpl, top_k_rows
+from superposition_harness.weights import SAEWeights, load_sae
+
+
+@lru_cache(maxsize=4)
+def _weights(path: str, format: str) -> tuple[SAEWeights, np.ndarray]:
+    """The weights of ``path`` and their encoder in float64, read once per process."""
+    sae = load_sae(path, None if format == "auto" else format)  # type: ignore[arg-type]
+    return sae, sae.W_enc.astype(np.float64)
+
+
+class SparseAutoencoderEncoder(Decoder):
+    """A sparse-autoencoder encoder read from weights (SPEC §3).
+
+    ``pre = (x − b_dec·a) W_enc + b_enc`` with ``a`` the file's apply-b_dec-to-input flag,
+    then the file's activation: ReLU (``pre > 0``), JumpReLU (``pre > threshold`` and
+    ``pre > 0``) or TopK (the file's ``k`` largest entries of ``pre``, ties to the lower
+    index, kept where positive). ``Ŷ`` is the set of non-zero latents. A TopK encoder
+    keeps the problem's ``k`` latents by default (``topk=file`` keeps the file's ``k``,
+    which can only ever succeed at that one ``k``); ReLU and JumpReLU encoders ignore
+    ``k``. The encoder reads the signal in the SAE's own input space, so
+    the dictionary must have the SAE's shape ``d_in × d_sae``: its natural problem is
+    the fixed-dictionary track on the same file (``--dictionary PATH``).
+    """
+
+    name = "sae"
+    description = "One-step (learned): a sparse-autoencoder encoder loaded from a weight file."
+    parameters = (
+        Param("weights", str, "", "the SAE weight file or directory (SAELens, sparsify, "
+                                  "Gemma Scope, or a plain .npz/.safetensors with a sidecar)"),
+        Param("format", str, "auto", "the weight format; auto detects it",
+              choices=("auto", "saelens", "sparsify", "gemmascope", "plain")),
+        Param("topk", str, "problem", "TopK SAEs: keep the problem's k latents (so the encoder "
+                                      "is measured at every k) or the file's own k",
+              choices=("problem", "file")),
+    )
+    needs_k = False
+    any_dictionary = False
+
+    def weights_file(self) -> SAEWeights:
+        """The loaded weights (read once per process and path)."""
+        return self._loaded()[0]
+
+    def own_dictionary(self) -> Dictionary:
+        """The SAE's decoder matrix as a dictionary: the one this encoder reads."""
+        return MatrixDictionary(self.weights_file().decoder_matrix())
+
+    def _loaded(self) -> tuple[SAEWeights, np.ndarray]:
+        if not self.weights:
+            raise ValueError("the sae decoder needs weights=PATH, e.g. --plugin 'sae[weights=PATH]'")
+        return _weights(self.weights, self.format)
+
+    def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
+               noise: float) -> list[np.ndarray]:
+        sae, encoder = self._loaded()
+        if (dictionary.d, dictionary.n) != (sae.d_in, sae.d_sae):
+            raise ValueError(
+                f"the SAE in {sae.path} reads d_in = {sae.d_in} and has d_sae = {sae.d_sae} "
+                f"latents, but the dictionary is {dictionary.d} × {dictionary.n}")
+        # Accumulated in float64 and rounded once, like the harness's own products, so a
+        # latent's value does not depend on the batch it is computed in.
+        x = np.asarray(signals, dtype=np.float64)
+        if sae.apply_b_dec_to_input:
+            x = x - sae.b_dec
+        pre = (x @ encoder + sae.b_enc).astype(np.float32)
+        if sae.activation == "topk":
+            keep = sae.k if self.topk == "file" or not k else k
+            assert keep is not None
+            picks = top_k_rows(pre, min(keep, pre.shape[1]))
+            return [row[pre[b, row] > 0] for b, row in enumerate(picks)]
+        active = pre > 0
+        if sae.activation == "jumprelu":
+            assert sae.threshold is not None
+            active &= pre > sae.threshold
+        return [np.flatnonzero(row) for row in active]
+
+
+@hookimpl
+def register_decoders(register):
+    register(SparseAutoencoderEncoder)
