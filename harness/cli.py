@@ -31,6 +31,7 @@ from .problem import FILE_DICTIONARY, Problem, ProblemError
 from .results import DEFAULT_STORE, ResultStore, StoreError, best_records, make_record, provenance
 from .runner import RunSettings, run_decoder
 from .search import SearchError, min_trials_to_pass
+from .training import TrainingSpec, train_encoder, write_saelens
 from .weights import WeightsError, fingerprint, load_matrix
 
 BUILTIN_PACKAGE = "superposition-harness"
@@ -137,6 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"results store directory (default ./{DEFAULT_STORE})")
     gap.add_argument("--no-store", action="store_true", help="do not append the records to the store")
     gap.add_argument("--json", action="store_true", help="print the records as JSON lines")
+
+    train = commands.add_parser("train-sae", help="train an SAE encoder on the standard problem",
+                                description=(
+        "Train a sparse-autoencoder encoder (TopK or ReLU, NumPy) on instances of the standard "
+        "problem whose dictionary is known and fixed as the SAE's decoder, and write it in "
+        "SAELens format with its loss curve. The result is a fixed-dictionary problem for "
+        "`harness run --dictionary OUT` and an encoder for `harness gap OUT`."))
+    train.add_argument("--out", required=True, metavar="DIR", help="directory to write the SAE to")
+    train.add_argument("--d", type=_positive_int, required=True, metavar="D", help="dimension d")
+    train.add_argument("--n", type=_positive_int, default=4096, metavar="N",
+                       help="number of features N (default 4096)")
+    train.add_argument("--k", type=_positive_int, default=16, metavar="K",
+                       help="active features per instance, and the TopK k (default 16)")
+    train.add_argument("--dictionary", choices=("rademacher", "gaussian"), default="rademacher",
+                       help="the generated dictionary (draw 0 of the seed) that is the decoder")
+    train.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
+    train.add_argument("--activation", choices=("topk", "relu"), default="topk",
+                       help="encoder activation (default topk)")
+    train.add_argument("--steps", type=_positive_int, default=2000, help="Adam steps (default 2000)")
+    train.add_argument("--batch-size", type=_positive_int, default=256, metavar="B",
+                       help="instances per step (default 256)")
+    train.add_argument("--learning-rate", type=_number, default=1e-3, metavar="LR",
+                       help="Adam step size (default 1e-3)")
+    train.add_argument("--l1", type=_number, default=0.05,
+                       help="ReLU only: weight of the L1 penalty on the latents (default 0.05)")
 
     plugins = commands.add_parser("plugins", help="list installed decoder plugins",
                                   description="List decoders, the plugins that provide them, "
@@ -415,6 +441,41 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 1 if failed else 0
 
 
+def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> int:
+    spec = TrainingSpec(n=args.n, d=args.d, k=args.k, dictionary=args.dictionary, seed=args.seed,
+                        activation=args.activation, steps=args.steps, batch_size=args.batch_size,
+                        learning_rate=args.learning_rate, l1=args.l1)
+    try:
+        spec.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc).rstrip(".") + ".") from None
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task(f"train {args.activation} SAE N={args.n} d={args.d} k={args.k}",
+                                 total=args.steps, loss="-")
+
+        def advance(step: int, loss: float) -> None:
+            progress.update(task, completed=step, loss=f"{loss:.4f}")
+
+        trained = train_encoder(spec, on_step=advance)
+    try:
+        directory = write_saelens(trained, args.out)
+    except OSError as exc:
+        raise StoreError(f"cannot write the SAE to {args.out}: {exc.strerror}.") from None
+    curve = Table(title="Loss curve (mean over each tenth of training)", title_justify="left",
+                  header_style="bold")
+    curve.add_column("steps", justify="right")
+    curve.add_column("loss", justify="right")
+    tenth = max(1, len(trained.losses) // 10)
+    for start in range(0, len(trained.losses), tenth):
+        chunk = trained.losses[start:start + tenth]
+        curve.add_row(f"{start + 1}–{start + len(chunk)}", f"{sum(chunk) / len(chunk):.5f}")
+    out.print(curve)
+    err.print(f"SAE written to {directory} (SAELens format; losses.csv holds every step); "
+              f"compare it with `harness gap {directory}`", highlight=False)
+    return 0
+
+
 def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) -> int:
     store = ResultStore(args.results)
     if not store.path.exists():
@@ -429,7 +490,8 @@ def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) ->
     return 0
 
 
-COMMANDS = {"run": command_run, "gap": command_gap, "plugins": command_plugins,
+COMMANDS = {"run": command_run, "gap": command_gap, "train-sae": command_train_sae,
+            "plugins": command_plugins,
             "check": command_check, "leaderboard": command_leaderboard}
 
 

@@ -851,3 +851,23 @@ def fingerprint(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         raise _error(root, f"cannot be read: {_reason(exc)}") from None
     return digest.hexdigest()
+
+
+def write_safetensors(path: str | os.PathLike[str], tensors: dict[str, np.ndarray]) -> None:
+    """Write float32 tensors as a safetensors file (little-endian, header padded to 8 bytes)."""
+    header: dict[str, Any] = {}
+    chunks = []
+    offset = 0
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(np.shape(array)),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(text).to_bytes(8, "little"))
+        handle.write(text)
+        for chunk in chunks:
+            handle.write(chunk)
