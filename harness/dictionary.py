@@ -31,8 +31,9 @@ DEFAULT_CACHE_BYTES = 1 << 30
 #: Default bound on the bytes :meth:`Dictionary.dense` may allocate.
 DEFAULT_DENSE_BYTES = 1 << 30
 
-#: ``synthesize`` sums codewords one by one when at most one coefficient in this many is non-zero.
-SPARSE_SYNTHESIS = 16
+#: ``synthesize`` sums codewords one by one when at most one coefficient in this many is
+#: non-zero; above about 1% the dense product is faster (measured at d = 50, 200, 1000).
+SPARSE_SYNTHESIS = 128
 
 #: Power iterations behind :meth:`Dictionary.lipschitz`, and the stream of its start vector.
 POWER_ITERATIONS = 40
@@ -105,12 +106,12 @@ class Dictionary(ABC):
     def synthesize(self, coefficients: np.ndarray) -> np.ndarray:
         """``F @ Y`` for a batch: ``(B, N)`` coefficients to ``(B, d)`` signals.
 
-        Sparse coefficients (at most 1 in 16 non-zero, as iterative decoders' estimates
+        Sparse coefficients (at most 1 in 128 non-zero, as iterative decoders' estimates
         mostly are) are summed codeword by codeword instead of by a dense product.
         """
         y = self._as_batch(coefficients, self.n, "coefficients")
-        rows, cols = np.nonzero(y)
-        if rows.size * SPARSE_SYNTHESIS <= y.size:
+        if np.count_nonzero(y) * SPARSE_SYNTHESIS <= y.size:
+            rows, cols = np.nonzero(y)
             return self._synthesize_sparse(y, rows, cols)
         total = np.zeros((y.shape[0], self.d), dtype=np.float64)
         for block in range(self.n_blocks):

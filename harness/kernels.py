@@ -7,8 +7,13 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
-def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - compiled
+#: Below this many entries a selection runs on one thread: waking numba's threads costs
+#: more than it saves, and they would fight BLAS's threads still spinning from the last
+#: product (measured: 8 ms parallel against about 1 ms serial for 256 × 1024).
+PARALLEL_ENTRIES = 1 << 22
+
+
+def _top_k_rows_body(values: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - compiled
     rows, width = values.shape
     out = np.full((rows, k), -1, dtype=np.int64)
     for b in prange(rows):
@@ -32,6 +37,10 @@ def _top_k_rows(values: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover -
     return out
 
 
+_top_k_rows_serial = njit(cache=True)(_top_k_rows_body)
+_top_k_rows_parallel = njit(parallel=True, cache=True)(_top_k_rows_body)
+
+
 def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` largest entries of each row, as ``(B, k)`` column indices in increasing order.
 
@@ -46,7 +55,8 @@ def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
         raise ValueError(f"k must lie in [1, {array.shape[1]}], not {k}")
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)
-    return _top_k_rows(array, int(k))
+    kernel = _top_k_rows_parallel if array.size >= PARALLEL_ENTRIES else _top_k_rows_serial
+    return kernel(array, int(k))
 
 
 @njit(cache=True)

@@ -23,6 +23,7 @@ FILE_DICTIONARY = "file"
 STREAM_DICTIONARY = 1
 STREAM_SUBSETS = 2
 STREAM_NOISE = 3
+STREAM_TRAINING = 7
 
 #: Rows of a generated dictionary (and coordinates of the noise) come in fixed blocks,
 #: each from its own stream, so the first ``d`` rows are the same for every ``d``.
@@ -213,17 +214,18 @@ def random_bits(bitgen: np.random.Philox, count: int) -> np.ndarray:
 # ------------------------------------------------------------------------- subsets
 
 
-def draw_subsets(problem: Problem, draw: int) -> np.ndarray:
+def draw_subsets(problem: Problem, draw: int, family: int = STREAM_SUBSETS) -> np.ndarray:
     """The ``subsets_per_draw`` subsets of one draw, as a sorted ``(S, k)`` int64 array.
 
     Each row is uniform over the ``C(N, k)`` subsets, by Robert Floyd's algorithm run
     on all rows at once; indices come from 52-bit uniforms, so the bias is below
-    ``N / 2**52``.
+    ``N / 2**52``. ``family`` selects another family of streams (training data, say),
+    so that such subsets never coincide with the problem's instances.
     """
     n, k, count = problem.n, problem.k, problem.subsets_per_draw
     if k is None:
         raise ValueError("subsets need a problem with a given k")
-    bitgen = stream(problem.seed, STREAM_SUBSETS, draw)
+    bitgen = stream(problem.seed, family, draw)
     uniforms = uniform01(bitgen.random_raw(count * k)).reshape(k, count)
     chosen = np.empty((count, k), dtype=np.int64)
     for step, top in enumerate(range(n - k, n)):

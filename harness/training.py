@@ -22,10 +22,7 @@ import numpy as np
 
 from .dictionary import generated_dictionary
 from .kernels import top_k_rows
-from .problem import Problem, stream, uniform01
-
-#: The stream family of training subsets: never the evaluation instances' streams.
-STREAM_TRAINING = 7
+from .problem import STREAM_TRAINING, Problem, draw_subsets
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class TrainingSpec:
     activation: str = "topk"
     steps: int = 2000
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-4
     l1: float = 0.05
 
     def validate(self) -> None:
@@ -70,11 +67,10 @@ class TrainedEncoder:
 
 
 def _training_batch(spec: TrainingSpec, step: int) -> np.ndarray:
-    """``batch_size`` uniform k-subsets for one step, from the training streams."""
-    uniforms = uniform01(stream(spec.seed, STREAM_TRAINING, step).random_raw(spec.batch_size * spec.n))
-    # The k smallest of N uniforms per row form a uniform k-subset.
-    order = np.argpartition(uniforms.reshape(spec.batch_size, spec.n), spec.k - 1, axis=1)
-    return np.sort(order[:, : spec.k], axis=1)
+    """``batch_size`` uniform k-subsets for one step, from the training family of streams
+    (never the instances a run measures)."""
+    problem = Problem(n=spec.n, k=spec.k, seed=spec.seed, subsets_per_draw=spec.batch_size)
+    return draw_subsets(problem, step, family=STREAM_TRAINING)
 
 
 def _latents(spec: TrainingSpec, pre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,9 +90,9 @@ def train_encoder(spec: TrainingSpec,
     spec.validate()
     problem = Problem(n=spec.n, k=spec.k, dictionary=spec.dictionary, seed=spec.seed)
     dictionary = generated_dictionary(problem, spec.d, draw=0)
-    matrix = dictionary.dense().astype(np.float64)  # d × N, unit columns
+    matrix = dictionary.dense()  # d × N float32, unit columns
     encoder = matrix.copy()
-    bias = np.zeros(spec.n)
+    bias = np.zeros(spec.n, dtype=np.float32)
     moments = [np.zeros_like(encoder), np.zeros_like(encoder), np.zeros_like(bias), np.zeros_like(bias)]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     result = TrainedEncoder(spec=spec, W_enc=encoder, b_enc=bias, W_dec=matrix.T.copy())
