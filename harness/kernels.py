@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-
 #: Below this many entries a selection runs on one thread: waking numba's threads costs
 #: more than it saves, and they would fight BLAS's threads still spinning from the last
 #: product (measured: 8 ms parallel against about 1 ms serial for 256 × 1024).
