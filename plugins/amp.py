@@ -1,0 +1,242 @@
+"""Approximate message passing (Donoho–Maleki–Montanari) with soft thresholding and the Onsager correction."""
+
+from __future__ import annotations
+
+import functools
+import math
+from abc import abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
+
+#: Vectors handed to the operator are rounded to multiples of 2^-GRID_BITS times a power
+#: of two at least as large as the row's largest entry (see :func:`snap`).
+GRID_BITS = 24
+
+#: Rows whose largest entry is below 2^MIN_EXPONENT are snapped on the grid of 2^MIN_EXPONENT.
+MIN_EXPONENT = -100
+
+#: The effective noise variance τ² is never taken below this: a perfect fit (z = 0) must
+#: not divide by zero, and the standard problem's coefficients are 1, so 1e-12 is far
+#: below any scale that matters.
+TAU2_FLOOR = 1e-12
+
+
+def snap(values: np.ndarray) -> np.ndarray:
+    """Each row of ``values`` rounded to multiples of ``2^-24`` times a power of two ≥ its largest entry.
+
+    Rows on such a grid, times the ±1 entries of a Rademacher dictionary, add up exactly
+    in float64 (for ``N`` up to ``2^29``), so ``correlate`` and ``synthesize`` give each
+    row the same bits whatever the batch, the BLAS path, or ``synthesize``'s choice
+    between its dense and sparse sums (a choice made for the whole batch). The grid
+    depends on the row alone. The result is float32, exactly: 24 significant bits.
+    """
+    array = np.asarray(values, dtype=np.float32)
+    largest = np.max(np.abs(array), axis=1) if array.shape[1] else np.zeros(array.shape[0], np.float32)
+    _, exponent = np.frexp(largest.astype(np.float64))
+    # The floor keeps the step a normal float32 when a row is all but zero.
+    exponent = np.maximum(exponent.astype(np.int64), MIN_EXPONENT)
+    step = np.ldexp(1.0, exponent - GRID_BITS).astype(np.float32)[:, None]
+    # Division and multiplication by a power of two are exact, so only the rounding rounds.
+    return np.round(array / step) * step
+
+
+def soft_threshold_risk(alpha: float, rho: float, nonnegative: bool = True) -> float:
+    """Worst-case MSE of soft thresholding at ``θ = α·τ`` per unit ``τ²``, for sparsity ``ρ``.
+
+    The MSE of ``η(y + τZ; ατ)`` is ``τ²·[(1 − ρ)·m₀(α) + ρ·(1 + α²)]`` in the worst case
+    over signals with a fraction ``ρ`` of non-zeros (all of them large), where
+    ``m₀(α) = E[η(Z; α)²] = c·((1 + α²)Φ(−α) − αφ(α))`` is the error on a zero, with
+    ``c = 2`` for the two-sided threshold and ``c = 1`` for the positive part. In the
+    noiseless state evolution ``τ²_{t+1} = (N/d)·mse(τ_t)`` this bracket times ``N/d``
+    is the rate at which ``τ²`` shrinks, once the large coefficients dominate.
+    """
+    tail = 0.5 * math.erfc(alpha / math.sqrt(2.0))
+    density = math.exp(-0.5 * alpha * alpha) / math.sqrt(2.0 * math.pi)
+    zero = (1.0 + alpha * alpha) * tail - alpha * density
+    if not nonnegative:
+        zero *= 2.0
+    return (1.0 - rho) * zero + rho * (1.0 + alpha * alpha)
+
+
+@functools.lru_cache(maxsize=256)
+def minimax_alpha(rho: float, nonnegative: bool = True) -> float:
+    """The minimax threshold multiplier ``α`` for sparsity ``ρ`` (Donoho, Maleki & Montanari 2009).
+
+    It minimises :func:`soft_threshold_risk`, a convex function of ``α`` on ``[0, 6]``,
+    by golden-section search to ``1e-9``. For ``ρ = 1/256`` it is about 2.02 (2.24 for
+    the two-sided threshold); it shrinks as ``ρ`` grows.
+    """
+    lo, hi = 0.0, 6.0
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = soft_threshold_risk(a, rho, nonnegative), soft_threshold_risk(b, rho, nonnegative)
+    while hi - lo > 1e-9:
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = soft_threshold_risk(a, rho, nonnegative)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = soft_threshold_risk(b, rho, nonnegative)
+    return 0.5 * (lo + hi)
+
+
+@dataclass
+class Iterate:
+    """The state of every signal of a batch after one AMP iteration ``t`` (``t ≥ 1``).
+
+    ``estimate`` is ``y^t`` (``(B, N)``), ``pseudo`` the pseudo-data ``r^{t-1}`` it was
+    made from (``y^t = η(r^{t-1})``, damped), ``tau2`` the effective noise variance
+    ``τ²_{t-1}`` the denoiser used (``(B,)``), and ``active`` which signals were still
+    iterating (converged signals keep their last values and are not updated).
+    """
+
+    iteration: int
+    estimate: np.ndarray
+    pseudo: np.ndarray
+    tau2: np.ndarray
+    active: np.ndarray
+
+
+class MessagePassing(Decoder):
+    """The AMP loop shared by ``amp`` and ``amp-binary``; a subclass supplies the denoiser.
+
+    With ``y^0 = 0`` and ``z^0 = x``, iteration ``t = 0, 1, …`` computes, per signal,
+
+        τ_t²    = max(‖z^t‖² / d, σ²)           (the effective noise of r^t)
+        r^t     = y^t + Fᵀ z^t                   (pseudo-data ≈ y + τ_t · N(0, 1))
+        y^{t+1} = β η(r^t; τ_t) + (1 − β) y^t    (β = ``damping``, 1 = none)
+        z^{t+1} = x − F y^{t+1} + z^t · β Σ_i η'(r^t_i; τ_t) / d
+
+    The last term is the Onsager correction ``(1/δ)·⟨η'⟩·z^t`` with ``δ = d/N``: it
+    keeps ``r^t − y`` Gaussian-like, which is what lets a scalar denoiser work.
+    A signal stops when ``‖y^{t+1} − y^t‖ ≤ tol · ‖y^{t+1}‖`` or after ``iterations``
+    iterations; a stopped signal keeps its values while the others go on, so no signal
+    depends on the rest of its batch. The decoded set is the top ``k`` of the last
+    denoised estimate ``η(r^t)`` (the estimate itself when undamped), ties (zeros,
+    posteriors that round to 1) broken by the pseudo-data ``r^t``: η is non-decreasing,
+    so this is the top ``k`` of ``r^t``, ties to the lower index.
+
+    A subclass implements :meth:`_denoise` and declares the parameters ``iterations``,
+    ``tol`` and ``damping``.
+    """
+
+    uses_noise = True
+
+    @abstractmethod
+    def _denoise(self, pseudo: np.ndarray, tau2: np.ndarray, k: int,
+                 n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``η(r; τ)`` of each row of ``pseudo`` (float32) and the row sums ``Σ_i η'(r_i; τ)``."""
+
+    def iterate(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
+                noise: float = 0.0) -> Iterator[Iterate]:
+        """Run AMP on a batch and yield the state after each iteration; ``decode`` uses the last.
+
+        ``signals`` is ``(B, d)``; ``k`` sets the prior (``ρ = k/N``) and ``noise`` (σ)
+        floors the effective noise variance. The yielded arrays are updated in place
+        by the next iteration: copy what you keep. The loop ends after ``iterations``
+        iterations or as soon as every signal has stopped, so at least one state is
+        yielded and the last one holds every signal's final values.
+        """
+        x = np.atleast_2d(np.asarray(signals, dtype=np.float64))
+        batch, d = x.shape
+        n = dictionary.n
+        estimate = np.zeros((batch, n), dtype=np.float32)
+        pseudo = np.zeros((batch, n), dtype=np.float32)
+        tau2 = np.zeros(batch)
+        residual = x.copy()
+        active = np.ones(batch, dtype=np.bool_)
+        floor = max(float(noise) ** 2, TAU2_FLOOR)
+        rows = np.arange(batch)  # the signals still iterating
+        for iteration in range(1, self.iterations + 1):
+            z = residual[rows]
+            previous = estimate[rows]
+            t2 = np.maximum(row_sums(z * z) / d, floor)
+            r = previous + dictionary.correlate(snap(z))
+            new, slopes = self._denoise(r, t2, k, n)
+            if self.damping < 1.0:
+                new = self.damping * new + (1.0 - self.damping) * previous
+            # Snapped, the estimate synthesises to the same bits in any batch (see snap).
+            new = snap(new)
+            onsager = self.damping * slopes / d
+            residual[rows] = x[rows] - dictionary.synthesize(new) + z * onsager[:, None]
+            change = row_sums(np.square(new - previous, dtype=np.float64))
+            done = change <= self.tol ** 2 * row_sums(np.square(new, dtype=np.float64))
+            estimate[rows] = new
+            pseudo[rows] = r
+            tau2[rows] = t2
+            active[rows[done]] = False
+            yield Iterate(iteration, estimate, pseudo, tau2, active.copy())
+            rows = rows[~done]
+            if rows.size == 0:
+                break
+
+    def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
+               noise: float) -> np.ndarray:
+        for state in self.iterate(dictionary, signals, k=k, noise=noise):
+            pseudo = state.pseudo
+        return top_k_rows(pseudo, min(k, dictionary.n))
+
+
+def row_sums(values: np.ndarray) -> np.ndarray:
+    """The float64 sum of each row of a 2-D array, each row summed on its own.
+
+    The values are cast first, so that the sum runs over each contiguous row without
+    NumPy's casting buffers, whose chunks need not line up with rows: the sum of a row
+    is then the same in a batch of any size.
+    """
+    return np.asarray(values, dtype=np.float64).sum(axis=1)
+
+
+class SoftThresholdAMP(MessagePassing):
+    """Donoho–Maleki–Montanari AMP with soft thresholding (SPEC §3).
+
+    The denoiser is ``η(r; θ) = sign(r)·max(|r| − θ, 0)`` (with ``nonnegative``,
+    ``max(r − θ, 0)``), so ``Σ_i η'`` is the number of non-zero entries ``‖y^{t+1}‖₀``,
+    and the threshold follows the effective noise: ``θ_t = alpha · τ_t`` with
+    ``τ_t² = max(‖z^t‖²/d, σ²)``. The loop, stopping rule and decoded set are those of
+    :class:`MessagePassing`. At its fixed point the estimate solves the lasso with
+    ``λ = θ (1 − ‖y‖₀/d)``.
+    """
+
+    name = "amp"
+    description = ("Message passing: Donoho–Maleki–Montanari AMP, soft threshold θ = α·τ̂ with the "
+                   "Onsager correction; Ŷ = top-k of the estimate.")
+    parameters = (
+        Param("threshold", str, "minimax",
+              "θ_t = α·τ̂_t with α the minimax threshold for ρ = k/N ('minimax') or α = alpha ('fixed')",
+              choices=("minimax", "fixed")),
+        Param("alpha", float, 2.0, "α of threshold='fixed': θ_t = alpha · τ̂_t, τ̂_t² = ‖z^t‖²/d",
+              minimum=0.0),
+        Param("iterations", int, 30, "iterations, at most", minimum=1),
+        Param("tol", float, 1e-4, "a signal stops when ‖y^{t+1} − y^t‖ ≤ tol · ‖y^{t+1}‖",
+              minimum=0.0, maximum=1.0),
+        Param("damping", float, 1.0, "β: y^{t+1} = β η(r^t) + (1 − β) y^t (1 = no damping)",
+              minimum=0.01, maximum=1.0),
+        Param("nonnegative", bool, True,
+              "positive-part soft threshold max(r − θ, 0) (the standard problem's coefficients are +1)"),
+    )
+
+    def multiplier(self, k: int, n: int) -> float:
+        """The threshold multiplier ``α`` used for ``k`` active features out of ``n``."""
+        if self.threshold == "fixed":
+            return self.alpha
+        return minimax_alpha(min(max(k, 1), n) / n, self.nonnegative)
+
+    def _denoise(self, pseudo: np.ndarray, tau2: np.ndarray, k: int,
+                 n: int) -> tuple[np.ndarray, np.ndarray]:
+        theta = (self.multiplier(k, n) * np.sqrt(tau2)).astype(np.float32)[:, None]
+        if self.nonnegative:
+            out = np.maximum(pseudo - theta, np.float32(0.0))
+        else:
+            out = np.sign(pseudo) * np.maximum(np.abs(pseudo) - theta, np.float32(0.0))
+        return out, np.count_nonzero(out, axis=1).astype(np.float64)
+
+
+@hookimpl
+def register_decoders(register):
+    register(SoftThresholdAMP)
