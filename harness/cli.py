@@ -471,7 +471,9 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
         chunk = trained.losses[start:start + tenth]
         curve.add_row(f"{start + 1}–{start + len(chunk)}", f"{sum(chunk) / len(chunk):.5f}")
     out.print(curve)
-    err.print(f"SAE written to {directory} (SAELens format; losses.csv holds every step); "
+    kept = f"the encoder of step {trained.best_step}" if trained.best_step else "the initial encoder"
+    err.print(f"SAE written to {directory} ({kept}, the lowest mean loss over 50 steps; SAELens "
+              "format; losses.csv holds every step); "
               f"compare it with `harness gap {directory}`", highlight=False)
     return 0
 

@@ -5,6 +5,7 @@ The decoder of the SAE is the problem's own dictionary ``F`` (fixed, ``W_dec = F
 reconstruction loss ``½‖x − F z‖²`` (plus ``λ‖z‖₁`` for ReLU), from the matched filter
 ``W_enc = F`` (which is exactly the ``topk`` decoder). Gradients are written out by
 hand: TopK passes them through the kept latents, ReLU through the positive ones. The
+encoder kept is the one with the lowest mean loss over a window of 50 steps. The
 result is written in SAELens format, so it is a fixed-dictionary problem for
 ``harness run --dictionary`` and an encoder for ``harness gap``: how far training moves
 a one-step encoder from ``topk``, and how far it stays from ``mp``.
@@ -23,6 +24,9 @@ import numpy as np
 from .dictionary import generated_dictionary
 from .kernels import top_k_rows
 from .problem import STREAM_TRAINING, Problem, draw_subsets
+
+#: Steps over which the loss is averaged to pick the encoder that is kept.
+WINDOW = 50
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class TrainedEncoder:
     b_enc: np.ndarray
     W_dec: np.ndarray
     losses: list[float] = field(default_factory=list)
+    best_step: int = 0
 
 
 def _training_batch(spec: TrainingSpec, step: int) -> np.ndarray:
@@ -96,6 +101,10 @@ def train_encoder(spec: TrainingSpec,
     moments = [np.zeros_like(encoder), np.zeros_like(encoder), np.zeros_like(bias), np.zeros_like(bias)]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     result = TrainedEncoder(spec=spec, W_enc=encoder, b_enc=bias, W_dec=matrix.T.copy())
+    # The straight-through gradient of TopK only reaches the latents already chosen, so
+    # the loss can rise once the encoder's ranking drifts; the encoder kept is the one
+    # with the lowest mean loss over a window of steps (the matched filter if none is).
+    best, best_loss = (encoder.copy(), bias.copy()), math.inf
     for step in range(1, spec.steps + 1):
         subsets = _training_batch(spec, step)
         x = matrix[:, subsets].sum(axis=2).T  # (B, d)
@@ -117,8 +126,14 @@ def train_encoder(spec: TrainingSpec,
             corrected = first / (1 - beta1**step)
             parameter -= spec.learning_rate * corrected / (np.sqrt(second / (1 - beta2**step)) + eps)
         result.losses.append(loss)
+        if step % WINDOW == 0:
+            window = float(np.mean(result.losses[-WINDOW:]))
+            if window < best_loss:
+                best_loss, result.best_step = window, step
+                best = (encoder.copy(), bias.copy())
         if on_step is not None:
             on_step(step, loss)
+    result.W_enc, result.b_enc = best
     return result
 
 
@@ -134,7 +149,7 @@ def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
         "architecture": "topk" if spec.activation == "topk" else "standard",
         "d_in": spec.d, "d_sae": spec.n, "dtype": "float32", "apply_b_dec_to_input": False,
         "normalize_activations": "none",
-        "harness_training": asdict(spec),
+        "harness_training": {**asdict(spec), "best_step": trained.best_step},
     }
     if spec.activation == "topk":
         config["k"] = spec.k
