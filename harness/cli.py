@@ -71,6 +71,25 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
 
 
+def _add_measurement_options(parser: argparse.ArgumentParser, probed: str) -> None:
+    parser.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
+    parser.add_argument("--target", type=_number, metavar="Q",
+                        help="headline success rate q (default 0.95)")
+    parser.add_argument("--trials", type=_positive_int, metavar="T",
+                        help=f"trials per probed {probed}, at most (default 256)")
+    parser.add_argument("--seed", type=_non_negative_int, help="seed of every instance (default 0)")
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_positive_int, metavar="T",
+                        help="BLAS and numba threads (default: all cores; changes speed only)")
+    parser.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
+                        help=f"results store directory (default ./{DEFAULT_STORE})")
+    parser.add_argument("--no-store", action="store_true", help="do not append the records to the store")
+    parser.add_argument("--json", action="store_true",
+                        help="print the records as JSON lines instead of the tables")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description=(
         "Benchmark sparse decoders on superposition codes: the minimal dimension d* at which "
@@ -91,11 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rademacher (default) or gaussian, or a dictionary file: a d × N matrix "
                           "(.npy, .npz, .safetensors) or an SAE's weights (its decoder), which "
                           "fixes d and makes k*(q) the score")
-    run.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
-    run.add_argument("--target", type=_number, metavar="Q", help="headline success rate q (default 0.95)")
-    run.add_argument("--trials", type=_positive_int, metavar="T",
-                     help="trials per probed dimension, at most (default 256)")
-    run.add_argument("--seed", type=_non_negative_int, help="seed of every instance (default 0)")
+    _add_measurement_options(run, "dimension")
     run.add_argument("--subsets-per-draw", type=_positive_int, metavar="S",
                      help="subsets decoded per dictionary draw (default 32; part of the problem)")
     run.add_argument("--d-max", type=_positive_int, metavar="D",
@@ -104,16 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fixed dictionaries: the largest k tried (default min(d, N − 1))")
     run.add_argument("--batch-size", type=_positive_int, metavar="B",
                      help="signals per decoder call (default 32; changes speed only)")
-    run.add_argument("--threads", type=_positive_int, metavar="T",
-                     help="BLAS and numba threads (default: all cores; changes speed only)")
     source = run.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE.toml", help="a TOML sweep (see the README)")
     source.add_argument("--suite", choices=SUITES, help="a named suite of SPEC §5")
-    run.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
-                     help=f"results store directory (default ./{DEFAULT_STORE})")
-    run.add_argument("--no-store", action="store_true", help="do not append the records to the store")
-    run.add_argument("--json", action="store_true",
-                     help="print the run's records as JSON lines instead of the table")
+    _add_output_options(run)
 
     gap = commands.add_parser("gap", help="an SAE's encoder against iterative decoders on its own "
                                           "dictionary", description=(
@@ -125,19 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the weight format (default: detected)")
     gap.add_argument("--plugin", "-p", action="append", metavar="NAME[key=value,...]", default=[],
                      help="decoders to compare instead of the default set (repeatable)")
-    gap.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
-    gap.add_argument("--target", type=_number, metavar="Q", help="headline success rate q (default 0.95)")
-    gap.add_argument("--trials", type=_positive_int, metavar="T",
-                     help="trials per probed k, at most (default 256)")
-    gap.add_argument("--seed", type=_non_negative_int, help="seed of every instance (default 0)")
+    _add_measurement_options(gap, "k")
     gap.add_argument("--k-max", type=_positive_int, metavar="K",
                      help="the largest k tried (default min(d, N − 1))")
-    gap.add_argument("--threads", type=_positive_int, metavar="T",
-                     help="BLAS and numba threads (default: all cores)")
-    gap.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
-                     help=f"results store directory (default ./{DEFAULT_STORE})")
-    gap.add_argument("--no-store", action="store_true", help="do not append the records to the store")
-    gap.add_argument("--json", action="store_true", help="print the records as JSON lines")
+    _add_output_options(gap)
 
     train = commands.add_parser("train-sae", help="train an SAE encoder on the standard problem",
                                 description=(

@@ -43,25 +43,46 @@ def _ratio(numerator: float, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
-                plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The result record of ``run`` (see the README's record schema)."""
-    if run.variable == "k":
-        return _fixed_record(run, decoder_name=decoder_name, plugin_package=plugin_package,
-                             plugin_version=plugin_version, provenance=provenance)
-    problem = run.problem
-    h = problem.entropy_bits
-    est, half = run.estimate, run.half
-    d_star = est.d if est else None
-    ci = list(est.ci) if est else [None, None]
-    record: dict[str, Any] = {
+def _common_fields(run: DecoderRun, *, decoder_name: str, plugin_package: str,
+                   plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The fields every record has, whatever its track."""
+    return {
         "schema": SCHEMA_VERSION,
         "decoder": decoder_name,
         "plugin_package": plugin_package,
         "plugin_version": plugin_version,
         "params": dict(run.decoder.params),
-        "problem": problem.as_record(),
+        "problem": run.problem.as_record(),
         "target": run.settings.target,
+        "trials": run.trials,
+        "curve": run.curve,
+        "status": "ok" if run.ok else "error",
+        "error": run.error,
+        "wall_seconds": round(run.wall_seconds, 3),
+        "provenance": provenance,
+    }
+
+
+def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
+                plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The result record of ``run`` (see the README's record schema)."""
+    record = _common_fields(run, decoder_name=decoder_name, plugin_package=plugin_package,
+                            plugin_version=plugin_version, provenance=provenance)
+    if run.variable == "k":
+        record.update(_fixed_fields(run))
+    else:
+        record.update(_generated_fields(run))
+    return record
+
+
+def _generated_fields(run: DecoderRun) -> dict[str, Any]:
+    """``d*`` and the bitrate ``H(N, k) / d*`` of a generated-dictionary run."""
+    problem = run.problem
+    h = problem.entropy_bits
+    est, half = run.estimate, run.half
+    d_star = est.d if est else None
+    ci = list(est.ci) if est else [None, None]
+    fields: dict[str, Any] = {
         "search": {"max_trials_per_dimension": run.settings.max_trials, "d_max": run.d_max},
         "d_star": d_star,
         "d_star_ci": ci,
@@ -72,26 +93,18 @@ def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
         "bits_per_dim_ci": [_ratio(h, ci[1]), _ratio(h, ci[0])],
         "dims_per_bit": d_star / h if d_star else None,
         "dims_per_bit_ci": [ci[0] / h if ci[0] else None, ci[1] / h if ci[1] else None],
-        "trials": run.trials,
-        "curve": run.curve,
-        "status": "ok" if run.ok else "error",
-        "error": run.error,
-        "wall_seconds": round(run.wall_seconds, 3),
-        "provenance": provenance,
     }
     if problem.noise > 0 and problem.k is not None:
         d_sh = shannon_dimension(problem.n, problem.k, problem.noise)
-        record["d_shannon"] = d_sh
-        record["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
+        fields["d_shannon"] = d_sh
+        fields["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
     if run.ok and d_star is None:
-        record["note"] = f"p(d) ≥ {run.settings.target} was not reached for d ≤ {run.d_max}"
-    return record
+        fields["note"] = f"p(d) ≥ {run.settings.target} was not reached for d ≤ {run.d_max}"
+    return fields
 
 
-def _fixed_record(run: DecoderRun, *, decoder_name: str, plugin_package: str, plugin_version: str,
-                  provenance: dict[str, Any]) -> dict[str, Any]:
-    """The record of a fixed-dictionary run: ``k*`` where the generated track has ``d*``,
-    and ``bits/dim = H(N, k*) / d``."""
+def _fixed_fields(run: DecoderRun) -> dict[str, Any]:
+    """``k*`` where the generated track has ``d*``, and ``bits/dim = H(N, k*) / d``."""
     problem = run.problem
     d = problem.d
     assert d is not None
@@ -103,14 +116,7 @@ def _fixed_record(run: DecoderRun, *, decoder_name: str, plugin_package: str, pl
         return None if not k else entropy_bits(problem.n, k) / d
 
     bits_per_dim = bits(k_star)
-    record: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "decoder": decoder_name,
-        "plugin_package": plugin_package,
-        "plugin_version": plugin_version,
-        "params": dict(run.decoder.params),
-        "problem": problem.as_record(),
-        "target": run.settings.target,
+    fields: dict[str, Any] = {
         "search": {"max_trials_per_k": run.settings.max_trials, "k_max": run.d_max},
         "k_star": k_star,
         "k_star_ci": ci,
@@ -121,16 +127,10 @@ def _fixed_record(run: DecoderRun, *, decoder_name: str, plugin_package: str, pl
         "bits_per_dim": bits_per_dim,
         "bits_per_dim_ci": [bits(ci[0]), bits(ci[1])],
         "dims_per_bit": 1 / bits_per_dim if bits_per_dim else None,
-        "trials": run.trials,
-        "curve": run.curve,
-        "status": "ok" if run.ok else "error",
-        "error": run.error,
-        "wall_seconds": round(run.wall_seconds, 3),
-        "provenance": provenance,
     }
     if run.ok and k_star is None:
-        record["note"] = f"p(k) ≥ {run.settings.target} was not reached even at k = 1"
-    return record
+        fields["note"] = f"p(k) ≥ {run.settings.target} was not reached even at k = 1"
+    return fields
 
 
 def record_key(record: dict[str, Any]) -> str:
