@@ -84,7 +84,7 @@ def random_sae(seed: int = 0, d_in: int = D_IN, d_sae: int = D_SAE) -> dict[str,
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    np.savez(path, **cast("dict[str, Any]", arrays))  # the stubs read ** as allow_pickle
+    np.savez(path, **cast("dict[str, Any]", arrays))  # NumPy's type hints would read ** as allow_pickle
 
 
 def write_saelens(directory: Path, sae: dict[str, np.ndarray], config: dict, dtype: str = "F32",
