@@ -40,6 +40,37 @@ POWER_ITERATIONS = 40
 STREAM_POWER_ITERATION = 99
 
 
+#: :func:`grid_steps` puts values on multiples of ``2^-GRID_BITS`` times a power of two at
+#: least as large as a row's largest entry: 24 significant bits, exact in float32.
+GRID_BITS = 24
+
+
+def grid_steps(values: np.ndarray, min_exponent: int | None = None) -> np.ndarray:
+    """Per row of ``values``, a power-of-two step ``2^-24`` of the row's size.
+
+    Rows rounded to such a grid (:func:`snap_to_grid`), times the ±1 entries of a
+    Rademacher dictionary, add up exactly in float64 (for ``N`` up to ``2^29``), so
+    ``correlate`` and ``synthesize`` give each row the same bits whatever else is in
+    the batch and whatever path BLAS takes. Iterative decoders round the vectors they
+    hand to the operator this way to stay independent of the batch. The step depends
+    on the row alone; ``min_exponent`` keeps it a normal number for rows all but zero.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    largest = np.max(np.abs(array), axis=1) if array.shape[1] else np.zeros(array.shape[0])
+    _, exponent = np.frexp(largest)
+    exponent = exponent.astype(np.int64)
+    if min_exponent is not None:
+        exponent = np.maximum(exponent, min_exponent)
+    return np.ldexp(1.0, exponent - GRID_BITS)
+
+
+def snap_to_grid(values: np.ndarray, steps: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """``values`` rounded, row by row, to multiples of that row's step (a power of two, so
+    only the rounding rounds), as ``dtype``."""
+    step = np.asarray(steps, dtype=np.float64)[:, None]
+    return (np.round(np.asarray(values, dtype=np.float64) / step) * step).astype(dtype)
+
+
 class DictionaryTooLarge(MemoryError):
     """Raised when a dense copy of a dictionary would exceed the allowed bytes."""
 

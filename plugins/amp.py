@@ -10,10 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
-
-#: Vectors handed to the operator are rounded to multiples of 2^-GRID_BITS times a power
-#: of two at least as large as the row's largest entry (see :func:`snap`).
-GRID_BITS = 24
+from superposition_harness.dictionary import grid_steps, snap_to_grid
 
 #: Rows whose largest entry is below 2^MIN_EXPONENT are snapped on the grid of 2^MIN_EXPONENT.
 MIN_EXPONENT = -100
@@ -25,22 +22,11 @@ TAU2_FLOOR = 1e-12
 
 
 def snap(values: np.ndarray) -> np.ndarray:
-    """Each row of ``values`` rounded to multiples of ``2^-24`` times a power of two ≥ its largest entry.
-
-    Rows on such a grid, times the ±1 entries of a Rademacher dictionary, add up exactly
-    in float64 (for ``N`` up to ``2^29``), so ``correlate`` and ``synthesize`` give each
-    row the same bits whatever the batch, the BLAS path, or ``synthesize``'s choice
-    between its dense and sparse sums (a choice made for the whole batch). The grid
-    depends on the row alone. The result is float32, exactly: 24 significant bits.
-    """
+    """Each row of ``values`` on its own power-of-two grid (``superposition_harness.dictionary.
+    grid_steps``), as float32, exactly: the operator's products are then the same in any
+    batch, and so is ``synthesize``'s choice between its dense and sparse sums."""
     array = np.asarray(values, dtype=np.float32)
-    largest = np.max(np.abs(array), axis=1) if array.shape[1] else np.zeros(array.shape[0], np.float32)
-    _, exponent = np.frexp(largest.astype(np.float64))
-    # The floor keeps the step a normal float32 when a row is all but zero.
-    exponent = np.maximum(exponent.astype(np.int64), MIN_EXPONENT)
-    step = np.ldexp(1.0, exponent - GRID_BITS).astype(np.float32)[:, None]
-    # Division and multiplication by a power of two are exact, so only the rounding rounds.
-    return np.round(array / step) * step
+    return snap_to_grid(array, grid_steps(array, MIN_EXPONENT), np.float32)
 
 
 def soft_threshold_risk(alpha: float, rho: float, nonnegative: bool = True) -> float:

@@ -7,8 +7,10 @@ import math
 import numpy as np
 from numba import njit
 from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
+from superposition_harness.dictionary import grid_steps
+from superposition_harness.dictionary import snap_to_grid as snap
 
-from .lasso_cd import as_penalties, grid_steps, penalties, snap
+from .lasso_cd import as_penalties, penalties
 
 
 @njit(cache=True)
@@ -21,7 +23,7 @@ def _step(points: np.ndarray, correlations: np.ndarray, previous: np.ndarray, in
     Row ``b`` moves from its point ``z`` (the estimate for ISTA, the extrapolated point
     for FISTA), whose correlations ``⟨f_i, x − F z⟩`` are given, to
     ``y = S_{λ/L}(z + Fᵀ(x − F z) / L)``, rounded to the row's grid (see
-    ``lasso_cd.grid_steps``). FISTA then extrapolates
+    ``superposition_harness.dictionary.grid_steps``). FISTA then extrapolates
     ``z = y + (t − 1)/t' · (y − y_prev)`` with ``t' = (1 + √(1 + 4t²)) / 2``, restarting
     the momentum (``t = 1``) whenever ``⟨z − y, y − y_prev⟩ > 0``, i.e. when the step
     went against the momentum (O'Donoghue and Candès' gradient restart). ``changes[b]``

@@ -7,10 +7,8 @@ import math
 import numpy as np
 from numba import njit
 from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
-
-#: Residuals and estimates handed to the operator are rounded to multiples of a power
-#: of two, 2^-GRID_BITS times the signal's largest entry (rounded up to a power of two).
-GRID_BITS = 24
+from superposition_harness.dictionary import grid_steps
+from superposition_harness.dictionary import snap_to_grid as snap
 
 #: A round adds to a working set at most this many violators, or as many as it has
 #: non-zero coefficients if that is more.
@@ -26,26 +24,6 @@ GRAM_LIMIT = 1024
 #: Continuation: λ starts at this fraction of the smallest λ whose solution is zero and
 #: is multiplied by it at each stage of the path, down to the target.
 PATH_STEP = 0.2
-
-
-def grid_steps(signals: np.ndarray) -> np.ndarray:
-    """Per signal, the grid step of :func:`snap`: a power of two, ``2^-24`` of the signal's size.
-
-    Values on such a grid, times the ±1 entries of a Rademacher dictionary, add up
-    exactly in float64, so ``correlate`` and ``synthesize`` then give every signal the
-    same bits whatever else is in the batch and whatever path BLAS takes. The step
-    depends on the signal alone (its largest entry, an exact quantity).
-    """
-    x = np.asarray(signals, dtype=np.float64)
-    largest = np.max(np.abs(x), axis=1) if x.shape[1] else np.zeros(x.shape[0])
-    _, exponent = np.frexp(largest)
-    return np.ldexp(1.0, exponent.astype(np.int64) - GRID_BITS)
-
-
-def snap(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """``values`` (one row per signal) rounded to multiples of that signal's grid step."""
-    step = steps[:, None]
-    return np.round(np.asarray(values, dtype=np.float64) / step) * step
 
 
 def penalties(correlations: np.ndarray, n: int, noise: float, lam_ratio: float,

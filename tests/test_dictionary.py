@@ -425,3 +425,20 @@ def test_lipschitz_bounds_the_largest_eigenvalue_from_above():
         exact = np.linalg.norm(dictionary.dense().astype(np.float64), 2) ** 2
         assert exact <= dictionary.lipschitz() <= 1.06 * exact
         assert dictionary.lipschitz() == dictionary.lipschitz()
+
+
+def test_rows_snapped_to_their_grid_correlate_the_same_in_any_batch():
+    """Continuous rows on their power-of-two grid give exact Rademacher sums: bitwise the
+    same correlations alone or in a batch, and the grid depends on each row alone."""
+    from superposition_harness import Problem
+    from superposition_harness.dictionary import generated_dictionary, grid_steps, snap_to_grid
+    rng = np.random.default_rng(12)
+    values = rng.normal(size=(9, 70)) * np.logspace(-3, 3, 9)[:, None]
+    steps = grid_steps(values)
+    assert np.all(np.log2(steps) == np.round(np.log2(steps)))
+    snapped = snap_to_grid(values, steps)
+    assert np.all(np.abs(snapped - values) <= steps[:, None] / 2)
+    assert np.array_equal(snap_to_grid(values[3:4], grid_steps(values[3:4])), snapped[3:4])
+    dictionary = generated_dictionary(Problem(n=300, k=2, seed=1), 70, 0)
+    together = dictionary.correlate(snapped)
+    assert all(np.array_equal(together[i], dictionary.correlate(snapped[i:i + 1])[0]) for i in range(9))
