@@ -12,27 +12,41 @@ from numba import njit, prange
 PARALLEL_ENTRIES = 1 << 22
 
 
+@njit(cache=True)
+def keep_largest(score: np.ndarray, positions: np.ndarray, limit: int) -> int:  # pragma: no cover
+    """Keep the entries with the ``limit`` largest scores, ties to the earlier entry.
+
+    ``positions[t]`` belongs to ``score[t]``; the kept positions are moved, in their
+    order, to the front of ``positions``, and their number is returned (fewer than
+    ``limit`` when scores are NaN). Compiled; callable from other numba kernels.
+    """
+    found = score.shape[0]
+    if found <= limit:
+        return found
+    cut = -np.partition(-score, limit - 1)[limit - 1]
+    above = 0
+    for t in range(found):
+        if score[t] > cut:
+            above += 1
+    ties = limit - above
+    taken = 0
+    for t in range(found):
+        value = score[t]
+        if value > cut or (value == cut and ties > 0):
+            if value <= cut:
+                ties -= 1
+            positions[taken] = positions[t]
+            taken += 1
+    return taken
+
+
 def _top_k_rows_body(values: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - compiled
     rows, width = values.shape
     out = np.full((rows, k), -1, dtype=np.int64)
     for b in prange(rows):
-        row = values[b]
-        cut = -np.partition(-row, k - 1)[k - 1]
-        above = 0
-        for i in range(width):
-            if row[i] > cut:
-                above += 1
-        equal_needed = k - above
-        filled = 0
-        for i in range(width):
-            value = row[i]
-            if value > cut:
-                out[b, filled] = i
-                filled += 1
-            elif value == cut and equal_needed > 0:
-                out[b, filled] = i
-                filled += 1
-                equal_needed -= 1
+        positions = np.arange(width)
+        taken = keep_largest(values[b], positions, k)
+        out[b, :taken] = positions[:taken]
     return out
 
 

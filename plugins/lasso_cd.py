@@ -9,6 +9,7 @@ from numba import njit
 from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
 from superposition_harness.dictionary import grid_steps
 from superposition_harness.dictionary import snap_to_grid as snap
+from superposition_harness.kernels import keep_largest
 
 #: A round adds to a working set at most this many violators, or as many as it has
 #: non-zero coefficients if that is more.
@@ -278,23 +279,8 @@ def _violators(correlations: np.ndarray, rows: np.ndarray, lams: np.ndarray, mem
                 index[found] = i
                 score[found] = abs(c)
                 found += 1
-        limit = limits[b]
-        if found > limit:
-            # The limit-th largest violation; those above it, then ties at it by index.
-            cut = -np.partition(-score, limit - 1)[limit - 1]
-            above = 0
-            for t in range(found):
-                if score[t] > cut:
-                    above += 1
-            ties = limit - above
-            taken = 0
-            for t in range(found):
-                if score[t] > cut or (score[t] == cut and ties > 0):
-                    if score[t] == cut:
-                        ties -= 1
-                    index[taken] = index[t]
-                    taken += 1
-            found = taken
+        # The largest violations, ties to the lower index.
+        found = keep_largest(score, index, limits[b])
         counts[b] = found
         out[b, :found] = index[:found]
 
