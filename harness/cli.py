@@ -20,22 +20,23 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
+from . import __version__, parallel
 from .config import SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec, read_config, read_suite
 from .conformance import run_conformance
 from .decoder import Decoder, ParameterError, parse_params
 from .dictionary import Dictionary, MatrixDictionary
 from .leaderboard import error_lines, gap_table, leaderboard_tables
+from .memory import DEFAULT_MEMORY, BudgetError, check, format_size, needed_bytes, parse_size
 from .plugins import Registry, UnknownDecoder, load_registry
 from .problem import FILE_DICTIONARY, Problem, ProblemError
 from .results import DEFAULT_STORE, ResultStore, StoreError, best_records, make_record, provenance
-from .runner import RunSettings, run_decoder
+from .runner import RunSettings, default_d_max, run_decoder
 from .search import SearchError, min_trials_to_pass
 from .training import TrainingSpec, train_encoder, write_saelens
 from .weights import WeightsError, fingerprint, load_matrix
 
 BUILTIN_PACKAGE = "superposition-harness"
-USER_ERRORS = (ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder, StoreError,
+USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder, StoreError,
                WeightsError)
 
 
@@ -71,6 +72,13 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except BudgetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_measurement_options(parser: argparse.ArgumentParser, probed: str) -> None:
     parser.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
     parser.add_argument("--target", type=_number, metavar="Q",
@@ -78,11 +86,17 @@ def _add_measurement_options(parser: argparse.ArgumentParser, probed: str) -> No
     parser.add_argument("--trials", type=_positive_int, metavar="T",
                         help=f"trials per probed {probed}, at most (default 256)")
     parser.add_argument("--seed", type=_non_negative_int, help="seed of every instance (default 0)")
+    parser.add_argument("--resolution", type=_number, metavar="R",
+                        help="stop narrowing d* at this relative width (default 0.01; 0: to one dimension)")
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=_positive_int, metavar="T",
-                        help="BLAS and numba threads (default: all cores; changes speed only)")
+    parser.add_argument("--workers", "--threads", dest="threads", type=_positive_int, metavar="W",
+                        help="worker threads for products and compiled kernels (default: all cores; "
+                             "changes speed only)")
+    parser.add_argument("--memory", type=_size, metavar="SIZE",
+                        help="memory budget, like 4GiB or 512MiB (default 4GiB); a run that cannot "
+                             "fit is refused before it starts")
     parser.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
                         help=f"results store directory (default ./{DEFAULT_STORE})")
     parser.add_argument("--no-store", action="store_true", help="do not append the records to the store")
@@ -201,7 +215,8 @@ def _sweep(args: argparse.Namespace, dictionary: list[str] | None = None) -> Swe
                  "noise": [args.noise] if option("noise") is not None else None,
                  "seed": option("seed"), "subsets_per_draw": option("subsets_per_draw"),
                  "target": option("target"), "trials": option("trials"), "d_max": option("d_max"),
-                 "k_max": option("k_max"), "batch_size": option("batch_size")}
+                 "k_max": option("k_max"), "batch_size": option("batch_size"),
+                 "resolution": option("resolution")}
     for key, value in overrides.items():
         if value is not None:
             setattr(sweep, key, value)
@@ -240,12 +255,14 @@ def _limit_threads(threads: int | None) -> Any:
     import numba
     from threadpoolctl import threadpool_limits
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    parallel.set_workers(threads)
     return threadpool_limits(limits=threads)
 
 
-def _settings(sweep: Sweep, err: Console) -> RunSettings:
+def _settings(sweep: Sweep, err: Console, memory: int | None = None) -> RunSettings:
     settings = RunSettings(target=sweep.target, max_trials=sweep.trials, batch_size=sweep.batch_size,
-                           d_max=sweep.d_max, k_max=sweep.k_max)
+                           d_max=sweep.d_max, k_max=sweep.k_max, resolution=sweep.resolution,
+                           memory=memory if memory is not None else DEFAULT_MEMORY)
     settings.validate()
     needed = min_trials_to_pass(settings.target, settings.max_trials)
     if settings.max_trials < needed:
@@ -272,9 +289,27 @@ def _fixed_problems(sweep: Sweep) -> list[tuple[Problem, Dictionary | None]]:
 Job = tuple[Problem, "Dictionary | None", Decoder, Any]
 
 
+def _check_memory(jobs: list[Job], settings: RunSettings) -> None:
+    """Refuse, before any trial, a sweep with a run that cannot fit the memory budget."""
+    for problem, dictionary, decoder, entry in jobs:
+        if problem.fixed:
+            assert dictionary is not None and problem.d is not None
+            need = needed_bytes(problem, decoder.batch_arrays, settings.batch_size, problem.d)
+            need += dictionary.nbytes_dense() * 2
+            if need > settings.memory:
+                raise BudgetError(
+                    f"decoder {entry.name!r} on the {problem.d} × {problem.n} dictionary needs about "
+                    f"{format_size(need)}, more than the memory budget of {format_size(settings.memory)}; "
+                    f"give --memory {need / (1 << 30):.1f}GiB or more.")
+        else:
+            check(problem, decoder.batch_arrays, settings.batch_size,
+                  settings.d_max or default_d_max(problem), settings.memory, entry.name)
+
+
 def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
              err: Console) -> list[dict[str, Any]]:
     """Run every job with a progress bar, storing each record as soon as it is made."""
+    _check_memory(jobs, settings)
     store = None if args.no_store else ResultStore(args.results)
     limiter = _limit_threads(getattr(args, "threads", None))
     records: list[dict[str, Any]] = []
@@ -331,7 +366,7 @@ def _print_records(records: list[dict[str, Any]], args: argparse.Namespace, out:
 
 def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     sweep = _sweep(args)
-    settings = _settings(sweep, err)
+    settings = _settings(sweep, err, args.memory)
     problems: list[tuple[Problem, Dictionary | None]] = [(p, None) for p in sweep.problems()]
     problems += _fixed_problems(sweep)
     registry = load_registry()
@@ -353,7 +388,7 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
         sweep.decoders = [parse_decoder_spec(f"sae[{weights}]")] + [
             parse_decoder_spec(name) for name in GAP_DECODERS if name in registry.decoders]
         sweep.decoder_sets = []
-    settings = _settings(sweep, err)
+    settings = _settings(sweep, err, args.memory)
     registry = load_registry()
     decoders = _decoders(sweep, registry)
     jobs: list[Job] = [(p, f, d, e) for p, f in _fixed_problems(sweep) for d, e in decoders]

@@ -16,6 +16,7 @@ run with every listed decoder. The layout, with every key optional::
     trials = 256                # trials per probed dimension, at most
     d_max = 4096                # give up above this dimension (default: 16 dims/bit)
     k_max = 256                 # fixed dictionaries: the largest k tried (default: min(d, N − 1))
+    resolution = 0.01           # stop narrowing d* at this relative width (0: to one dimension)
 
     [run]
     batch_size = 32
@@ -60,6 +61,7 @@ FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], bool]] = {
     ("search", "trials"): (int, False),
     ("search", "d_max"): (int, False),
     ("search", "k_max"): (int, False),
+    ("search", "resolution"): ((int, float), False),
     ("run", "batch_size"): (int, False),
 }
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -121,6 +123,7 @@ class Sweep:
     trials: int = 256
     d_max: int | None = None
     k_max: int | None = None
+    resolution: float = 0.01
     batch_size: int = 32
     decoders: list[DecoderSpec] = field(default_factory=list)
     decoder_sets: list[str] = field(default_factory=list)  # "builtin" / "all"

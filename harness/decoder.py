@@ -126,7 +126,9 @@ class Decoder(ABC):
     - capabilities: ``needs_k`` (uses the number of active features ``k``),
       ``any_dictionary`` (works on any unit-norm dictionary, not only generated ones),
       ``uses_noise`` (uses the noise level σ);
-    - ``version`` (optional): defaults to the version of the package that registered it.
+    - ``version`` (optional): defaults to the version of the package that registered it;
+    - ``batch_arrays`` (optional): how many ``B × N`` float64 arrays :meth:`decode`
+      holds at once (default 6); the harness budgets memory with it before a run starts.
 
     Parameters are validated and stored unchanged in ``__init__``; ``self.params`` holds
     them, and each is also an attribute. The work happens in :meth:`decode`, which must
@@ -141,6 +143,7 @@ class Decoder(ABC):
     any_dictionary: ClassVar[bool] = True
     uses_noise: ClassVar[bool] = False
     version: ClassVar[str | None] = None
+    batch_arrays: ClassVar[float] = 6
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = resolve_params(type(self), params)

@@ -9,17 +9,25 @@ Products are accumulated in float64 and rounded once to float32. For a Rademache
 dictionary the float64 sums of ±1 times float32 values are exact, so correlations do
 not depend on the order of summation, hence not on batch size, thread count or BLAS
 build; ties between codewords (frequent there) are broken the same way everywhere.
+
+A Rademacher dictionary is stored as its sign bits (one bit an entry, 32 times less
+than float32), and signals on its lattice (integer combinations of codewords, as
+``superpose`` makes them) are correlated in float32, where their integer sums are
+exact too, at float32 GEMM speed. Products are split into column parts that worker
+threads take side by side (:mod:`.parallel`); each part writes only its own columns.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 
 import numpy as np
 
-from .kernels import unpack_signs
+from . import parallel
+from .kernels import pack_signs, sign_products, unpack_codewords
 from .problem import ROWS_PER_BLOCK, STREAM_DICTIONARY, Problem, random_bits, standard_normal, stream
 
 #: Columns of a generated dictionary come in blocks of this many, each from its own streams.
@@ -27,6 +35,12 @@ COLUMNS_PER_BLOCK = 4096
 
 #: Default bound on the bytes of column blocks an operator keeps between calls.
 DEFAULT_CACHE_BYTES = 1 << 30
+
+#: A dictionary of one column block is cut in this many parts for large products.
+SPLIT_PIECES = 4
+
+#: Largest unpacked part of a compactly stored dictionary, per worker and number type.
+SCRATCH_BYTES = 64 << 20
 
 #: Default bound on the bytes :meth:`Dictionary.dense` may allocate.
 DEFAULT_DENSE_BYTES = 1 << 30
@@ -89,10 +103,19 @@ class Dictionary(ABC):
         self.d = int(d)
         self.n = int(n)
         self.block_width = int(block_width)
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[Hashable, np.ndarray] = {}
         self._cache_bytes = cache_bytes
         self._cached_bytes = 0
+        self._cache_lock = threading.Lock()
         self._lipschitz: float | None = None
+
+    #: Whether blocks are stored compactly and unpacked into scratch buffers for products
+    #: (then parts are cut so that a part's float64 values fit in ``SCRATCH_BYTES``).
+    unpacks: bool = False
+
+    #: ``s`` when every codeword is ``s`` times a vector of integers (the lattice that
+    #: ``correlate`` computes on exactly in float32), else None.
+    lattice_scale: float | None = None
 
     # -- what a subclass provides ---------------------------------------------------
 
@@ -124,15 +147,111 @@ class Dictionary(ABC):
         return start, min(start + self.block_width, self.n)
 
     def correlate(self, signals: np.ndarray) -> np.ndarray:
-        """``F.T @ X`` for a batch: ``(B, d)`` signals to ``(B, N)`` correlations."""
+        """``F.T @ X`` for a batch: ``(B, d)`` signals to ``(B, N)`` correlations.
+
+        On a lattice dictionary (``lattice_scale`` is ``s``), a row that is exactly the
+        float32 rounding of ``s·m`` for integers ``m`` with ``Σ|m| ≤ 2^24`` (as
+        ``superpose`` and ``remove`` make them) is correlated as that lattice point:
+        ``s²·Σ_r base_ri m_r`` with the integer sum exact in float32, then divided by
+        ``d`` once. That is within a float32 rounding of the product with the rounded
+        row, and keeps the exact ties of the lattice. Other rows are summed in float64.
+        """
         x = self._as_batch(signals, self.d, "signals")
         out = np.empty((x.shape[0], self.n), dtype=np.float32)
+        lattice, integers = self._lattice_rows(x)
+        others = np.flatnonzero(~lattice)
+        on_lattice = np.flatnonzero(lattice)
+        everyone = on_lattice.size == x.shape[0]
+        rest = x[others] if others.size else None
+
+        def part(piece: tuple[int, int, int]) -> None:
+            block, lo, hi = piece
+            start = block * self.block_width
+            if on_lattice.size:
+                product = np.matmul(integers, self._block_values(block, np.float32, lo, hi).T)
+                values = (product.astype(np.float64) / self.d).astype(np.float32)
+                if everyone:
+                    out[:, start + lo:start + hi] = values
+                else:
+                    out[on_lattice, start + lo:start + hi] = values
+            if rest is not None:
+                product64 = rest @ self._block_values(block, np.float64, lo, hi).T
+                product64 *= self.scale
+                out[others, start + lo:start + hi] = product64
+
+        parallel.run_parts(part, self._parts(x.shape[0]))
+        return out
+
+    def gram_rows(self, indices: np.ndarray) -> np.ndarray:
+        """``Fᵀ f_j`` for each ``j`` of ``indices``: ``(B,)`` indices to ``(B, N)`` rows.
+
+        Row ``b`` holds the inner products of codeword ``indices[b]`` with every
+        codeword, each the exact (float64) value rounded once to float32: what greedy
+        decoders subtract from their correlations when they take a codeword away.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        picked = self._base_rows(idx)
+        out = np.empty((idx.size, self.n), dtype=np.float32)
+        factor = self.scale * self.scale
+
+        def part(piece: tuple[int, int, int]) -> None:
+            block, lo, hi = piece
+            start = block * self.block_width
+            product = picked @ self._block_values(block, np.float64, lo, hi).T
+            product *= factor
+            out[:, start + lo:start + hi] = product
+
+        parallel.run_parts(part, self._parts(idx.size))
+        return out
+
+    def remove(self, signals: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """``x_b − f_{indices[b]}`` for each row, as float32, rounded once.
+
+        Rows on a lattice dictionary's lattice stay on it exactly (the integer
+        coordinates lose the codeword's signs), so unit-step greedy decoders keep
+        ``correlate``'s exact arithmetic from step to step.
+        """
+        x = self._as_batch(signals, self.d, "signals")
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size != x.shape[0]:
+            raise ValueError(f"remove needs one index per signal, not {idx.size} for {x.shape[0]}")
+        base = self._base_rows(idx)
+        lattice, integers = self._lattice_rows(x)
+        out = (x - base * self.scale).astype(np.float32)
+        if lattice.any():
+            assert self.lattice_scale is not None
+            moved = integers.astype(np.float64) - base[lattice]
+            out[lattice] = (moved * self.lattice_scale).astype(np.float32)
+        return out
+
+    def _lattice_rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which rows of ``x`` (float64) lie on the lattice, and their integer
+        coordinates as float32 (exact: each is at most ``2^24`` in size)."""
+        s = self.lattice_scale
+        if s is None or x.shape[0] == 0:
+            return np.zeros(x.shape[0], dtype=bool), np.empty((0, self.d), dtype=np.float32)
+        m = np.rint(x / s)
+        lattice = np.all((m * s).astype(np.float32) == x, axis=1)
+        lattice &= np.sum(np.abs(m), axis=1) <= 2.0**24
+        return lattice, np.ascontiguousarray(m[lattice], dtype=np.float32)
+
+    def _parts(self, rows: int) -> list[tuple[int, int, int]]:
+        """``(block, lo, hi)`` column ranges of a product with ``rows`` rows, for the
+        workers: the column blocks, and a lone block cut in ``SPLIT_PIECES`` when the
+        product is large. The cut depends on the sizes alone, never on the number of
+        workers, so sums that are not exact (Gaussian or loaded dictionaries) are formed
+        the same way by one worker or many."""
+        parts = []
         for block in range(self.n_blocks):
             start, stop = self.block_range(block)
-            product = x @ self._codewords(block).T
-            product *= self.scale
-            out[:, start:stop] = product
-        return out
+            width = stop - start
+            pieces = 1
+            if self.n_blocks == 1 and rows * self.d * width >= parallel.PARALLEL_WORK:
+                pieces = SPLIT_PIECES
+            if self.unpacks:
+                pieces = max(pieces, -(-width * self.d * 8 // SCRATCH_BYTES))
+            parts.extend((block, lo, hi) for lo, hi in parallel.split(width, pieces))
+        return parts
 
     def synthesize(self, coefficients: np.ndarray) -> np.ndarray:
         """``F @ Y`` for a batch: ``(B, N)`` coefficients to ``(B, d)`` signals.
@@ -144,12 +263,20 @@ class Dictionary(ABC):
         if np.count_nonzero(y) * SPARSE_SYNTHESIS <= y.size:
             rows, cols = np.nonzero(y)
             return self._synthesize_sparse(y, rows, cols)
-        total = np.zeros((y.shape[0], self.d), dtype=np.float64)
-        for block in range(self.n_blocks):
-            start, stop = self.block_range(block)
-            part = y[:, start:stop]
-            if part.any():
-                total += part @ self._codewords(block)
+        parts = self._parts(y.shape[0])
+        partial = np.zeros((len(parts), y.shape[0], self.d), dtype=np.float64)
+
+        def part(number: int) -> None:
+            block, lo, hi = parts[number]
+            start = block * self.block_width
+            piece = y[:, start + lo:start + hi]
+            if piece.any():
+                np.matmul(piece, self._block_values(block, np.float64, lo, hi), out=partial[number])
+
+        parallel.run_parts(part, range(len(parts)))
+        total = partial[0].copy() if parts else np.zeros((y.shape[0], self.d))
+        for number in range(1, len(parts)):
+            total += partial[number]
         total *= self.scale
         return total.astype(np.float32)
 
@@ -231,14 +358,33 @@ class Dictionary(ABC):
     # -- internals ------------------------------------------------------------------
 
     def _codewords(self, block: int) -> np.ndarray:
-        cached = self._cache.get(block)
+        return self._cached(block, lambda: self._make_block(block))
+
+    def _cached(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The array cached under ``key``, or made by ``make`` (and kept if it fits)."""
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
-        values = self._make_block(block)
-        if self._cached_bytes + values.nbytes <= self._cache_bytes:
-            self._cache[block] = values
-            self._cached_bytes += values.nbytes
+        values = make()
+        self._keep(key, values)
         return values
+
+    def _keep(self, key: Hashable, values: np.ndarray) -> bool:
+        """Cache ``values`` under ``key`` if the budget allows; whether it is cached."""
+        with self._cache_lock:
+            if key in self._cache:
+                return True
+            if self._cached_bytes + values.nbytes > self._cache_bytes:
+                return False
+            self._cache[key] = values
+            self._cached_bytes += values.nbytes
+            return True
+
+    def _block_values(self, block: int, dtype: type, lo: int, hi: int) -> np.ndarray:
+        """The base values of codewords ``lo … hi-1`` of column block ``block`` as
+        ``dtype`` (float64, or float32 for a lattice dictionary), codewords as rows;
+        valid until this thread's next call."""
+        return self._codewords(block)[lo:hi]
 
     def _columns64(self, indices: np.ndarray) -> np.ndarray:
         return self._base_rows(indices).T * self.scale
@@ -306,11 +452,36 @@ class GeneratedDictionary(Dictionary):
 
 
 class RademacherDictionary(GeneratedDictionary):
-    """Entries ``±1/√d``, independent and fair (SPEC §1); the base values are the signs."""
+    """Entries ``±1/√d``, independent and fair (SPEC §1); the base values are the signs.
+
+    Column blocks are kept as sign bits, codeword by codeword (bit ``r`` of word
+    ``r // 64``; 1 is −1): ``d/8`` bytes a codeword, so the packed dictionary at
+    ``N = 2^20, d = 4096`` takes 512 MiB where float32 would take 16 GiB. Blocks of
+    numbers are unpacked from the bits when a product needs them, into a buffer of each
+    worker's own unless the cache has room to keep them. Inner products between
+    codewords (``gram_rows``) are counted on the bits directly.
+    """
+
+    def __init__(self, d: int, n: int, seed: int, draw: int, **options: int) -> None:
+        super().__init__(d, n, seed, draw, **options)
+        self._scratch = threading.local()
 
     @property
     def scale(self) -> float:
         return 1.0 / math.sqrt(self.d)
+
+    @property
+    def lattice_scale(self) -> float:  # type: ignore[override]
+        return self.scale
+
+    @property
+    def words(self) -> int:
+        """64-bit words of sign bits per codeword."""
+        return (self.d + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
+
+    def packed_bytes(self) -> int:
+        """Bytes of the whole dictionary as sign bits."""
+        return self.n * self.words * 8
 
     def _entries(self, bitgen: np.random.Philox, count: int) -> np.ndarray:
         return random_bits(bitgen, count)
@@ -318,14 +489,77 @@ class RademacherDictionary(GeneratedDictionary):
     def _finish(self, codewords: np.ndarray) -> np.ndarray:
         return np.where(codewords.astype(bool), -1.0, 1.0)
 
-    def _make_block(self, block: int) -> np.ndarray:
-        # The same signs as the generic path (bit 1 is −1), unpacked straight into the
-        # transposed float64 layout by a compiled kernel instead of three NumPy passes.
+    def _packed(self, block: int) -> np.ndarray:
+        """Column block ``block`` as sign bits: ``(width, words)`` uint64."""
+        return self._cached(block, lambda: self._make_packed(block))
+
+    def _make_packed(self, block: int) -> np.ndarray:
         start, stop = self.block_range(block)
-        out = np.empty((stop - start, self.d), dtype=np.float64)
+        width = stop - start
+        out = np.zeros((width, self.words), dtype=np.uint64)
         for row0, rows, bitgen in self._row_streams(block):
-            words = bitgen.random_raw(ROWS_PER_BLOCK * self.block_width // 64)
-            unpack_signs(words, out, row0, rows, self.block_width)
+            raw = bitgen.random_raw(ROWS_PER_BLOCK * self.block_width // 64)
+            word = row0 // ROWS_PER_BLOCK
+            if self.block_width % 64 == 0:
+                pack_signs(raw, out, word, rows, self.block_width)
+            else:  # the same bits, the slow way, for widths that do not fill words
+                bits = np.unpackbits(raw.astype("<u8").view(np.uint8), bitorder="little")
+                columns = bits.reshape(ROWS_PER_BLOCK, self.block_width)[:rows, :width].T
+                padded = np.zeros((width, ROWS_PER_BLOCK), dtype=np.uint8)
+                padded[:, :rows] = columns
+                out[:, word] = np.packbits(padded, axis=1, bitorder="little").view("<u8")[:, 0]
+        return out
+
+    def _make_block(self, block: int) -> np.ndarray:
+        packed = self._packed(block)
+        return unpack_codewords(packed, self.d, np.empty((packed.shape[0], self.d), dtype=np.float64))
+
+    unpacks = True
+
+    def _codewords(self, block: int) -> np.ndarray:
+        start, stop = self.block_range(block)
+        return self._block_values(block, np.float64, 0, stop - start)
+
+    def _block_values(self, block: int, dtype: type, lo: int, hi: int) -> np.ndarray:
+        kind = np.dtype(dtype)
+        key = (block, kind.char)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached[lo:hi]
+        packed = self._packed(block)
+        width = packed.shape[0]
+        if self._cached_bytes + width * self.d * kind.itemsize <= self._cache_bytes:
+            values = unpack_codewords(packed, self.d, np.empty((width, self.d), dtype=kind))
+            self._keep(key, values)
+            return values[lo:hi]
+        buffer = getattr(self._scratch, kind.char, None)
+        if buffer is None or buffer.shape[0] < hi - lo:
+            buffer = np.empty((hi - lo, self.d), dtype=kind)
+            setattr(self._scratch, kind.char, buffer)
+        return unpack_codewords(packed[lo:hi], self.d, buffer[:hi - lo])
+
+    def _packed_rows(self, indices: np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"codeword index out of range [0, {self.n})")
+        out = np.empty((idx.size, self.words), dtype=np.uint64)
+        owner = idx // self.block_width
+        for block in np.unique(owner):
+            where = np.flatnonzero(owner == block)
+            out[where] = self._packed(int(block))[idx[where] - int(block) * self.block_width]
+        return out
+
+    def _base_rows(self, indices: np.ndarray) -> np.ndarray:
+        packed = self._packed_rows(indices)
+        return unpack_codewords(packed, self.d, np.empty((packed.shape[0], self.d), dtype=np.float64))
+
+    def gram_rows(self, indices: np.ndarray) -> np.ndarray:
+        """As :meth:`Dictionary.gram_rows`, counted on the sign bits: ``⟨f_i, f_j⟩`` is
+        ``(d − 2·popcount(bits_i XOR bits_j)) / d``, exact before its one rounding."""
+        picks = np.ascontiguousarray(self._packed_rows(indices).T)
+        out = np.empty((picks.shape[1], self.n), dtype=np.float32)
+        for block in range(self.n_blocks):
+            sign_products(self._packed(block), picks, self.d, out, block * self.block_width)
         return out
 
 

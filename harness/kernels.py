@@ -1,10 +1,13 @@
-"""Compiled kernels for what BLAS cannot express: selections (shared with plugin authors)
-and the unpacking of random bits into dictionary blocks."""
+"""Compiled kernels for what BLAS cannot express: selections (shared with plugin authors),
+and the storage of Rademacher dictionaries as sign bits: packing random bits codeword by
+codeword, unpacking them into blocks of ±1, and inner products of signs by XOR and
+population count."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 #: Below this many entries a selection runs on one thread: waking numba's threads costs
 #: more than it saves, and they would fight BLAS's threads still spinning from the last
@@ -72,24 +75,114 @@ def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
     return kernel(array, int(k))
 
 
-@njit(cache=True)
-def _unpack_signs(words: np.ndarray, out: np.ndarray, row0: int, rows: int,
-                  stride: int) -> None:  # pragma: no cover - compiled
-    for c in range(out.shape[0]):
-        for r in range(rows):
-            bit = r * stride + c
-            if (words[bit >> 6] >> np.uint64(bit & 63)) & np.uint64(1):
-                out[c, row0 + r] = -1.0
-            else:
-                out[c, row0 + r] = 1.0
+@intrinsic
+def _popcount(typingctx, word):  # pragma: no cover - compiled
+    """The number of set bits of a uint64, as the processor's population count."""
+    if word != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
 
 
-def unpack_signs(words: np.ndarray, out: np.ndarray, row0: int, rows: int, stride: int) -> None:
-    """Write ±1 from raw 64-bit words into ``out[:, row0:row0+rows]`` (codewords as rows).
+@njit(cache=True, nogil=True)
+def _transpose64(a: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Transpose the 64 × 64 bit matrix ``a`` in place: bit ``c`` of ``a[r]`` moves to
+    bit ``r`` of ``a[c]`` (recursive block swaps, six rounds of masked exchanges)."""
+    j = 32
+    mask = np.uint64(0x00000000FFFFFFFF)
+    while j != 0:
+        k = 0
+        while k < 64:
+            t = ((a[k] >> np.uint64(j)) ^ a[k + j]) & mask
+            a[k] ^= t << np.uint64(j)
+            a[k + j] ^= t
+            k = (k + j + 1) & ~j
+        j >>= 1
+        mask ^= mask << np.uint64(j)
 
-    Bit ``r * stride + c`` (bit ``i`` of the stream is bit ``i % 64`` of word
-    ``i // 64``) is entry ``(r, c)``: 1 gives −1, 0 gives +1; the same convention as
-    :func:`superposition_harness.problem.random_bits` read row-major.
+
+@njit(cache=True, nogil=True)
+def _pack_row_block(words: np.ndarray, packed: np.ndarray, word: int, rows: int,
+                    stride: int) -> None:  # pragma: no cover - compiled
+    groups = stride // 64
+    width = packed.shape[0]
+    keep = np.uint64(0xFFFFFFFFFFFFFFFF) if rows == 64 else (np.uint64(1) << np.uint64(rows)) - np.uint64(1)
+    tile = np.empty(64, dtype=np.uint64)
+    for g in range(groups):
+        first = g * 64
+        if first >= width:
+            break
+        for r in range(64):
+            tile[r] = words[r * groups + g]
+        _transpose64(tile)
+        for c in range(min(64, width - first)):
+            packed[first + c, word] = tile[c] & keep
+
+
+def pack_signs(words: np.ndarray, packed: np.ndarray, word: int, rows: int, stride: int) -> None:
+    """Store one 64-row block of raw sign bits codeword by codeword.
+
+    ``words`` holds the bits of a ``64 × stride`` block row-major (bit ``r·stride + c``,
+    bit ``i`` being bit ``i % 64`` of word ``i // 64``); ``packed[c, word]`` receives the
+    bits of rows ``0 … rows-1`` of column ``c`` (bit ``r``), the rows past ``rows``
+    cleared. ``stride`` must be a multiple of 64.
     """
-    _unpack_signs(np.ascontiguousarray(words, dtype=np.uint64), out, int(row0), int(rows),
-                  int(stride))
+    if stride % 64:
+        raise ValueError(f"pack_signs needs a stride that is a multiple of 64, not {stride}")
+    _pack_row_block(np.ascontiguousarray(words, dtype=np.uint64), packed, int(word), int(rows),
+                    int(stride))
+
+
+@njit(cache=True, nogil=True)
+def _unpack_codewords(packed: np.ndarray, d: int, out: np.ndarray) -> None:  # pragma: no cover
+    one = out.dtype.type(1.0)
+    two = out.dtype.type(2.0)
+    for c in range(packed.shape[0]):
+        for t in range(packed.shape[1]):
+            word = packed[c, t]
+            base = t * 64
+            for bit in range(min(64, d - base)):
+                out[c, base + bit] = one - two * out.dtype.type((word >> np.uint64(bit)) & np.uint64(1))
+
+
+def unpack_codewords(packed: np.ndarray, d: int, out: np.ndarray) -> np.ndarray:
+    """Signs as numbers: ``out[c, r] = −1`` where bit ``r`` of codeword ``c`` is set, else
+    ``+1``, for ``r < d``; ``out`` is float32 or float64 of shape ``(len(packed), d)``.
+    Releases the GIL, so worker threads can unpack blocks side by side."""
+    _unpack_codewords(packed, int(d), out)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _sign_products(packed: np.ndarray, picks: np.ndarray, table: np.ndarray, out: np.ndarray,
+                   start: int) -> None:  # pragma: no cover - compiled
+    width, words = packed.shape
+    batch = picks.shape[1]
+    tile = 128
+    for part in prange((width + tile - 1) // tile):
+        first = part * tile
+        last = min(width, first + tile)
+        counts = np.zeros((last - first, batch), dtype=np.int64)
+        for c in range(first, last):
+            for t in range(words):
+                word = packed[c, t]
+                for b in range(batch):
+                    counts[c - first, b] += _popcount(word ^ picks[t, b])
+        for b in range(batch):
+            for c in range(first, last):
+                out[b, start + c] = table[counts[c - first, b]]
+
+
+def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray, start: int) -> None:
+    """Normalised inner products of sign vectors, by XOR and population count.
+
+    ``packed`` ``(width, words)`` and ``picks`` ``(words, B)`` (transposed) hold sign
+    bits as :func:`pack_signs` stores them, rows past ``d`` cleared; ``out[b, start + c]``
+    receives ``(d − 2·popcount(packed[c] XOR picks[:, b])) / d``: the exact inner product
+    of the two ±1 vectors over ``d``, rounded once.
+    """
+    table = ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(out.dtype)
+    _sign_products(packed, np.ascontiguousarray(picks), table, out, int(start))

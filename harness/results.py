@@ -83,7 +83,8 @@ def _generated_fields(run: DecoderRun) -> dict[str, Any]:
     d_star = est.d if est else None
     ci = list(est.ci) if est else [None, None]
     fields: dict[str, Any] = {
-        "search": {"max_trials_per_dimension": run.settings.max_trials, "d_max": run.d_max},
+        "search": {"max_trials_per_dimension": run.settings.max_trials, "d_max": run.d_max,
+                   "resolution": run.settings.resolution},
         "d_star": d_star,
         "d_star_ci": ci,
         "d_half": half.d if half else None,

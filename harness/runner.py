@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from . import parallel
 from .decoder import Decoder
 from .dictionary import Dictionary, generated_dictionary
+from .memory import DEFAULT_MEMORY, needed_bytes
 from .problem import Problem, draw_noise, draw_subsets, entropy_bits
 from .search import DimensionSearch, Estimate, SearchError
 
@@ -35,9 +37,10 @@ class DecoderFault(RuntimeError):
 class RunSettings:
     """How a run is executed and searched; none of it changes the instances.
 
-    ``batch_size`` and ``threads`` change only speed; ``target``, ``max_trials``
-    (trials per probed dimension at most) and ``d_max`` change the estimate and are
-    recorded with it.
+    ``batch_size``, ``memory`` and the number of workers change only speed;
+    ``target``, ``max_trials`` (trials per probed dimension at most), ``resolution``
+    (relative width at which the search for ``d*`` stops narrowing) and ``d_max``
+    change the estimate and are recorded with it.
     """
 
     target: float = 0.95
@@ -45,6 +48,8 @@ class RunSettings:
     batch_size: int = 32
     d_max: int | None = None
     k_max: int | None = None
+    resolution: float = 0.01
+    memory: int = DEFAULT_MEMORY
 
     def validate(self) -> None:
         if not 0 < self.target < 1:
@@ -57,6 +62,10 @@ class RunSettings:
             raise SearchError(f"the largest dimension must be a positive integer, not {self.d_max}.")
         if self.k_max is not None and self.k_max < 1:
             raise SearchError(f"the largest k must be a positive integer, not {self.k_max}.")
+        if not 0 <= self.resolution < 0.5:
+            raise SearchError(f"resolution must be a fraction in [0, 0.5), not {self.resolution}.")
+        if self.memory < 1:
+            raise SearchError(f"the memory budget must be positive, not {self.memory} bytes.")
 
 
 def default_d_max(problem: Problem) -> int:
@@ -147,12 +156,13 @@ class TrialRunner:
 
     def __init__(self, problem: Problem, decoder: Decoder, batch_size: int,
                  on_trials: Callable[[int], None] | None = None,
-                 fixed: Dictionary | None = None) -> None:
+                 fixed: Dictionary | None = None, cache_bytes: int | None = None) -> None:
         self.problem = problem
         self.decoder = decoder
         self.batch_size = batch_size
         self.on_trials = on_trials
         self.fixed = fixed
+        self.cache_bytes = cache_bytes
         self._subsets: dict[int, np.ndarray] = {}
         self._dictionary: tuple[int, int, Dictionary] | None = None
 
@@ -167,7 +177,9 @@ class TrialRunner:
         if self.fixed is not None:
             return self.fixed
         if self._dictionary is None or self._dictionary[:2] != (d, draw):
-            self._dictionary = (d, draw, generated_dictionary(self.problem, d, draw))
+            self._dictionary = None  # let the last draw's blocks go before the next are made
+            options = {} if self.cache_bytes is None else {"cache_bytes": self.cache_bytes}
+            self._dictionary = (d, draw, generated_dictionary(self.problem, d, draw, **options))
         return self._dictionary[2]
 
     def __call__(self, d: int, start: int, count: int) -> int:
@@ -212,8 +224,11 @@ def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
         return _run_fixed(problem, decoder, settings, on_trials, dictionary)
     d_max = settings.d_max or default_d_max(problem)
     run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=d_max)
-    trials = TrialRunner(problem, decoder, settings.batch_size, on_trials)
-    search = DimensionSearch(trials, d_max=d_max, max_trials=settings.max_trials)
+    need = needed_bytes(problem, decoder.batch_arrays, settings.batch_size, d_max)
+    trials = TrialRunner(problem, decoder, settings.batch_size, on_trials,
+                         cache_bytes=max(0, settings.memory - need))
+    search = DimensionSearch(trials, d_max=d_max, max_trials=settings.max_trials,
+                             resolution=settings.resolution)
     start = math.ceil(problem.entropy_bits)
     _search_both(run, search, start, lambda estimate: estimate)
     return run
@@ -225,9 +240,10 @@ def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
     isolated: a decoder's exception or broken output becomes ``run.error``."""
     began = time.perf_counter()
     try:
-        reliable = search.find(run.settings.target, start=start)
-        run.estimate = convert(reliable)
-        run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
+        with parallel.one_blas_thread():
+            reliable = search.find(run.settings.target, start=start)
+            run.estimate = convert(reliable)
+            run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
     except DecoderFault as fault:
         run.error = f"decoder {run.decoder.name!r} {fault}"
     except Exception as exc:  # a plugin's failure is recorded, never propagated

@@ -14,6 +14,7 @@ class ThresholdDecoder(Decoder):
 
     name = "threshold"
     description = "One-step: every codeword whose correlation with x is at least 1/2."
+    batch_arrays = 1.5
     parameters = (
         Param("level", float, 0.5, "the correlation a codeword needs to be decoded"),
     )

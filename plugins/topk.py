@@ -14,6 +14,7 @@ class TopKDecoder(Decoder):
 
     name = "topk"
     description = "One-step: the k codewords with the largest correlation with x (as TopK SAEs)."
+    batch_arrays = 1.5
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> np.ndarray:

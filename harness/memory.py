@@ -1,0 +1,74 @@
+"""The memory budget of a run: what it needs, checked before it starts.
+
+A run holds a few kinds of memory: the interpreter with its compiled kernels, the
+decoder's working arrays (``batch_arrays`` arrays of ``B × N`` float64, declared by the
+decoder), each worker's buffer for unpacked dictionary parts, and whatever is left of
+the budget as a cache of dictionary blocks (for a Rademacher dictionary, its sign
+bits). :func:`needed_bytes` adds up what cannot be cached; a run whose need exceeds the
+budget is refused before any trial, with the budget it would take.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import parallel
+from .dictionary import SCRATCH_BYTES
+from .problem import Problem
+
+#: The default budget of a run (``--memory``).
+DEFAULT_MEMORY = 4 << 30
+
+#: What the interpreter, NumPy, numba's compiled kernels and the harness take before
+#: any trial (measured resident size after one small run: about 250 MiB), with room.
+BASE_BYTES = 384 << 20
+
+_UNITS = {"": 1 << 30, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tb": 10**12,
+          "tib": 1 << 40}
+
+
+class BudgetError(ValueError):
+    """A size that cannot be read, or a run that does not fit its budget."""
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"4GiB"``, ``"512MiB"``, ``"1.5G"`` or ``"4"`` (a bare number is GiB)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise BudgetError(f"cannot read the memory size {text!r}; write it like 4GiB, 512MiB or 8 (GiB).")
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise BudgetError(f"the memory budget must be positive, not {text!r}.")
+    return size
+
+
+def format_size(size: float) -> str:
+    """``size`` bytes in the largest binary unit that keeps it at least 1, like ``2.5 GiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{int(size)} B"
+
+
+def needed_bytes(problem: Problem, batch_arrays: float, batch_size: int, d: int) -> int:
+    """What a run at dimension up to ``d`` needs besides its dictionary cache."""
+    batch = min(batch_size, problem.subsets_per_draw)
+    working = batch_arrays * batch * problem.n * 8
+    signals = 4 * batch * d * 8
+    scratch = parallel.workers() * min(2 * SCRATCH_BYTES, 2 * 4096 * d * 8)
+    return int(BASE_BYTES + working + signals + scratch)
+
+
+def check(problem: Problem, batch_arrays: float, batch_size: int, d: int, budget: int,
+          decoder: str) -> int:
+    """The bytes left for the dictionary cache; BudgetError if the run cannot fit."""
+    need = needed_bytes(problem, batch_arrays, batch_size, d)
+    if need > budget:
+        raise BudgetError(
+            f"decoder {decoder!r} at N = {problem.n} (dimensions up to {d}, batches of "
+            f"{min(batch_size, problem.subsets_per_draw)}) needs about {format_size(need)}, more than "
+            f"the memory budget of {format_size(budget)}; give --memory {need / (1 << 30):.1f}GiB "
+            "or more, or a smaller --batch-size.")
+    return budget - need
