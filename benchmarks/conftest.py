@@ -10,22 +10,36 @@ PER_TRIAL: dict[str, float] = {}
 #: (decoder label, reference label) pairs whose ratio the summary prints.
 RATIOS: list[tuple[str, str]] = []
 
+#: label -> formatted value: other figures of this run (throughputs, fractions of a peak,
+#: memory), printed in a section of their own, in the order they were registered.
+FIGURES: dict[str, str] = {}
+
 
 @pytest.fixture
 def per_trial():
-    """``record(label, benchmark, trials)``: store the median seconds per trial of a benchmark."""
+    """``record(label, benchmark, trials)``: store the median seconds per trial of a benchmark.
+
+    Nothing is stored when the benchmark did not time anything (benchmarks disabled).
+    """
     def record(label: str, benchmark, trials: int) -> None:
+        if benchmark.stats is None:
+            return
         PER_TRIAL[label] = benchmark.stats.stats.median / trials
     return record
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not PER_TRIAL:
-        return
     write = terminalreporter.write_line
-    terminalreporter.section("seconds per trial and speed-ups (same run, same machine)")
-    for label, seconds in sorted(PER_TRIAL.items()):
-        write(f"{label:<48} {seconds * 1e3:10.3f} ms/trial")
-    for fast, slow in RATIOS:
-        if fast in PER_TRIAL and slow in PER_TRIAL:
-            write(f"{fast} is {PER_TRIAL[slow] / PER_TRIAL[fast]:.1f}x faster per trial than {slow}")
+    if PER_TRIAL:
+        terminalreporter.section("seconds per trial and speed-ups (same run, same machine)")
+        width = max(48, *(len(label) for label in PER_TRIAL))
+        for label, seconds in sorted(PER_TRIAL.items()):
+            write(f"{label:<{width}} {seconds * 1e3:10.3f} ms/trial")
+        for fast, slow in RATIOS:
+            if fast in PER_TRIAL and slow in PER_TRIAL:
+                write(f"{fast} is {PER_TRIAL[slow] / PER_TRIAL[fast]:.1f}x faster per trial than {slow}")
+    if FIGURES:
+        terminalreporter.section("other figures (same run, same machine)")
+        width = max(len(label) for label in FIGURES)
+        for label, value in FIGURES.items():
+            write(f"{label:<{width}}  {value}")

@@ -36,8 +36,8 @@ from .training import TrainingSpec, train_encoder, write_saelens
 from .weights import WeightsError, fingerprint, load_matrix
 
 BUILTIN_PACKAGE = "superposition-harness"
-USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder, StoreError,
-               WeightsError)
+USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder,
+               StoreError, WeightsError)
 
 
 class UsageError(Exception):
@@ -311,6 +311,7 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
     """Run every job with a progress bar, storing each record as soon as it is made."""
     _check_memory(jobs, settings)
     store = None if args.no_store else ResultStore(args.results)
+    workers = parallel.workers()
     limiter = _limit_threads(getattr(args, "threads", None))
     records: list[dict[str, Any]] = []
     try:
@@ -344,6 +345,7 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
                                 description=f"{label} {score}" if run.ok else f"{label} [red]error[/red]")
                 progress.advance(overall)
     finally:
+        parallel.set_workers(workers)
         if limiter is not None:
             limiter.unregister()
     if store is not None and records:

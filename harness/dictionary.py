@@ -528,7 +528,9 @@ class RademacherDictionary(GeneratedDictionary):
             return cached[lo:hi]
         packed = self._packed(block)
         width = packed.shape[0]
-        if self._cached_bytes + width * self.d * kind.itemsize <= self._cache_bytes:
+        # Numbers are kept only when all of them fit beside the bits: a product passes
+        # over every block, so keeping some of them would save little and fill memory.
+        if self.packed_bytes() + self.n * self.d * kind.itemsize <= self._cache_bytes:
             values = unpack_codewords(packed, self.d, np.empty((width, self.d), dtype=kind))
             self._keep(key, values)
             return values[lo:hi]

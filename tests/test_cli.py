@@ -53,11 +53,26 @@ def test_decoder_parameters_reach_the_decoder_and_the_record(capsys):
 
 def test_records_do_not_depend_on_batch_size_or_threads(capsys):
     runs = []
-    for extra in (["--batch-size", "32", "--threads", "2"], ["--batch-size", "5", "--threads", "1"]):
+    for extra in (["--batch-size", "32", "--threads", "2"], ["--batch-size", "5", "--workers", "1"],
+                  ["--batch-size", "7", "--workers", "3", "--memory", "1GiB"]):
         status, records = run_json(capsys, *SMALL, "--no-store", *extra)
         assert status == 0
         runs.append([strip_volatile(r) for r in records])
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_a_run_over_the_memory_budget_is_refused_before_it_starts(tmp_path):
+    result = harness("run", "--plugin", "mp", "--n", "1048576", "--k", "64", "--memory", "512MiB",
+                     "--results", str(tmp_path))
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--memory" in lines[0] and "512.0 MiB" in lines[0]
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_the_record_states_the_resolution_of_its_search(capsys):
+    status, records = run_json(capsys, *SMALL, "--no-store", "--plugin", "mp", "--resolution", "0.05")
+    assert status == 0 and records[0]["search"]["resolution"] == 0.05
 
 
 def test_the_table_names_every_column(tmp_path):
@@ -119,6 +134,10 @@ BAD_INPUTS = [
     (["run", "--target", "zero"], "--target"),
     (["run", "--trials", "0"], "--trials"),
     (["run", "--seed", "-1"], "--seed"),
+    (["run", "--memory", "lots"], "4GiB"),
+    (["run", "--memory", "0"], "positive"),
+    (["run", "--workers", "0"], "--workers"),
+    (["run", "--resolution", "0.7"], "resolution"),
     (["run", "--noise", "-0.1"], "noise"),
     (["run", "--dictionary", "bernoulli"], "dictionary must be one of rademacher, gaussian"),
     (["run", "--plugin", "mpp"], "did you mean 'mp'"),

@@ -39,6 +39,31 @@ def test_mp_matches_a_naive_loop_on_a_dense_matrix():
     assert agree >= len(subsets) - 1
 
 
+def exact_mp(signs: np.ndarray, coordinates: np.ndarray, k: int) -> np.ndarray:
+    """Unit-step MP in integers on a ±1 matrix: argmax of Sᵀ(m − Σ picks), ties to the
+    lower index; no rounding anywhere."""
+    correlations = coordinates @ signs
+    y = np.zeros(signs.shape[1], dtype=np.int64)
+    for _ in range(k):
+        j = int(np.argmax(correlations))
+        y[j] += 1
+        correlations = correlations - signs[:, j] @ signs
+    return np.flatnonzero(y > 0)
+
+
+@pytest.mark.parametrize("d, k", [(64, 6), (256, 12), (16, 4)])
+def test_mp_is_exact_integer_matching_pursuit_when_d_is_a_power_of_four(d, k):
+    """For d = 4^j every float the decoder forms (1/√d, sums over d) is exact, so its
+    picks, ties included, are those of integer arithmetic on the signs, row for row."""
+    problem = Problem(n=1000, k=k, seed=4, subsets_per_draw=32)
+    dictionary = generated_dictionary(problem, d, 0)
+    subsets = draw_subsets(problem, 0)
+    signs = np.rint(dictionary.dense().astype(np.float64) * np.sqrt(d)).astype(np.int64)
+    decoded = MatchingPursuit().decode(dictionary, dictionary.superpose(subsets), k=k, noise=0.0)
+    for got, subset in zip(decoded, subsets, strict=True):
+        assert np.array_equal(got, exact_mp(signs, signs[:, subset].sum(axis=1), k))
+
+
 def test_mp_recovers_orthonormal_codes_exactly():
     """With orthonormal codewords every unit step removes a true codeword."""
     dictionary = MatrixDictionary(np.eye(32))

@@ -442,3 +442,123 @@ def test_rows_snapped_to_their_grid_correlate_the_same_in_any_batch():
     dictionary = generated_dictionary(Problem(n=300, k=2, seed=1), 70, 0)
     together = dictionary.correlate(snapped)
     assert all(np.array_equal(together[i], dictionary.correlate(snapped[i:i + 1])[0]) for i in range(9))
+
+
+# ------------------------------------------------- lattice products, gram rows, workers
+
+
+def _signs(dictionary) -> np.ndarray:
+    """The exact ±1 base matrix (d, N) of a Rademacher dictionary, as int64."""
+    return np.rint(dictionary.dense().astype(np.float64) * math.sqrt(dictionary.d)).astype(np.int64)
+
+
+@pytest.mark.parametrize("d, n, options", [(50, 300, {}), (130, 5000, {}), (70, 350, {"block_width": 100}),
+                                           (64, 8192, {"block_width": 4096, "cache_bytes": 0})])
+def test_lattice_signals_are_correlated_exactly(d, n, options):
+    """Superposed signals lie on the lattice; their correlations are the exact integer
+    sums over d, rounded once, whatever the block layout or cache."""
+    dictionary = RademacherDictionary(d, n, seed=5, draw=2, **options)
+    problem = Problem(n=n, k=6, seed=5)
+    subsets = draw_subsets(problem, 0)[:9]
+    signals = dictionary.superpose(subsets)
+    lattice, integers = dictionary._lattice_rows(signals.astype(np.float64))
+    assert lattice.all()
+    signs = _signs(dictionary)
+    coordinates = signs[:, subsets].sum(axis=2).T          # (B, d) integers
+    assert np.array_equal(integers, coordinates)
+    expected = ((coordinates @ signs) / d).astype(np.float32)
+    assert np.array_equal(dictionary.correlate(signals), expected)
+
+
+def test_rows_off_the_lattice_take_the_float64_path_row_by_row():
+    """A batch mixing lattice and other rows gives each row what it gets alone."""
+    dictionary = RademacherDictionary(40, 700, seed=1, draw=0, block_width=256)
+    lattice_rows = dictionary.superpose(draw_subsets(Problem(n=700, k=3, seed=0), 0)[:4])
+    other = np.random.default_rng(3).standard_normal((3, 40)).astype(np.float32)
+    nearly = lattice_rows[:1] * np.float32(1 + 2**-20)
+    batch = np.concatenate([lattice_rows[:2], other, nearly, lattice_rows[2:]])
+    together = dictionary.correlate(batch)
+    for b in range(batch.shape[0]):
+        assert np.array_equal(together[b], dictionary.correlate(batch[b:b + 1])[0])
+    dense = dictionary.dense().astype(np.float64)
+    np.testing.assert_allclose(together, batch.astype(np.float64) @ dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gram_rows_are_the_codewords_correlations(kind):
+    dictionary = _make(kind, 70, 350, block_width=100)
+    indices = np.array([0, 349, 17, 17, 200])
+    rows = dictionary.gram_rows(indices)
+    assert rows.shape == (5, 350) and rows.dtype == np.float32
+    dense = dictionary.dense().astype(np.float64)
+    np.testing.assert_allclose(rows, dense[:, indices].T @ dense, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rows[np.arange(5), indices], 1.0, rtol=1e-6)
+    assert np.array_equal(rows[2], rows[3])
+
+
+def test_rademacher_gram_rows_are_exact_sign_counts():
+    dictionary = RademacherDictionary(100, 5000, seed=2, draw=1)
+    signs = _signs(dictionary)
+    indices = np.array([3, 4095, 4096, 4999])
+    expected = ((signs[:, indices].T @ signs) / 100).astype(np.float32)
+    assert np.array_equal(dictionary.gram_rows(indices), expected)
+    with pytest.raises(IndexError):
+        dictionary.gram_rows(np.array([5000]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_remove_subtracts_one_codeword_per_row(kind):
+    dictionary = _make(kind, 40, 350)
+    signals = np.random.default_rng(0).standard_normal((3, 40)).astype(np.float32)
+    indices = np.array([5, 0, 349])
+    expected = signals.astype(np.float64) - dictionary.dense().astype(np.float64)[:, indices].T
+    np.testing.assert_allclose(dictionary.remove(signals, indices), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="one index per signal"):
+        dictionary.remove(signals, indices[:2])
+
+
+def test_remove_keeps_lattice_signals_exactly_on_the_lattice():
+    """x − f_j for a superposition containing j is, bit for bit, the superposition without it."""
+    dictionary = RademacherDictionary(77, 500, seed=4, draw=0)
+    subsets = draw_subsets(Problem(n=500, k=5, seed=1), 0)[:6]
+    removed = dictionary.remove(dictionary.superpose(subsets), subsets[:, 2])
+    assert np.array_equal(removed, dictionary.superpose(np.delete(subsets, 2, axis=1)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_products_do_not_depend_on_the_number_of_workers(kind, monkeypatch):
+    """One worker or three: correlate, synthesize and gram_rows give the same bits, also
+    where a lone block is cut into parts and where parts are limited by the scratch size."""
+    from superposition_harness import dictionary as module
+    from superposition_harness import parallel
+    monkeypatch.setattr(module, "SCRATCH_BYTES", 40 * 8 * 300)
+    dictionary = _make(kind, 40, 4096)
+    rng = np.random.default_rng(1)
+    signals = rng.standard_normal((64, 40)).astype(np.float32)
+    coefficients = np.where(rng.random((64, 4096)) < 0.05, rng.standard_normal((64, 4096)), 0.0)
+    lattice = dictionary.superpose(draw_subsets(Problem(n=4096, k=4, seed=0), 0)) \
+        if kind == "rademacher" else signals
+    assert len(dictionary._parts(64)) > 1
+    results = []
+    previous = parallel.workers()
+    try:
+        for count in (1, 3):
+            parallel.set_workers(count)
+            results.append((dictionary.correlate(signals), dictionary.correlate(lattice),
+                            dictionary.synthesize(coefficients), dictionary.gram_rows(np.arange(64))))
+    finally:
+        parallel.set_workers(previous)
+    for one, three in zip(*results, strict=True):
+        assert np.array_equal(one, three)
+
+
+def test_unpacked_numbers_are_cached_only_when_all_fit():
+    """With room for the bits but not for all the numbers, no numbers are kept."""
+    small = RademacherDictionary(64, 4096 * 3, seed=0, draw=0, cache_bytes=4096 * 3 * 8 + 4096 * 64 * 8)
+    small.correlate(np.ones((1, 64), dtype=np.float32))
+    assert all(isinstance(key, int) for key in small._cache)
+    roomy = RademacherDictionary(64, 4096 * 3, seed=0, draw=0)
+    roomy.correlate(np.ones((1, 64), dtype=np.float32))
+    assert any(isinstance(key, tuple) for key in roomy._cache)
+    assert np.array_equal(small.correlate(np.ones((1, 64), dtype=np.float32)),
+                          roomy.correlate(np.ones((1, 64), dtype=np.float32)))

@@ -126,3 +126,65 @@ def test_nan_rows_do_not_crash(dtype):
         assert len(set(valid.tolist())) == len(valid)
     # Rows without NaN are unaffected.
     assert np.array_equal(result[4:], reference_top_k(values[4:], 8))
+
+
+# ------------------------------------------------------------- sign bits (Rademacher)
+
+
+def _bits_of(words: np.ndarray, count: int) -> np.ndarray:
+    return np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little")[:count]
+
+
+@pytest.mark.parametrize("stride, width, rows", [(64, 64, 64), (128, 100, 64), (256, 256, 7),
+                                                 (4096, 4096, 1), (192, 130, 33)])
+def test_pack_signs_stores_each_codewords_bits(stride, width, rows):
+    """Bit r·stride + c of the raw words becomes bit r of word ``word`` of codeword c."""
+    from superposition_harness.kernels import pack_signs
+    rng = np.random.default_rng(stride + width + rows)
+    words = rng.integers(0, 2**64, size=stride, dtype=np.uint64)
+    packed = np.zeros((width, 3), dtype=np.uint64)
+    pack_signs(words, packed, 1, rows, stride)
+    matrix = _bits_of(words, 64 * stride).reshape(64, stride)
+    for c in range(width):
+        expected = np.zeros(64, dtype=np.uint8)
+        expected[:rows] = matrix[:rows, c]
+        assert np.array_equal(_bits_of(packed[c, 1:2], 64), expected)
+    assert not packed[:, [0, 2]].any()
+
+
+def test_pack_signs_needs_whole_words():
+    from superposition_harness.kernels import pack_signs
+    with pytest.raises(ValueError, match="multiple of 64"):
+        pack_signs(np.zeros(100, np.uint64), np.zeros((100, 1), np.uint64), 0, 64, 100)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 63, 64, 65, 200])
+def test_unpack_codewords_gives_minus_one_for_set_bits(dtype, d):
+    from superposition_harness.kernels import unpack_codewords
+    rng = np.random.default_rng(d)
+    words = (d + 63) // 64
+    packed = rng.integers(0, 2**64, size=(9, words), dtype=np.uint64)
+    out = unpack_codewords(packed, d, np.empty((9, d), dtype=dtype))
+    for c in range(9):
+        bits = _bits_of(packed[c], d)
+        assert np.array_equal(out[c], np.where(bits == 1, -1.0, 1.0).astype(dtype))
+
+
+@pytest.mark.parametrize("d", [1, 64, 100, 129])
+def test_sign_products_are_exact_inner_products_over_d(d):
+    """(d − 2·popcount(a XOR b)) / d equals the ±1 inner product over d, rounded once."""
+    from superposition_harness.kernels import sign_products, unpack_codewords
+    rng = np.random.default_rng(d + 7)
+    words = (d + 63) // 64
+    mask = np.array([(1 << min(64, d - 64 * t)) - 1 if d - 64 * t < 64 else 2**64 - 1
+                     for t in range(words)], dtype=np.uint64)
+    packed = rng.integers(0, 2**64, size=(300, words), dtype=np.uint64) & mask
+    picks = packed[[5, 0, 299, 5]]
+    out = np.full((4, 310), np.nan, dtype=np.float32)
+    sign_products(packed, np.ascontiguousarray(picks.T), d, out, 10)
+    signs = unpack_codewords(packed, d, np.empty((300, d)))
+    expected = (signs[[5, 0, 299, 5]] @ signs.T).astype(np.int64)
+    assert np.array_equal(out[:, 10:], (expected / d).astype(np.float32))
+    assert np.all(np.isnan(out[:, :10]))
+    assert np.all(out[0, 15] == 1.0) and np.all(out[1, 10] == 1.0)

@@ -292,7 +292,9 @@ def _never(d: int, start: int, count: int) -> int:
 
 @pytest.mark.parametrize("options", [dict(d_max=0, max_trials=32), dict(d_max=-5, max_trials=32),
                                      dict(d_max=100, max_trials=0),
-                                     dict(d_max=100, max_trials=-1)])
+                                     dict(d_max=100, max_trials=-1),
+                                     dict(d_max=100, max_trials=32, resolution=-0.1),
+                                     dict(d_max=100, max_trials=32, resolution=0.5)])
 def test_invalid_settings_raise(options):
     """A non-positive d_max or max_trials raises SearchError."""
     with pytest.raises(SearchError):
@@ -354,3 +356,43 @@ def test_probe_undecided_runs_to_max_trials():
     assert search.curve[10].trials == 300
     assert calls == [32, 32, 64, 128, 44]
     assert search.decided(10, 0.5) == 0
+
+
+# ------------------------------------------------------------------- resolution
+
+
+@cache
+def resolved_searches(q: float, resolution: float) -> tuple:
+    out = []
+    for seed in range(60):
+        search = DimensionSearch(fake_evaluate(CURVE, seed), d_max=D_MAX, max_trials=MAX_TRIALS,
+                                 resolution=resolution)
+        out.append((search.find(q, start=1000), search))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("q", [0.5, 0.95])
+def test_a_coarser_resolution_stops_bisection_within_it(q):
+    """d* passes and some probe at most ``resolution·d*`` below it fails: the bracket
+    was narrowed to the resolution and no further than needed."""
+    for estimate, search in resolved_searches(q, 0.02):
+        gap = search.gap(estimate.d)
+        assert gap == math.floor(0.02 * estimate.d)
+        assert search.curve[estimate.d].rate >= q
+        assert any(estimate.d - gap <= d < estimate.d and t.rate < q for d, t in search.curve.items())
+
+
+@pytest.mark.parametrize("q", [0.5, 0.95])
+def test_a_coarser_resolution_saves_trials_and_keeps_the_estimate(q):
+    fine = resolved_searches(q, 0.0)
+    coarse = resolved_searches(q, 0.02)
+    assert sum(s.total_trials for _, s in coarse) < 0.85 * sum(s.total_trials for _, s in fine)
+    medians = [np.median([e.d for e, _ in runs]) for runs in (fine, coarse)]
+    assert abs(medians[1] - medians[0]) < 0.02 * medians[0]
+    covered = sum(e.ci[0] <= TRUE_D_STAR(q) <= e.ci[1] for e, _ in coarse)
+    assert covered >= 0.9 * len(coarse)
+
+
+def test_gap_is_at_least_one_dimension():
+    search = DimensionSearch(_never, d_max=100, max_trials=32, resolution=0.01)
+    assert search.gap(5) == 1 and search.gap(250) == 2 and search.gap(1000) == 10

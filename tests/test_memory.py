@@ -1,0 +1,83 @@
+"""The memory budget: sizes as users write them, what a run needs, refusals up front."""
+
+from __future__ import annotations
+
+import pytest
+from superposition_harness import parallel
+from superposition_harness.memory import (
+    BASE_BYTES,
+    DEFAULT_MEMORY,
+    BudgetError,
+    check,
+    format_size,
+    needed_bytes,
+    parse_size,
+)
+from superposition_harness.problem import Problem
+
+
+@pytest.mark.parametrize("text, size", [("4GiB", 4 << 30), ("512MiB", 512 << 20), ("1.5G", 3 << 29),
+                                        ("8", 8 << 30), ("100 MB", 10**8), ("2048k", 2 << 20),
+                                        ("1tib", 1 << 40), (" 3gib ", 3 << 30), ("4096B", 4096)])
+def test_sizes_are_read_in_binary_and_decimal_units(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "GiB", "4 gigs", "-1GiB", "0", "1e3", "four"])
+def test_unreadable_sizes_name_the_form_to_use(text):
+    with pytest.raises(BudgetError, match=r"4GiB|positive"):
+        parse_size(text)
+
+
+def test_format_size_picks_the_largest_unit():
+    assert format_size(DEFAULT_MEMORY) == "4.0 GiB"
+    assert format_size(1536 << 20) == "1.5 GiB"
+    assert format_size(3 << 20) == "3.0 MiB"
+    assert format_size(10) == "10 B"
+
+
+def test_need_grows_with_n_batch_and_the_decoders_arrays():
+    small = Problem(n=4096, k=8)
+    large = Problem(n=1 << 20, k=64)
+    assert needed_bytes(small, 1, 32, 500) < needed_bytes(large, 1, 32, 500)
+    assert needed_bytes(large, 1, 8, 500) < needed_bytes(large, 1, 32, 500)
+    assert needed_bytes(large, 1, 32, 500) < needed_bytes(large, 6, 32, 500)
+    # A batch is never larger than a draw.
+    assert needed_bytes(Problem(n=4096, k=8, subsets_per_draw=4), 6, 64, 100) == \
+        needed_bytes(Problem(n=4096, k=8, subsets_per_draw=4), 6, 4, 100)
+    assert needed_bytes(small, 0, 1, 1) >= BASE_BYTES
+
+
+def test_the_working_arrays_of_a_batch_are_counted_in_float64():
+    problem = Problem(n=1 << 20, k=64)
+    extra = needed_bytes(problem, 3, 32, 100) - needed_bytes(problem, 2, 32, 100)
+    assert extra == 32 * (1 << 20) * 8
+
+
+def test_a_run_that_fits_gets_the_rest_as_cache():
+    problem = Problem(n=1 << 20, k=64)
+    left = check(problem, 2.5, 32, 16000, DEFAULT_MEMORY, "mp")
+    assert left == DEFAULT_MEMORY - needed_bytes(problem, 2.5, 32, 16000) > 1 << 30
+
+
+def test_a_run_that_cannot_fit_is_refused_with_the_budget_it_needs():
+    problem = Problem(n=1 << 20, k=64)
+    need = needed_bytes(problem, 6, 32, 16000)
+    with pytest.raises(BudgetError) as caught:
+        check(problem, 6, 32, 16000, 1 << 30, "ista")
+    message = str(caught.value)
+    assert "'ista'" in message and "N = 1048576" in message and "1.0 GiB" in message
+    assert f"--memory {need / (1 << 30):.1f}GiB" in message and "--batch-size" in message
+
+
+def test_the_need_includes_each_workers_scratch():
+    problem = Problem(n=4096, k=8)
+    previous = parallel.workers()
+    try:
+        parallel.set_workers(1)
+        one = needed_bytes(problem, 1, 32, 4000)
+        parallel.set_workers(2)
+        two = needed_bytes(problem, 1, 32, 4000)
+    finally:
+        parallel.set_workers(previous)
+    assert two > one

@@ -1,0 +1,73 @@
+"""Worker threads: parts cover every column once, any worker count, errors propagate."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from superposition_harness import parallel
+
+
+@pytest.fixture
+def workers():
+    previous = parallel.workers()
+    yield parallel.set_workers
+    parallel.set_workers(previous)
+
+
+@pytest.mark.parametrize("stop, pieces", [(10, 3), (4096, 4), (5, 8), (1, 1), (7, 1)])
+def test_split_covers_the_range_in_order_without_overlap(stop, pieces):
+    ranges = list(parallel.split(stop, pieces))
+    assert ranges[0][0] == 0 and ranges[-1][1] == stop
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert len(ranges) == min(pieces, stop)
+    widths = [hi - lo for lo, hi in ranges]
+    assert max(widths) - min(widths) <= 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_every_part_runs_once(workers, count):
+    workers(count)
+    seen = []
+    lock = threading.Lock()
+
+    def record(part):
+        with lock:
+            seen.append(part)
+
+    parallel.run_parts(record, list(range(37)))
+    assert sorted(seen) == list(range(37))
+
+
+def test_parts_run_on_worker_threads_when_there_are_several(workers):
+    workers(2)
+    names = set()
+    parallel.run_parts(lambda part: names.add(threading.current_thread().name), list(range(8)))
+    assert all(name.startswith("harness-worker") for name in names)
+    workers(1)
+    names.clear()
+    parallel.run_parts(lambda part: names.add(threading.current_thread().name), list(range(8)))
+    assert names == {threading.current_thread().name}
+
+
+def test_an_exception_in_a_part_reaches_the_caller(workers):
+    workers(2)
+
+    def fail(part):
+        if part == 3:
+            raise RuntimeError("part 3 failed")
+
+    with pytest.raises(RuntimeError, match="part 3 failed"):
+        parallel.run_parts(fail, list(range(6)))
+
+
+def test_workers_must_be_positive(workers):
+    with pytest.raises(ValueError, match="positive"):
+        workers(0)
+
+
+def test_one_blas_thread_limits_blas_only_while_workers_share_the_cores(workers):
+    from threadpoolctl import threadpool_info
+    workers(2)
+    with parallel.one_blas_thread():
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
