@@ -241,7 +241,7 @@ class Dictionary(ABC):
         product is large. The cut depends on the sizes alone, never on the number of
         workers, so sums that are not exact (Gaussian or loaded dictionaries) are formed
         the same way by one worker or many."""
-        parts = []
+        parts: list[tuple[int, int, int]] = []
         for block in range(self.n_blocks):
             start, stop = self.block_range(block)
             width = stop - start

@@ -170,7 +170,7 @@ def _sign_products(packed: np.ndarray, picks: np.ndarray, table: np.ndarray, out
             for t in range(words):
                 word = packed[c, t]
                 for b in range(batch):
-                    counts[c - first, b] += _popcount(word ^ picks[t, b])
+                    counts[c - first, b] += _popcount(word ^ picks[t, b])  # type: ignore[call-arg]
         for b in range(batch):
             for c in range(first, last):
                 out[b, start + c] = table[counts[c - first, b]]
