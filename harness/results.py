@@ -55,6 +55,10 @@ def _common_fields(run: DecoderRun, *, decoder_name: str, plugin_package: str,
         "problem": run.problem.as_record(),
         "target": run.settings.target,
         "trials": run.trials,
+        # The search for the headline estimate ran first; the one at 0.5 reused its
+        # probes and paid only for what it added.
+        "trials_by_estimate": {f"{run.variable}_star": run.trials_target,
+                               f"{run.variable}_half": run.trials - run.trials_target},
         "curve": run.curve,
         "status": "ok" if run.ok else "error",
         "error": run.error,

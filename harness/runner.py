@@ -105,6 +105,7 @@ class DecoderRun:
     half: Estimate | None = None
     curve: list[dict[str, int]] = field(default_factory=list)
     trials: int = 0
+    trials_target: int = 0
     wall_seconds: float = 0.0
     error: str | None = None
 
@@ -242,6 +243,7 @@ def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
     try:
         with parallel.one_blas_thread():
             reliable = search.find(run.settings.target, start=start)
+            run.trials_target = search.total_trials
             run.estimate = convert(reliable)
             run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
     except DecoderFault as fault:

@@ -183,3 +183,11 @@ def test_too_few_trials_for_the_target_warns(capsys):
     captured = capsys.readouterr()
     assert status == 0 and json.loads(captured.out)["d_star_ci"][1] is None
     assert "no dimension can show" in captured.err
+
+
+def test_the_record_splits_its_trials_between_the_two_estimates(capsys):
+    status, records = run_json(capsys, *SMALL, "--no-store", "--plugin", "topk")
+    record = records[0]
+    split = record["trials_by_estimate"]
+    assert set(split) == {"d_star", "d_half"} and min(split.values()) >= 0
+    assert split["d_star"] + split["d_half"] == record["trials"] == sum(p["trials"] for p in record["curve"])
