@@ -5,7 +5,7 @@ figures" section, and the per-trial section for times per trial and speed-ups):
 
 1. **Correlation kernel against the float32 GEMM peak.** ``correlate`` of a batch of 32
    lattice signals (sign bits unpacked to ±1 float32 blocks, multiplied on worker threads
-   with BLAS on one thread each, as every decoder runs) beside NumPy's float32 GEMM
+   with BLAS on one thread each, as in every run) beside NumPy's float32 GEMM
    ``x @ M`` of the same shape on the same machine (BLAS on its default threads), both
    in GFLOP/s (``2·32·d·N`` per product), and the fraction kernel/GEMM. At N = 2^20 the
    dense reference would take 16 GiB, so it is timed on the first 2^16 columns and its
@@ -51,7 +51,6 @@ import numpy as np
 import pytest
 from superposition_harness import Problem
 from superposition_harness.dictionary import RademacherDictionary, generated_dictionary
-from superposition_harness.parallel import one_blas_thread
 from superposition_harness.plugins import load_registry
 from superposition_harness.problem import draw_subsets, entropy_bits
 
@@ -141,9 +140,8 @@ def test_correlate_against_float32_gemm(benchmark, n, d):
     dictionary = RademacherDictionary(d, n, seed=0, draw=0, cache_bytes=CACHE_BYTES)
     signals = dictionary.superpose(draw_subsets(problem, 0))
     floats_kept = dictionary.packed_bytes() + n * d * 4 <= CACHE_BYTES
-    with one_blas_thread():
-        kernel = dictionary.correlate(signals)  # compile, make the sign bits (and keep floats)
-        benchmark.pedantic(dictionary.correlate, args=(signals,), rounds=KERNEL_ROUNDS, iterations=1)
+    kernel = dictionary.correlate(signals)  # compile, make the sign bits (and keep floats)
+    benchmark.pedantic(dictionary.correlate, args=(signals,), rounds=KERNEL_ROUNDS, iterations=1)
 
     # The reference: the same product as a dense float32 GEMM. Above REFERENCE_COLUMNS
     # (N = 2^20: 16 GiB at d = 4096) it runs on the first columns (the same codewords:
@@ -196,9 +194,8 @@ def test_decoder_trials_per_second(benchmark, per_trial, name, n):
         signals = dictionary.superpose(subsets)
         return subsets, decoder.decode(dictionary, signals, k=K, noise=0.0)
 
-    with one_blas_thread():
-        one_batch()  # compile the kernels, on a draw of its own
-        subsets, decoded = benchmark.pedantic(one_batch, rounds=1 if n >= 1 << 20 else 2, iterations=1)
+    one_batch()  # compile the kernels, on a draw of its own
+    subsets, decoded = benchmark.pedantic(one_batch, rounds=1 if n >= 1 << 20 else 2, iterations=1)
     successes = sum(exact(decoded, subsets))
     per_trial(harness_label(name, n, d), benchmark, BATCH)
     seconds = median_seconds(benchmark)
@@ -247,8 +244,7 @@ def test_speed_up_over_naive_numpy(benchmark, per_trial, name):
         return [naive(dense, x.astype(np.float64), K) for x in signals]
 
     decoded = benchmark.pedantic(one_at_a_time, rounds=2, iterations=1)
-    with one_blas_thread():
-        harness = decoder.decode(dictionary, signals, k=K, noise=0.0)
+    harness = decoder.decode(dictionary, signals, k=K, noise=0.0)
     # Ties are broken by rounding in the float64 sums, so only where a set is right need
     # both agree; at d near d* that is most trials.
     assert exact(decoded, subsets) == exact(harness, subsets)

@@ -179,7 +179,8 @@ class Dictionary(ABC):
                 product64 *= self.scale
                 out[others, start + lo:start + hi] = product64
 
-        parallel.run_parts(part, self._parts(x.shape[0]))
+        kinds = ([np.float32] if on_lattice.size else []) + ([np.float64] if others.size else [])
+        parallel.run_parts(part, self._parts(x.shape[0]), threaded=not self._ready(*kinds))
         return out
 
     def gram_rows(self, indices: np.ndarray) -> np.ndarray:
@@ -201,7 +202,7 @@ class Dictionary(ABC):
             product *= factor
             out[:, start + lo:start + hi] = product
 
-        parallel.run_parts(part, self._parts(idx.size))
+        parallel.run_parts(part, self._parts(idx.size), threaded=not self._ready(np.float64))
         return out
 
     def remove(self, signals: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -273,7 +274,7 @@ class Dictionary(ABC):
             if piece.any():
                 np.matmul(piece, self._block_values(block, np.float64, lo, hi), out=partial[number])
 
-        parallel.run_parts(part, range(len(parts)))
+        parallel.run_parts(part, range(len(parts)), threaded=not self._ready(np.float64))
         total = partial[0].copy() if parts else np.zeros((y.shape[0], self.d))
         for number in range(1, len(parts)):
             total += partial[number]
@@ -379,6 +380,11 @@ class Dictionary(ABC):
             self._cache[key] = values
             self._cached_bytes += values.nbytes
             return True
+
+    def _ready(self, *dtypes: type) -> bool:
+        """Whether every block's values are in memory as ``dtypes`` (then products run on
+        the calling thread with a multi-threaded BLAS instead of on the workers)."""
+        return all(block in self._cache for block in range(self.n_blocks))
 
     def _block_values(self, block: int, dtype: type, lo: int, hi: int) -> np.ndarray:
         """The base values of codewords ``lo … hi-1`` of column block ``block`` as
@@ -515,6 +521,10 @@ class RademacherDictionary(GeneratedDictionary):
         return unpack_codewords(packed, self.d, np.empty((packed.shape[0], self.d), dtype=np.float64))
 
     unpacks = True
+
+    def _ready(self, *dtypes: type) -> bool:
+        return all((block, np.dtype(kind).char) in self._cache
+                   for kind in dtypes for block in range(self.n_blocks))
 
     def _codewords(self, block: int) -> np.ndarray:
         start, stop = self.block_range(block)

@@ -1,11 +1,13 @@
 """Worker threads for the dictionary operator's block products.
 
-Products with a dictionary are split into parts (column blocks, or slices of one block
-when there are fewer blocks than workers); worker threads take the parts, each making
-its block (unpacking signs, say) and multiplying it on one BLAS thread, so the
-compiled kernels and BLAS never fight over the cores. Every part writes its own
-columns of the result, so the arithmetic, hence every bit of the result, is the same
-for any number of workers.
+Products with a dictionary are split into parts (column blocks, or slices of a lone
+block), by sizes alone. When the parts' blocks must be made first (unpacking sign bits,
+say), worker threads take the parts, each making its block and multiplying it on one
+BLAS thread, so the compiled kernels and BLAS never fight over the cores. When every
+block is already in memory, the parts run one after another on the calling thread and
+BLAS spreads each product over the cores itself, which costs less for small products.
+Every part writes its own columns of the result, so the arithmetic, hence every bit of
+the result, is the same for any number of workers and either way of running.
 """
 
 from __future__ import annotations
@@ -45,19 +47,54 @@ def set_workers(count: int) -> None:
         _workers = int(count)
 
 
-def run_parts(function: Callable[[T], Any], parts: Sequence[T]) -> None:
-    """Call ``function`` on every part, on the workers when there are several of both."""
+def run_parts(function: Callable[[T], Any], parts: Sequence[T], threaded: bool = True) -> None:
+    """Call ``function`` on every part: on the workers with BLAS on one thread each
+    (``threaded``, when there are several workers and parts), else in order on the
+    calling thread with BLAS on ``workers()`` threads."""
     global _pool
-    if _workers == 1 or len(parts) <= 1:
-        for part in parts:
-            function(part)
+    if not threaded or _workers == 1 or len(parts) <= 1:
+        with blas_threads(_workers):
+            for part in parts:
+                function(part)
         return
     with _lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=_workers, thread_name_prefix="harness-worker")
         pool = _pool
-    for _ in pool.map(function, parts):
-        pass
+    with blas_threads(1):
+        for _ in pool.map(function, parts):
+            pass
+
+
+_blas: list[Any] | None = None
+
+
+def _blas_libraries() -> list[Any]:
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    return _blas
+
+
+@contextmanager
+def blas_threads(count: int) -> Iterator[None]:
+    """BLAS on at most ``count`` threads inside the block (never more than it had).
+
+    Switches the loaded BLAS libraries directly (well under a microsecond), so it can
+    wrap every product; threadpoolctl's own context takes a fraction of a millisecond.
+    """
+    libraries = _blas_libraries()
+    before = [lib.num_threads for lib in libraries]
+    for lib, threads in zip(libraries, before, strict=True):
+        if threads != min(threads, count):
+            lib.set_num_threads(min(threads, count))
+    try:
+        yield
+    finally:
+        for lib, threads in zip(libraries, before, strict=True):
+            if lib.num_threads != threads:
+                lib.set_num_threads(threads)
 
 
 def split(stop: int, pieces: int) -> Iterator[tuple[int, int]]:
@@ -65,14 +102,3 @@ def split(stop: int, pieces: int) -> Iterator[tuple[int, int]]:
     pieces = max(1, min(pieces, stop))
     for piece in range(pieces):
         yield stop * piece // pieces, stop * (piece + 1) // pieces
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread inside the block, when the workers supply the parallelism."""
-    if _workers == 1:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield

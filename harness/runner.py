@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from . import parallel
 from .decoder import Decoder
 from .dictionary import Dictionary, generated_dictionary
 from .memory import DEFAULT_MEMORY, needed_bytes
@@ -241,11 +240,10 @@ def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
     isolated: a decoder's exception or broken output becomes ``run.error``."""
     began = time.perf_counter()
     try:
-        with parallel.one_blas_thread():
-            reliable = search.find(run.settings.target, start=start)
-            run.trials_target = search.total_trials
-            run.estimate = convert(reliable)
-            run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
+        reliable = search.find(run.settings.target, start=start)
+        run.trials_target = search.total_trials
+        run.estimate = convert(reliable)
+        run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
     except DecoderFault as fault:
         run.error = f"decoder {run.decoder.name!r} {fault}"
     except Exception as exc:  # a plugin's failure is recorded, never propagated

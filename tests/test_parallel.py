@@ -66,8 +66,26 @@ def test_workers_must_be_positive(workers):
         workers(0)
 
 
-def test_one_blas_thread_limits_blas_only_while_workers_share_the_cores(workers):
+def _blas_threads():
     from threadpoolctl import threadpool_info
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_threads_lowers_the_limit_inside_and_restores_it(workers):
+    before = _blas_threads()
+    with parallel.blas_threads(1):
+        assert all(count == 1 for count in _blas_threads())
+    assert _blas_threads() == before
+    with parallel.blas_threads(10_000):
+        assert _blas_threads() == before
+
+
+def test_threaded_parts_run_with_one_blas_thread_each(workers):
     workers(2)
-    with parallel.one_blas_thread():
-        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+    seen = []
+    parallel.run_parts(lambda part: seen.append(_blas_threads()), [0, 1, 2], threaded=True)
+    assert all(all(count == 1 for count in counts) for counts in seen)
+    seen.clear()
+    parallel.run_parts(lambda part: seen.append(threading.current_thread().name), [0, 1, 2],
+                       threaded=False)
+    assert set(seen) == {threading.current_thread().name}
