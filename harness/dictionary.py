@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable, Iterator
 import numpy as np
 
 from . import parallel
-from .kernels import pack_signs, sign_products, unpack_codewords
+from .kernels import divide_into, pack_signs, sign_products, unpack_codewords
 from .problem import ROWS_PER_BLOCK, STREAM_DICTIONARY, Problem, random_bits, standard_normal, stream
 
 #: Columns of a generated dictionary come in blocks of this many, each from its own streams.
@@ -161,7 +161,6 @@ class Dictionary(ABC):
         lattice, integers = self._lattice_rows(x)
         others = np.flatnonzero(~lattice)
         on_lattice = np.flatnonzero(lattice)
-        everyone = on_lattice.size == x.shape[0]
         rest = x[others] if others.size else None
 
         def part(piece: tuple[int, int, int]) -> None:
@@ -169,11 +168,7 @@ class Dictionary(ABC):
             start = block * self.block_width
             if on_lattice.size:
                 product = np.matmul(integers, self._block_values(block, np.float32, lo, hi).T)
-                values = (product.astype(np.float64) / self.d).astype(np.float32)
-                if everyone:
-                    out[:, start + lo:start + hi] = values
-                else:
-                    out[on_lattice, start + lo:start + hi] = values
+                divide_into(product, self.d, out, on_lattice, start + lo)
             if rest is not None:
                 product64 = rest @ self._block_values(block, np.float64, lo, hi).T
                 product64 *= self.scale

@@ -186,3 +186,18 @@ def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray
     """
     table = ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(out.dtype)
     _sign_products(packed, np.ascontiguousarray(picks), table, out, int(start))
+
+
+@njit(cache=True, nogil=True)
+def _divide_into(source: np.ndarray, divisor: float, out: np.ndarray, rows: np.ndarray,
+                 start: int) -> None:  # pragma: no cover - compiled
+    for r in range(source.shape[0]):
+        target = rows[r]
+        for c in range(source.shape[1]):
+            out[target, start + c] = np.float32(np.float64(source[r, c]) / divisor)
+
+
+def divide_into(source: np.ndarray, divisor: float, out: np.ndarray, rows: np.ndarray, start: int) -> None:
+    """``out[rows[r], start + c] = float32(float64(source[r, c]) / divisor)``: one pass,
+    the division in float64 and rounded once, as NumPy would do it in three."""
+    _divide_into(source, float(divisor), out, np.ascontiguousarray(rows, dtype=np.int64), int(start))
