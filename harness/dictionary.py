@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable, Iterator
 import numpy as np
 
 from . import parallel
-from .kernels import divide_into, pack_signs, sign_products, unpack_codewords
+from .kernels import integer_rows, pack_signs, scale_rows_into, sign_products, unpack_codewords
 from .problem import ROWS_PER_BLOCK, STREAM_DICTIONARY, Problem, random_bits, standard_normal, stream
 
 #: Columns of a generated dictionary come in blocks of this many, each from its own streams.
@@ -54,24 +54,26 @@ POWER_ITERATIONS = 40
 STREAM_POWER_ITERATION = 99
 
 
-#: :func:`grid_steps` puts values on multiples of ``2^-GRID_BITS`` times a power of two at
-#: least as large as a row's largest entry: 24 significant bits, exact in float32.
-GRID_BITS = 24
+#: :func:`grid_steps` puts a row on multiples of ``2^-GRID_BITS`` times a power of two at
+#: least as large as the row's L1 norm: its entries then add up, with any signs, to
+#: integers of at most ``2^23 + d/2`` steps, exact in float32.
+GRID_BITS = 23
 
 
 def grid_steps(values: np.ndarray, min_exponent: int | None = None) -> np.ndarray:
-    """Per row of ``values``, a power-of-two step ``2^-24`` of the row's size.
+    """Per row of ``values``, a power-of-two step ``2^-23`` of the row's L1 norm.
 
     Rows rounded to such a grid (:func:`snap_to_grid`), times the ±1 entries of a
-    Rademacher dictionary, add up exactly in float64 (for ``N`` up to ``2^29``), so
-    ``correlate`` and ``synthesize`` give each row the same bits whatever else is in
-    the batch and whatever path BLAS takes. Iterative decoders round the vectors they
-    hand to the operator this way to stay independent of the batch. The step depends
-    on the row alone; ``min_exponent`` keeps it a normal number for rows all but zero.
+    Rademacher dictionary, add up exactly even in float32 (every partial sum is an
+    integer number of steps below ``2^24``), so ``correlate`` gives each row the same
+    bits whatever else is in the batch and whatever path BLAS takes, and multiplies it
+    at float32 speed. Iterative decoders round the vectors they hand to the operator
+    this way to stay independent of the batch. The step depends on the row alone;
+    ``min_exponent`` keeps it a normal number for rows all but zero.
     """
     array = np.asarray(values, dtype=np.float64)
-    largest = np.max(np.abs(array), axis=1) if array.shape[1] else np.zeros(array.shape[0])
-    _, exponent = np.frexp(largest)
+    norms = np.sum(np.abs(array), axis=1) if array.shape[1] else np.zeros(array.shape[0])
+    _, exponent = np.frexp(norms)
     exponent = exponent.astype(np.int64)
     if min_exponent is not None:
         exponent = np.maximum(exponent, min_exponent)
@@ -154,13 +156,15 @@ class Dictionary(ABC):
         ``superpose`` and ``remove`` make them) is correlated as that lattice point:
         ``s²·Σ_r base_ri m_r`` with the integer sum exact in float32, then divided by
         ``d`` once. That is within a float32 rounding of the product with the rounded
-        row, and keeps the exact ties of the lattice. Other rows are summed in float64.
+        row, and keeps the exact ties of the lattice. A row on a power-of-two grid (see
+        :func:`grid_steps`) is multiplied in float32 too, exactly, with the float64
+        path's result to the bit. Other rows are summed in float64.
         """
         x = self._as_batch(signals, self.d, "signals")
         out = np.empty((x.shape[0], self.n), dtype=np.float32)
-        lattice, integers = self._lattice_rows(x)
-        others = np.flatnonzero(~lattice)
-        on_lattice = np.flatnonzero(lattice)
+        exact, integers, factors, _ = self._integer_rows(x)
+        others = np.flatnonzero(~exact)
+        on_lattice = np.flatnonzero(exact)
         rest = x[others] if others.size else None
 
         def part(piece: tuple[int, int, int]) -> None:
@@ -168,7 +172,7 @@ class Dictionary(ABC):
             start = block * self.block_width
             if on_lattice.size:
                 product = np.matmul(integers, self._block_values(block, np.float32, lo, hi).T)
-                divide_into(product, self.d, out, on_lattice, start + lo)
+                scale_rows_into(product, factors, out, on_lattice, start + lo)
             if rest is not None:
                 product64 = rest @ self._block_values(block, np.float64, lo, hi).T
                 product64 *= self.scale
@@ -231,6 +235,24 @@ class Dictionary(ABC):
         lattice &= np.sum(np.abs(m), axis=1) <= 2.0**24
         return lattice, np.ascontiguousarray(m[lattice], dtype=np.float32)
 
+    def _integer_rows(self, x: np.ndarray, lattice: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rows of ``x`` a lattice dictionary multiplies in float32: their mask, their
+        integers (float32), what each integer product is divided by (``d``, for rows on
+        the lattice) or, as a negative number, multiplied by, and the grid rows' steps.
+
+        A row on the lattice is ``s·m`` rounded to float32 (see ``correlate``). A row on
+        the power-of-two grid of :func:`grid_steps` (every entry a multiple of ``h``,
+        ``2^-23`` of the row's L1 norm) is ``h·m`` exactly with ``Σ|m| ≤ 2^24``; its
+        product ``h·Σ base·m`` times ``s`` is the float64 path's result to the bit.
+        """
+        if self.lattice_scale is None or x.shape[0] == 0:
+            return (np.zeros(x.shape[0], dtype=bool), np.empty((0, x.shape[1]), dtype=np.float32),
+                    np.empty(0), np.empty(0))
+        integers, factors, steps = integer_rows(x, self.lattice_scale, self.d, lattice)
+        mask = factors != 0.0
+        return mask, np.ascontiguousarray(integers[mask]), factors[mask], steps[mask]
+
     def _parts(self, rows: int) -> list[tuple[int, int, int]]:
         """``(block, lo, hi)`` column ranges of a product with ``rows`` rows, for the
         workers: the column blocks, and a lone block cut in ``SPLIT_PIECES`` when the
@@ -261,15 +283,32 @@ class Dictionary(ABC):
             return self._synthesize_sparse(y, rows, cols)
         parts = self._parts(y.shape[0])
         partial = np.zeros((len(parts), y.shape[0], self.d), dtype=np.float64)
+        # Rows on a power-of-two grid (see grid_steps) sum in float32, exactly; the rest
+        # in float64. Either way each part's sum is exact for a Rademacher dictionary.
+        exact, integers, _, steps = self._integer_rows(y, lattice=False)
+        on_grid = np.flatnonzero(exact)
+        others = np.flatnonzero(~exact)
+        rest = y[others] if on_grid.size else y
 
         def part(number: int) -> None:
             block, lo, hi = parts[number]
             start = block * self.block_width
-            piece = y[:, start + lo:start + hi]
-            if piece.any():
-                np.matmul(piece, self._block_values(block, np.float64, lo, hi), out=partial[number])
+            if on_grid.size:
+                piece32 = integers[:, start + lo:start + hi]
+                if piece32.any():
+                    product = piece32 @ self._block_values(block, np.float32, lo, hi)
+                    partial[number, on_grid] = product * steps[:, None]  # exact: powers of two
+            if rest.shape[0]:
+                piece = rest[:, start + lo:start + hi]
+                if piece.any():
+                    values = self._block_values(block, np.float64, lo, hi)
+                    if on_grid.size:
+                        partial[number, others] = piece @ values
+                    else:
+                        np.matmul(piece, values, out=partial[number])
 
-        parallel.run_parts(part, range(len(parts)), threaded=not self._ready(np.float64))
+        kinds = ([np.float32] if on_grid.size else []) + ([np.float64] if rest.shape[0] else [])
+        parallel.run_parts(part, range(len(parts)), threaded=not self._ready(*kinds))
         total = partial[0].copy() if parts else np.zeros((y.shape[0], self.d))
         for number in range(1, len(parts)):
             total += partial[number]
@@ -299,9 +338,10 @@ class Dictionary(ABC):
             value = 0.0
             for _ in range(POWER_ITERATIONS):
                 vector = vector / np.linalg.norm(vector)
-                image = self.synthesize(vector).astype(np.float64)
+                # On the grid (see grid_steps): exact products, in float32 where they can be.
+                image = self.synthesize(snap_to_grid(vector, grid_steps(vector))).astype(np.float64)
                 value = float(np.sum(image * image))
-                vector = self.correlate(image).astype(np.float64)
+                vector = self.correlate(snap_to_grid(image, grid_steps(image))).astype(np.float64)
             self._lipschitz = 1.05 * value
         return self._lipschitz
 

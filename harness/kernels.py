@@ -5,6 +5,8 @@ population count."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
@@ -189,15 +191,80 @@ def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def _divide_into(source: np.ndarray, divisor: float, out: np.ndarray, rows: np.ndarray,
-                 start: int) -> None:  # pragma: no cover - compiled
+def _scale_rows_into(source: np.ndarray, factors: np.ndarray, out: np.ndarray, rows: np.ndarray,
+                     start: int) -> None:  # pragma: no cover - compiled
     for r in range(source.shape[0]):
         target = rows[r]
-        for c in range(source.shape[1]):
-            out[target, start + c] = np.float32(np.float64(source[r, c]) / divisor)
+        factor = factors[r]
+        if factor > 0.0:
+            for c in range(source.shape[1]):
+                out[target, start + c] = np.float32(np.float64(source[r, c]) / factor)
+        else:
+            for c in range(source.shape[1]):
+                out[target, start + c] = np.float32(np.float64(source[r, c]) * -factor)
 
 
-def divide_into(source: np.ndarray, divisor: float, out: np.ndarray, rows: np.ndarray, start: int) -> None:
-    """``out[rows[r], start + c] = float32(float64(source[r, c]) / divisor)``: one pass,
-    the division in float64 and rounded once, as NumPy would do it in three."""
-    _divide_into(source, float(divisor), out, np.ascontiguousarray(rows, dtype=np.int64), int(start))
+def scale_rows_into(source: np.ndarray, factors: np.ndarray, out: np.ndarray, rows: np.ndarray,
+                    start: int) -> None:
+    """``out[rows[r], start + c]`` = ``source[r, c]`` divided by ``factors[r]`` when it is
+    positive, multiplied by ``−factors[r]`` when it is not: in float64, rounded once to
+    ``out``'s float32, in one pass where NumPy would take three."""
+    _scale_rows_into(source, np.ascontiguousarray(factors, dtype=np.float64), out,
+                     np.ascontiguousarray(rows, dtype=np.int64), int(start))
+
+
+@njit(cache=True, nogil=True)
+def _integer_rows(x: np.ndarray, scale: float, d: int, integers: np.ndarray,
+                  factors: np.ndarray, steps: np.ndarray, lattice_too: bool) -> None:  # pragma: no cover
+    limit = 2.0**24
+    for b in range(x.shape[0]):
+        row = x[b]
+        # On the lattice: every entry is the float32 rounding of scale·m, m an integer.
+        total = 0.0
+        lattice = lattice_too
+        for r in range(row.shape[0] if lattice_too else 0):
+            m = np.rint(row[r] / scale)
+            if np.float64(np.float32(m * scale)) != row[r]:
+                lattice = False
+                break
+            integers[b, r] = m
+            total += abs(m)
+        if lattice and total <= limit:
+            factors[b] = d
+            continue
+        # On a grid: every entry a multiple of the power of two 2^-23 of the L1 norm.
+        norm = 0.0
+        for r in range(row.shape[0]):
+            norm += abs(row[r])
+        if norm == 0.0 or not np.isfinite(norm):
+            factors[b] = 0.0
+            continue
+        _, exponent = math.frexp(norm)
+        step = math.ldexp(1.0, exponent - 23)
+        total = 0.0
+        grid = True
+        for r in range(row.shape[0]):
+            m = row[r] / step
+            if m != np.rint(m):
+                grid = False
+                break
+            integers[b, r] = m
+            total += abs(m)
+        factors[b] = -step * scale if grid and total <= limit else 0.0
+        steps[b] = step
+
+
+def integer_rows(x: np.ndarray, scale: float, d: int,
+                 lattice: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``x`` (float64) that a ±1 dictionary with scale ``scale`` multiplies
+    exactly in float32: their integers (float32, exact) and a factor per row: ``d`` (on
+    the lattice: the integer product is divided by it; looked for only if ``lattice``),
+    a negative ``−h·scale`` (on the grid of step ``h``, ``2^-23`` of the row's L1 norm:
+    multiplied by ``h·scale``), or 0 (neither; its integers are junk); and the steps
+    ``h`` of the rows on the grid."""
+    integers = np.zeros(x.shape, dtype=np.float32)
+    factors = np.zeros(x.shape[0])
+    steps = np.zeros(x.shape[0])
+    _integer_rows(np.ascontiguousarray(x, dtype=np.float64), float(scale), int(d), integers, factors,
+                  steps, bool(lattice))
+    return integers, factors, steps

@@ -562,3 +562,47 @@ def test_unpacked_numbers_are_cached_only_when_all_fit():
     assert any(isinstance(key, tuple) for key in roomy._cache)
     assert np.array_equal(small.correlate(np.ones((1, 64), dtype=np.float32)),
                           roomy.correlate(np.ones((1, 64), dtype=np.float32)))
+
+
+def test_rows_on_a_power_of_two_grid_are_multiplied_in_float32_to_the_float64_bit():
+    """Rows snapped by grid_steps take the float32 integer path and give exactly what
+    the float64 path gives (the same rows nudged off the grid by one ulp take it)."""
+    from superposition_harness.dictionary import grid_steps, snap_to_grid
+    dictionary = RademacherDictionary(300, 5000, seed=2, draw=0)
+    rng = np.random.default_rng(4)
+    raw = rng.standard_normal((6, 300)) * np.array([[1e-3], [1.0], [7.0], [1e3], [0.5], [2.0]])
+    rows = snap_to_grid(raw, grid_steps(raw), np.float32)
+    exact, _, factors, _ = dictionary._integer_rows(rows.astype(np.float64))
+    assert exact.all() and np.all(factors < 0)
+    expected = ((rows.astype(np.float64) @ _signs(dictionary)) * dictionary.scale).astype(np.float32)
+    assert np.array_equal(dictionary.correlate(rows), expected)
+    for b in range(6):
+        assert np.array_equal(dictionary.correlate(rows[b:b + 1])[0], expected[b])
+
+
+def test_grid_steps_leave_room_for_exact_float32_sums():
+    from superposition_harness.dictionary import grid_steps, snap_to_grid
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal((20, 1000)) * rng.uniform(1e-6, 1e6, size=(20, 1))
+    steps = grid_steps(values)
+    snapped = snap_to_grid(values, steps)
+    integers = snapped / steps[:, None]
+    assert np.array_equal(integers, np.round(integers))
+    assert np.all(np.sum(np.abs(integers), axis=1) <= 2**24)
+    assert np.all(np.log2(steps) == np.round(np.log2(steps)))
+    np.testing.assert_allclose(snapped, values, atol=float(np.max(steps)))
+
+
+def test_synthesis_of_grid_rows_in_float32_equals_the_float64_sum():
+    """Dense coefficient rows snapped by grid_steps are summed in float32, exactly: the
+    result equals the float64 product to the bit, alone or in any batch."""
+    from superposition_harness.dictionary import grid_steps, snap_to_grid
+    dictionary = RademacherDictionary(90, 5000, seed=3, draw=0)
+    rng = np.random.default_rng(6)
+    raw = rng.standard_normal((5, 5000)) * np.array([[1e-2], [1.0], [30.0], [1.0], [0.3]])
+    rows = snap_to_grid(raw, grid_steps(raw), np.float32)
+    rows[3] = raw[3]  # off the grid: the float64 path
+    expected = ((_signs(dictionary) @ rows.astype(np.float64).T).T * dictionary.scale).astype(np.float32)
+    assert np.array_equal(dictionary.synthesize(rows), expected)
+    for b in range(5):
+        assert np.array_equal(dictionary.synthesize(rows[b:b + 1])[0], expected[b])

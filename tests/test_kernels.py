@@ -190,12 +190,13 @@ def test_sign_products_are_exact_inner_products_over_d(d):
     assert np.all(out[0, 15] == 1.0) and np.all(out[1, 10] == 1.0)
 
 
-def test_divide_into_rounds_once_like_numpy():
-    from superposition_harness.kernels import divide_into
+def test_scale_rows_into_divides_or_multiplies_and_rounds_once():
+    from superposition_harness.kernels import scale_rows_into
     rng = np.random.default_rng(3)
     source = rng.integers(-5000, 5000, size=(3, 50)).astype(np.float32)
     out = np.zeros((5, 60), dtype=np.float32)
-    divide_into(source, 345, out, np.array([4, 0, 2]), 7)
-    expected = (source.astype(np.float64) / 345).astype(np.float32)
+    scale_rows_into(source, np.array([345.0, -0.125 / 3, 7.0]), out, np.array([4, 0, 2]), 7)
+    expected = np.stack([source[0].astype(np.float64) / 345, source[1].astype(np.float64) * (0.125 / 3),
+                         source[2].astype(np.float64) / 7]).astype(np.float32)
     assert np.array_equal(out[[4, 0, 2], 7:57], expected)
     assert not out[[1, 3]].any() and not out[:, :7].any() and not out[:, 57:].any()
