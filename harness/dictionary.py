@@ -27,7 +27,15 @@ from collections.abc import Callable, Hashable, Iterator
 import numpy as np
 
 from . import parallel
-from .kernels import integer_rows, pack_signs, scale_rows_into, sign_products, unpack_codewords
+from .kernels import (
+    grid_exponent_steps,
+    integer_rows,
+    pack_signs,
+    scale_rows_into,
+    sign_products,
+    snap_rows,
+    unpack_codewords,
+)
 from .problem import ROWS_PER_BLOCK, STREAM_DICTIONARY, Problem, random_bits, standard_normal, stream
 
 #: Columns of a generated dictionary come in blocks of this many, each from its own streams.
@@ -71,20 +79,21 @@ def grid_steps(values: np.ndarray, min_exponent: int | None = None) -> np.ndarra
     this way to stay independent of the batch. The step depends on the row alone;
     ``min_exponent`` keeps it a normal number for rows all but zero.
     """
-    array = np.asarray(values, dtype=np.float64)
-    norms = np.sum(np.abs(array), axis=1) if array.shape[1] else np.zeros(array.shape[0])
-    _, exponent = np.frexp(norms)
-    exponent = exponent.astype(np.int64)
-    if min_exponent is not None:
-        exponent = np.maximum(exponent, min_exponent)
-    return np.ldexp(1.0, exponent - GRID_BITS)
+    array = np.asarray(values)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"grid_steps needs a 2-D array, not {array.ndim}-D")
+    return grid_exponent_steps(array, GRID_BITS, -1074 if min_exponent is None else int(min_exponent))
 
 
 def snap_to_grid(values: np.ndarray, steps: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """``values`` rounded, row by row, to multiples of that row's step (a power of two, so
     only the rounding rounds), as ``dtype``."""
-    step = np.asarray(steps, dtype=np.float64)[:, None]
-    return (np.round(np.asarray(values, dtype=np.float64) / step) * step).astype(dtype)
+    array = np.asarray(values)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    return snap_rows(array, steps, np.empty(array.shape, dtype=dtype))
 
 
 class DictionaryTooLarge(MemoryError):

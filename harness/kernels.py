@@ -268,3 +268,36 @@ def integer_rows(x: np.ndarray, scale: float, d: int,
     _integer_rows(np.ascontiguousarray(x, dtype=np.float64), float(scale), int(d), integers, factors,
                   steps, bool(lattice))
     return integers, factors, steps
+
+
+@njit(cache=True, nogil=True)
+def _grid_steps(values: np.ndarray, bits: int, min_exponent: int, out: np.ndarray) -> None:  # pragma: no cover
+    for b in range(values.shape[0]):
+        norm = 0.0
+        for i in range(values.shape[1]):
+            norm += abs(np.float64(values[b, i]))
+        _, exponent = math.frexp(norm)
+        out[b] = math.ldexp(1.0, max(exponent, min_exponent) - bits)
+
+
+def grid_exponent_steps(values: np.ndarray, bits: int, min_exponent: int) -> np.ndarray:
+    """Per row, ``2^(max(e, min_exponent) − bits)`` with ``2^e`` the power of two just above
+    the row's L1 norm (``frexp``'s exponent), summed in float64 in index order."""
+    out = np.empty(values.shape[0])
+    _grid_steps(np.ascontiguousarray(values), int(bits), int(min_exponent), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _snap(values: np.ndarray, steps: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    for b in range(values.shape[0]):
+        step = steps[b]
+        for i in range(values.shape[1]):
+            out[b, i] = np.rint(np.float64(values[b, i]) / step) * step
+
+
+def snap_rows(values: np.ndarray, steps: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[b] = rint(values[b] / steps[b]) · steps[b]`` in float64, stored in ``out``'s type:
+    NumPy's three passes in one."""
+    _snap(np.ascontiguousarray(values), np.ascontiguousarray(steps, dtype=np.float64), out)
+    return out

@@ -12,7 +12,7 @@ import numpy as np
 from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
 from superposition_harness.dictionary import grid_steps, snap_to_grid
 
-#: Rows whose largest entry is below 2^MIN_EXPONENT are snapped on the grid of 2^MIN_EXPONENT.
+#: Rows whose L1 norm is below 2^MIN_EXPONENT are snapped on the grid of 2^(MIN_EXPONENT − 23).
 MIN_EXPONENT = -100
 
 #: The effective noise variance τ² is never taken below this: a perfect fit (z = 0) must

@@ -266,8 +266,8 @@ class Ista(_ProximalGradient):
     multiplied by ``continuation`` at every iteration until it reaches the target.
     Stopping rule: a signal stops once, at its target λ, an iteration moves no
     coefficient by more than ``tol`` times the largest, or after ``max_iter``
-    iterations. Residuals and estimates are rounded to a grid of ``2^-24`` of the
-    signal's largest entry, so that the operator's sums over a Rademacher dictionary
+    iterations. Residuals and estimates are rounded to a grid of ``2^-23`` of the
+    signal's L1 norm, so that the operator's sums over a Rademacher dictionary
     are exact, and sparse estimates are synthesised from gathered codewords in index
     order: a signal's result has the same bits whatever its batch.
     """

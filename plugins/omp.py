@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 from superposition_harness import Decoder, Dictionary, Param, hookimpl
+from superposition_harness.dictionary import grid_steps, snap_to_grid
 
 #: A new codeword whose squared distance to the span of the chosen ones is below this
 #: (relative to its norm) adds nothing; the signal stops growing its set there.
@@ -115,7 +116,9 @@ class OrthogonalMatchingPursuit(Decoder):
         residuals = x.copy()
         rows = np.arange(batch)
         for step in range(steps):
-            scores = dictionary.correlate(residuals)
+            # The signal itself, then each residual rounded to its power-of-two grid
+            # (2^-23 of its L1 norm), where the operator's products are exact and fast.
+            scores = dictionary.correlate(x if step == 0 else snap_to_grid(residuals, grid_steps(residuals)))
             if not self.positive:
                 np.abs(scores, out=scores)
             scores[rows[:, None], chosen[:, :step]] = -np.inf
