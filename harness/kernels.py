@@ -271,7 +271,8 @@ def integer_rows(x: np.ndarray, scale: float, d: int,
 
 
 @njit(cache=True, nogil=True)
-def _grid_steps(values: np.ndarray, bits: int, min_exponent: int, out: np.ndarray) -> None:  # pragma: no cover
+def _grid_steps(values: np.ndarray, bits: int, min_exponent: int,
+                out: np.ndarray) -> None:  # pragma: no cover - compiled
     for b in range(values.shape[0]):
         norm = 0.0
         for i in range(values.shape[1]):
