@@ -30,7 +30,14 @@ from .memory import DEFAULT_MEMORY, BudgetError, check, format_size, needed_byte
 from .plugins import Registry, UnknownDecoder, load_registry
 from .problem import FILE_DICTIONARY, Problem, ProblemError
 from .results import DEFAULT_STORE, ResultStore, StoreError, best_records, make_record, provenance
-from .runner import RunSettings, default_d_max, run_decoder
+from .runner import (
+    DecoderRun,
+    RunSettings,
+    can_run_in_a_process,
+    default_d_max,
+    run_decoder,
+    run_in_processes,
+)
 from .search import SearchError, min_trials_to_pass
 from .training import TrainingSpec, train_encoder, write_saelens
 from .weights import WeightsError, fingerprint, load_matrix
@@ -308,22 +315,61 @@ def _check_memory(jobs: list[Job], settings: RunSettings) -> None:
 
 def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
              err: Console) -> list[dict[str, Any]]:
-    """Run every job with a progress bar, storing each record as soon as it is made."""
+    """Run every job with a progress bar, storing each record as soon as it is made.
+
+    With several workers, the jobs of small generated problems run side by side in
+    worker processes of one thread each (see ``runner.run_in_processes``); the others
+    run here, one after another, with the workers inside their products. The records
+    come back in the order of the jobs, and are the same either way.
+    """
     _check_memory(jobs, settings)
     store = None if args.no_store else ResultStore(args.results)
     workers = parallel.workers()
     limiter = _limit_threads(getattr(args, "threads", None))
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any] | None] = [None] * len(jobs)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
                       TimeElapsedColumn(), console=err, transient=False) as progress:
             overall = progress.add_task("runs", total=len(jobs), trials=0)
             total = {"trials": 0}
-            for problem, dictionary, decoder, entry in jobs:
-                label = (f"{entry.name} d={problem.d} N={problem.n}" if problem.fixed
-                         else f"{entry.name} N={problem.n} k={problem.k}")
-                task = progress.add_task(label, total=None, trials=0)
+
+            def label(index: int) -> str:
+                problem, _, _, entry = jobs[index]
+                return (f"{entry.name} d={problem.d} N={problem.n}" if problem.fixed
+                        else f"{entry.name} N={problem.n} k={problem.k}")
+
+            def finish(index: int, run: DecoderRun, task: Any) -> None:
+                problem, _, _, entry = jobs[index]
+                record = make_record(run, decoder_name=entry.name, plugin_package=entry.package,
+                                     plugin_version=entry.version,
+                                     provenance=provenance(threads=getattr(args, "threads", None),
+                                                           batch_size=settings.batch_size))
+                if store is not None:
+                    store.append(record)
+                records[index] = record
+                score = f"k*={record['k_star']}" if problem.fixed else f"d*={record['d_star']}"
+                progress.update(task, total=1, completed=1, trials=run.trials,
+                                description=f"{label(index)} {score}" if run.ok
+                                else f"{label(index)} [red]error[/red]")
+                progress.advance(overall)
+
+            side_by_side = [index for index, (problem, dictionary, decoder, _) in enumerate(jobs)
+                            if can_run_in_a_process(problem, decoder, dictionary)]
+            if parallel.workers() < 2 or len(side_by_side) < 2:
+                side_by_side = []
+            if side_by_side:
+                for position, run in run_in_processes(
+                        [(jobs[i][0], jobs[i][2]) for i in side_by_side], settings,
+                        min(parallel.workers(), len(side_by_side))):
+                    total["trials"] += run.trials
+                    progress.update(overall, trials=total["trials"])
+                    finish(side_by_side[position], run, progress.add_task(label(side_by_side[position]),
+                                                                          total=None, trials=0))
+            for index, (problem, dictionary, decoder, _) in enumerate(jobs):
+                if records[index] is not None:
+                    continue
+                task = progress.add_task(label(index), total=None, trials=0)
                 counter = {"trials": 0}
 
                 def advance(count: int, task: Any = task, counter: dict[str, int] = counter) -> None:
@@ -332,25 +378,15 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
                     progress.update(task, trials=counter["trials"])
                     progress.update(overall, trials=total["trials"])
 
-                run = run_decoder(problem, decoder, settings, on_trials=advance, dictionary=dictionary)
-                record = make_record(run, decoder_name=entry.name, plugin_package=entry.package,
-                                     plugin_version=entry.version,
-                                     provenance=provenance(threads=getattr(args, "threads", None),
-                                                           batch_size=settings.batch_size))
-                if store is not None:
-                    store.append(record)
-                records.append(record)
-                score = f"k*={record['k_star']}" if problem.fixed else f"d*={record['d_star']}"
-                progress.update(task, total=1, completed=1,
-                                description=f"{label} {score}" if run.ok else f"{label} [red]error[/red]")
-                progress.advance(overall)
+                finish(index, run_decoder(problem, decoder, settings, on_trials=advance,
+                                          dictionary=dictionary), task)
     finally:
         parallel.set_workers(workers)
         if limiter is not None:
             limiter.unregister()
-    if store is not None and records:
+    if store is not None and any(r is not None for r in records):
         err.print(f"records appended to {store.path}", highlight=False)
-    return records
+    return [record for record in records if record is not None]
 
 
 def _print_records(records: list[dict[str, Any]], args: argparse.Namespace, out: Console,

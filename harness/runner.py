@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,3 +283,84 @@ def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
     run.curve = sorted(({"k": k_max + 1 - p["d"], "trials": p["trials"], "successes": p["successes"]}
                         for p in run.curve), key=lambda p: p["k"])
     return run
+
+
+#: Jobs of problems with at most this many features run side by side in worker processes
+#: (each on one thread): their products are too small to keep two cores busy inside
+#: one process, and a process per core has no threads to fight over the cores.
+PROCESS_JOBS_MAX_N = 1 << 16
+
+
+def _single_threaded() -> None:
+    """Initialise a job process: one thread for BLAS, numba and the operator."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from . import parallel
+    parallel.set_workers(1)
+    numba.set_num_threads(1)  # type: ignore[attr-defined]
+    threadpool_limits(limits=1)
+
+
+def _run_job(problem: Problem, decoder: Decoder, settings: RunSettings) -> DecoderRun:
+    return run_decoder(problem, decoder, settings)
+
+
+def can_run_in_a_process(problem: Problem, decoder: Decoder, dictionary: Dictionary | None) -> bool:
+    """Whether a job may go to a worker process: a small generated problem and a decoder
+    that can be sent there (its class importable by name)."""
+    if dictionary is not None or problem.fixed or problem.n > PROCESS_JOBS_MAX_N:
+        return False
+    import pickle
+    try:
+        pickle.loads(pickle.dumps(decoder))
+    except Exception:  # defined where no other process can import it (a test, a notebook)
+        return False
+    return True
+
+
+def run_in_processes(jobs: Sequence[tuple[Problem, Decoder]], settings: RunSettings,
+                     processes: int) -> Iterator[tuple[int, DecoderRun]]:
+    """Run ``jobs`` in ``processes`` worker processes, one thread each; yield
+    ``(index, run)`` as they finish.
+
+    A process that dies (a crash in compiled code, say) takes the pool's unfinished jobs
+    with it; those are run again one at a time, each in a process of its own, so the job
+    that kills its process becomes a run with ``error`` set and the others finish.
+    """
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    again: list[int] = []
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context,
+                             initializer=_single_threaded) as pool:
+        pending = {pool.submit(_run_job, problem, decoder, settings): index
+                   for index, (problem, decoder) in enumerate(jobs)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                try:
+                    run = future.result()
+                except BrokenProcessPool:
+                    again.append(index)
+                    continue
+                except Exception as exc:  # the run itself records decoder errors; this is the pool's
+                    run = _failed(jobs[index], settings, f"{type(exc).__name__}: {exc}")
+                yield index, run
+    for index in sorted(again):
+        with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_single_threaded) as alone:
+            try:
+                run = alone.submit(_run_job, *jobs[index], settings).result()
+            except Exception as exc:
+                run = _failed(jobs[index], settings, f"{type(exc).__name__}: {exc}")
+        yield index, run
+
+
+def _failed(job: tuple[Problem, Decoder], settings: RunSettings, reason: str) -> DecoderRun:
+    problem, decoder = job
+    return DecoderRun(problem=problem, decoder=decoder, settings=settings,
+                      d_max=settings.d_max or default_d_max(problem),
+                      error=f"decoder {decoder.name!r} stopped its worker process ({reason})")

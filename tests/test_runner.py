@@ -131,3 +131,56 @@ def test_default_d_max_is_sixteen_dims_per_bit():
 def test_invalid_settings_are_refused(settings):
     with pytest.raises(SearchError):
         settings.validate()
+
+
+# --------------------------------------------------------- jobs in worker processes
+
+
+class ExitsItsProcess(Decoder):
+    """A decoder whose process dies under it (as a crash in compiled code would)."""
+
+    name = "exits"
+    description = "Ends its process."
+
+    def decode(self, dictionary, signals, *, k, noise):
+        import os
+        os._exit(3)
+
+
+def test_only_small_generated_problems_with_importable_decoders_go_to_processes():
+    from superposition_harness.dictionary import MatrixDictionary
+    from superposition_harness.runner import PROCESS_JOBS_MAX_N, can_run_in_a_process
+
+    class Local(TopKDecoder):
+        name = "local"
+
+    small = Problem(n=4096, k=4)
+    assert can_run_in_a_process(small, MatchingPursuit(), None)
+    assert not can_run_in_a_process(Problem(n=PROCESS_JOBS_MAX_N * 2, k=4), MatchingPursuit(), None)
+    assert not can_run_in_a_process(small, Local(), None)
+    matrix = MatrixDictionary(np.eye(8))
+    assert not can_run_in_a_process(small, MatchingPursuit(), matrix)
+
+
+def test_jobs_in_processes_give_the_runs_of_this_process():
+    from superposition_harness.runner import run_in_processes
+    settings = RunSettings(max_trials=64)
+    jobs = [(Problem(n=256, k=3, seed=2), MatchingPursuit()), (Problem(n=256, k=5, seed=2), TopKDecoder())]
+    here = [run_decoder(problem, decoder, settings) for problem, decoder in jobs]
+    there = dict(run_in_processes(jobs, settings, 2))
+    assert sorted(there) == [0, 1]
+    for index, run in enumerate(here):
+        assert there[index].ok and there[index].curve == run.curve
+        assert there[index].estimate == run.estimate and there[index].half == run.half
+
+
+def test_a_job_whose_process_dies_becomes_an_error_and_the_others_finish():
+    from superposition_harness.runner import run_in_processes
+    settings = RunSettings(max_trials=32)
+    jobs = [(Problem(n=256, k=3, seed=1), ExitsItsProcess()), (Problem(n=256, k=3, seed=1), TopKDecoder())]
+    jobs += [(Problem(n=256, k=4, seed=1), MatchingPursuit())]
+    runs = dict(run_in_processes(jobs, settings, 2))
+    assert set(runs) == {0, 1, 2}
+    assert not runs[0].ok and "'exits'" in runs[0].error and "worker process" in runs[0].error
+    assert runs[1].ok and runs[2].ok
+    assert runs[1].curve == run_decoder(*jobs[1], settings).curve
