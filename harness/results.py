@@ -63,6 +63,7 @@ def _common_fields(run: DecoderRun, *, decoder_name: str, plugin_package: str,
         "status": "ok" if run.ok else "error",
         "error": run.error,
         "wall_seconds": round(run.wall_seconds, 3),
+        "peak_memory_bytes": run.peak_memory_bytes,
         "provenance": provenance,
     }
 
@@ -144,9 +145,13 @@ def record_key(record: dict[str, Any]) -> str:
                        record.get("target")], sort_keys=True)
 
 
+#: The fields that differ between two runs of the same measurement.
+VOLATILE = ("wall_seconds", "peak_memory_bytes", "provenance")
+
+
 def strip_volatile(record: dict[str, Any]) -> dict[str, Any]:
     """The record without its timings and provenance, for comparing two runs."""
-    return {k: v for k, v in record.items() if k not in ("wall_seconds", "provenance")}
+    return {k: v for k, v in record.items() if k not in VOLATILE}
 
 
 # ---------------------------------------------------------------------- provenance

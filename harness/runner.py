@@ -11,6 +11,7 @@ outcome carries the reason and the caller goes on with the next decoder.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,24 @@ class RunSettings:
             raise SearchError(f"the memory budget must be positive, not {self.memory} bytes.")
 
 
+def peak_memory_bytes() -> int | None:
+    """The most memory this process has held so far (Linux: ``VmHWM``, which unlike
+    ``ru_maxrss`` does not count what the process held before it was exec'd)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 def default_d_max(problem: Problem) -> int:
     """Where the search gives up by default: 16 dims/bit, well past every one-step rule."""
     return 16 * math.ceil(problem.entropy_bits) + 64
@@ -106,6 +125,7 @@ class DecoderRun:
     trials: int = 0
     trials_target: int = 0
     wall_seconds: float = 0.0
+    peak_memory_bytes: int | None = None
     error: str | None = None
 
     @property
@@ -249,6 +269,7 @@ def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
     except Exception as exc:  # a plugin's failure is recorded, never propagated
         run.error = f"decoder {run.decoder.name!r} raised {type(exc).__name__}: {exc}"
     run.wall_seconds = time.perf_counter() - began
+    run.peak_memory_bytes = peak_memory_bytes()
     run.curve = search.curve_points()
     run.trials = search.total_trials
 

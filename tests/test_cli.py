@@ -191,3 +191,11 @@ def test_the_record_splits_its_trials_between_the_two_estimates(capsys):
     split = record["trials_by_estimate"]
     assert set(split) == {"d_star", "d_half"} and min(split.values()) >= 0
     assert split["d_star"] + split["d_half"] == record["trials"] == sum(p["trials"] for p in record["curve"])
+
+
+def test_the_record_states_the_peak_memory_of_its_process(capsys):
+    from superposition_harness.results import VOLATILE
+    status, records = run_json(capsys, *SMALL, "--no-store", "--plugin", "topk")
+    peak = records[0]["peak_memory_bytes"]
+    assert status == 0 and isinstance(peak, int) and 10 * 2**20 < peak < 64 * 2**30
+    assert "peak_memory_bytes" in VOLATILE and "peak_memory_bytes" not in strip_volatile(records[0])
