@@ -225,24 +225,15 @@ class Dictionary(ABC):
         if idx.size != x.shape[0]:
             raise ValueError(f"remove needs one index per signal, not {idx.size} for {x.shape[0]}")
         base = self._base_rows(idx)
-        lattice, integers = self._lattice_rows(x)
+        exact, integers, factors, _ = self._integer_rows(x)
+        on_lattice = factors > 0  # among the exact rows, those on the lattice (not a grid)
         out = (x - base * self.scale).astype(np.float32)
-        if lattice.any():
+        if on_lattice.any():
             assert self.lattice_scale is not None
-            moved = integers.astype(np.float64) - base[lattice]
-            out[lattice] = (moved * self.lattice_scale).astype(np.float32)
+            rows = np.flatnonzero(exact)[on_lattice]
+            moved = integers[on_lattice].astype(np.float64) - base[rows]
+            out[rows] = (moved * self.lattice_scale).astype(np.float32)
         return out
-
-    def _lattice_rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which rows of ``x`` (float64) lie on the lattice, and their integer
-        coordinates as float32 (exact: each is at most ``2^24`` in size)."""
-        s = self.lattice_scale
-        if s is None or x.shape[0] == 0:
-            return np.zeros(x.shape[0], dtype=bool), np.empty((0, self.d), dtype=np.float32)
-        m = np.rint(x / s)
-        lattice = np.all((m * s).astype(np.float32) == x, axis=1)
-        lattice &= np.sum(np.abs(m), axis=1) <= 2.0**24
-        return lattice, np.ascontiguousarray(m[lattice], dtype=np.float32)
 
     def _integer_rows(self, x: np.ndarray, lattice: bool = True
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -461,8 +461,8 @@ def test_lattice_signals_are_correlated_exactly(d, n, options):
     problem = Problem(n=n, k=6, seed=5)
     subsets = draw_subsets(problem, 0)[:9]
     signals = dictionary.superpose(subsets)
-    lattice, integers = dictionary._lattice_rows(signals.astype(np.float64))
-    assert lattice.all()
+    lattice, integers, factors, _ = dictionary._integer_rows(signals.astype(np.float64))
+    assert lattice.all() and np.all(factors == d)
     signs = _signs(dictionary)
     coordinates = signs[:, subsets].sum(axis=2).T          # (B, d) integers
     assert np.array_equal(integers, coordinates)
