@@ -29,7 +29,17 @@ from .leaderboard import error_lines, gap_table, leaderboard_tables
 from .memory import DEFAULT_MEMORY, BudgetError, check, format_size, needed_bytes, parse_size
 from .plugins import Registry, UnknownDecoder, load_registry
 from .problem import FILE_DICTIONARY, Problem, ProblemError
-from .results import DEFAULT_STORE, ResultStore, StoreError, best_records, make_record, provenance
+from .results import (
+    DEFAULT_STORE,
+    ResultStore,
+    StoreError,
+    best_records,
+    make_record,
+    measurement_key,
+    provenance,
+    search_fields,
+    stored_measurement_key,
+)
 from .runner import (
     DecoderRun,
     RunSettings,
@@ -37,6 +47,7 @@ from .runner import (
     default_d_max,
     run_decoder,
     run_in_processes,
+    search_limit,
 )
 from .search import SearchError, min_trials_to_pass
 from .training import TrainingSpec, train_encoder, write_saelens
@@ -107,6 +118,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
                         help=f"results store directory (default ./{DEFAULT_STORE})")
     parser.add_argument("--no-store", action="store_true", help="do not append the records to the store")
+    parser.add_argument("--force", action="store_true",
+                        help="measure again what the store already holds (by default such runs are reused)")
     parser.add_argument("--json", action="store_true",
                         help="print the records as JSON lines instead of the tables")
 
@@ -296,6 +309,25 @@ def _fixed_problems(sweep: Sweep) -> list[tuple[Problem, Dictionary | None]]:
 Job = tuple[Problem, "Dictionary | None", Decoder, Any]
 
 
+def _stored_runs(jobs: list[Job], settings: RunSettings, store: ResultStore) -> dict[int, dict[str, Any]]:
+    """The jobs whose measurement the store already holds (a successful record with the
+    same problem, decoder, parameters, versions and search settings), by job index."""
+    stored: dict[str, dict[str, Any]] = {}
+    for record in store.load():
+        key = stored_measurement_key(record)
+        if key is not None and record.get("status") == "ok":
+            stored[key] = record
+    found = {}
+    for index, (problem, _, decoder, entry) in enumerate(jobs):
+        key = measurement_key(decoder=entry.name, plugin_version=entry.version, params=dict(decoder.params),
+                              problem=problem.as_record(), target=settings.target,
+                              search=search_fields(problem, settings, search_limit(problem, settings)),
+                              harness_version=__version__)
+        if key in stored:
+            found[index] = stored[key]
+    return found
+
+
 def _check_memory(jobs: list[Job], settings: RunSettings) -> None:
     """Refuse, before any trial, a sweep with a run that cannot fit the memory budget."""
     for problem, dictionary, decoder, entry in jobs:
@@ -327,6 +359,7 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
     workers = parallel.workers()
     limiter = _limit_threads(getattr(args, "threads", None))
     records: list[dict[str, Any] | None] = [None] * len(jobs)
+    reused: dict[int, dict[str, Any]] = {}
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
@@ -354,8 +387,13 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
                                 else f"{label(index)} [red]error[/red]")
                 progress.advance(overall)
 
+            reused = _stored_runs(jobs, settings, store) if store is not None and not args.force else {}
+            for index, record in reused.items():
+                records[index] = record
+                progress.add_task(f"{label(index)} (stored)", total=1, completed=1, trials=record["trials"])
+                progress.advance(overall)
             side_by_side = [index for index, (problem, dictionary, decoder, _) in enumerate(jobs)
-                            if can_run_in_a_process(problem, decoder, dictionary)]
+                            if index not in reused and can_run_in_a_process(problem, decoder, dictionary)]
             if parallel.workers() < 2 or len(side_by_side) < 2:
                 side_by_side = []
             if side_by_side:
@@ -384,8 +422,11 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
         parallel.set_workers(workers)
         if limiter is not None:
             limiter.unregister()
-    if store is not None and any(r is not None for r in records):
+    if store is not None and len(reused) < len(jobs):
         err.print(f"records appended to {store.path}", highlight=False)
+    if reused and store is not None:
+        err.print(f"{len(reused)} of {len(jobs)} runs were already in {store.path} and were reused "
+                  "(--force measures them again)", highlight=False)
     return [record for record in records if record is not None]
 
 

@@ -20,8 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .problem import entropy_bits, shannon_dimension
-from .runner import DecoderRun
+from .problem import Problem, entropy_bits, shannon_dimension
+from .runner import DecoderRun, RunSettings
 
 #: Version of the record layout; bump it when a field changes meaning.
 SCHEMA_VERSION = 1
@@ -68,6 +68,35 @@ def _common_fields(run: DecoderRun, *, decoder_name: str, plugin_package: str,
     }
 
 
+def search_fields(problem: Problem, settings: RunSettings, limit: int) -> dict[str, Any]:
+    """The search settings a record states (``limit``: its ``d_max``, or ``k_max``)."""
+    if problem.fixed:
+        return {"max_trials_per_k": settings.max_trials, "k_max": limit}
+    return {"max_trials_per_dimension": settings.max_trials, "d_max": limit,
+            "resolution": settings.resolution}
+
+
+def measurement_key(*, decoder: str, plugin_version: str, params: dict[str, Any],
+                    problem: dict[str, Any], target: float, search: dict[str, Any],
+                    harness_version: str) -> str:
+    """What makes two records the same measurement: problem (seed included), decoder,
+    parameters, versions and search settings; a run with the same key gives the same
+    record, apart from timings and provenance."""
+    return json.dumps([decoder, plugin_version, params, problem, target, search, harness_version],
+                      sort_keys=True)
+
+
+def stored_measurement_key(record: dict[str, Any]) -> str | None:
+    """The measurement key of a stored record, or None if it lacks a field of one."""
+    try:
+        return measurement_key(decoder=record["decoder"], plugin_version=record["plugin_version"],
+                               params=record["params"], problem=record["problem"],
+                               target=record["target"], search=record["search"],
+                               harness_version=record["provenance"]["harness_version"])
+    except (KeyError, TypeError):
+        return None
+
+
 def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
                 plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
     """The result record of ``run`` (see the README's record schema)."""
@@ -88,8 +117,7 @@ def _generated_fields(run: DecoderRun) -> dict[str, Any]:
     d_star = est.d if est else None
     ci = list(est.ci) if est else [None, None]
     fields: dict[str, Any] = {
-        "search": {"max_trials_per_dimension": run.settings.max_trials, "d_max": run.d_max,
-                   "resolution": run.settings.resolution},
+        "search": search_fields(run.problem, run.settings, run.d_max),
         "d_star": d_star,
         "d_star_ci": ci,
         "d_half": half.d if half else None,
@@ -123,7 +151,7 @@ def _fixed_fields(run: DecoderRun) -> dict[str, Any]:
 
     bits_per_dim = bits(k_star)
     fields: dict[str, Any] = {
-        "search": {"max_trials_per_k": run.settings.max_trials, "k_max": run.d_max},
+        "search": search_fields(run.problem, run.settings, run.d_max),
         "k_star": k_star,
         "k_star_ci": ci,
         "k_half": half.k if half else None,

@@ -97,6 +97,13 @@ def default_k_max(problem: Problem) -> int:
     return max(1, min(problem.d, problem.n - 1))
 
 
+def search_limit(problem: Problem, settings: RunSettings) -> int:
+    """Where the search stops: ``d_max`` (generated track) or ``k_max`` (fixed track)."""
+    if problem.fixed:
+        return min(settings.k_max or default_k_max(problem), problem.n - 1)
+    return settings.d_max or default_d_max(problem)
+
+
 def first_k_guess(n: int, d: int, k_max: int) -> int:
     """Where the fixed track starts: the largest ``k`` with ``H(N, k) ≤ d`` (1 dim/bit)."""
     k = 1
@@ -242,7 +249,7 @@ def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
         if dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n):
             raise ValueError("the fixed track needs the problem's own d × N dictionary")
         return _run_fixed(problem, decoder, settings, on_trials, dictionary)
-    d_max = settings.d_max or default_d_max(problem)
+    d_max = search_limit(problem, settings)
     run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=d_max)
     need = needed_bytes(problem, decoder.batch_arrays, settings.batch_size, d_max)
     trials = TrialRunner(problem, decoder, settings.batch_size, on_trials,
@@ -283,7 +290,7 @@ def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
     maps across the same way.
     """
     assert problem.d is not None
-    k_max = min(settings.k_max or default_k_max(problem), problem.n - 1)
+    k_max = search_limit(problem, settings)
     run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=k_max, variable="k")
     runners: dict[int, TrialRunner] = {}
 

@@ -199,3 +199,27 @@ def test_the_record_states_the_peak_memory_of_its_process(capsys):
     peak = records[0]["peak_memory_bytes"]
     assert status == 0 and isinstance(peak, int) and 10 * 2**20 < peak < 64 * 2**30
     assert "peak_memory_bytes" in VOLATILE and "peak_memory_bytes" not in strip_volatile(records[0])
+
+
+def test_a_finished_sweep_is_reused_not_measured_again(tmp_path, capsys):
+    store = tmp_path / "store"
+    args = [*SMALL, "--plugin", "mp", "--plugin", "topk", "--results", str(store)]
+    status, first = run_json(capsys, *args)
+    lines = (store / "records.jsonl").read_text().splitlines()
+    status_again, again = run_json(capsys, *args)
+    assert status == status_again == 0 and again == first
+    assert (store / "records.jsonl").read_text().splitlines() == lines
+    # Another parameter, seed or search setting is another measurement; --force measures again.
+    status, changed = run_json(capsys, *args, "--resolution", "0.05")
+    assert len((store / "records.jsonl").read_text().splitlines()) == len(lines) + 2
+    status, forced = run_json(capsys, *args, "--force")
+    assert [strip_volatile(r) for r in forced] == [strip_volatile(r) for r in first]
+    assert len((store / "records.jsonl").read_text().splitlines()) == len(lines) + 4
+
+
+def test_an_interrupted_sweep_resumes_with_the_runs_it_lacks(tmp_path, capsys):
+    store = tmp_path / "store"
+    status, partial = run_json(capsys, *SMALL, "--plugin", "mp", "--results", str(store))
+    status, whole = run_json(capsys, *SMALL, "--plugin", "mp", "--plugin", "topk", "--results", str(store))
+    assert status == 0 and whole[0] == partial[0] and whole[1]["decoder"] == "topk"
+    assert len((store / "records.jsonl").read_text().splitlines()) == 2
