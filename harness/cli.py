@@ -26,7 +26,7 @@ from .conformance import run_conformance
 from .decoder import Decoder, ParameterError, parse_params
 from .dictionary import Dictionary, MatrixDictionary
 from .leaderboard import error_lines, gap_table, leaderboard_tables
-from .memory import DEFAULT_MEMORY, BudgetError, check, format_size, needed_bytes, parse_size
+from .memory import DEFAULT_MEMORY, BudgetError, check, parse_size
 from .plugins import Registry, UnknownDecoder, load_registry
 from .problem import FILE_DICTIONARY, Problem, ProblemError
 from .results import (
@@ -44,7 +44,6 @@ from .runner import (
     DecoderRun,
     RunSettings,
     can_run_in_a_process,
-    default_d_max,
     run_decoder,
     run_in_processes,
     search_limit,
@@ -331,18 +330,10 @@ def _stored_runs(jobs: list[Job], settings: RunSettings, store: ResultStore) -> 
 def _check_memory(jobs: list[Job], settings: RunSettings) -> None:
     """Refuse, before any trial, a sweep with a run that cannot fit the memory budget."""
     for problem, dictionary, decoder, entry in jobs:
-        if problem.fixed:
-            assert dictionary is not None and problem.d is not None
-            need = needed_bytes(problem, decoder.batch_arrays, settings.batch_size, problem.d)
-            need += dictionary.nbytes_dense() * 2
-            if need > settings.memory:
-                raise BudgetError(
-                    f"decoder {entry.name!r} on the {problem.d} × {problem.n} dictionary needs about "
-                    f"{format_size(need)}, more than the memory budget of {format_size(settings.memory)}; "
-                    f"give --memory {need / (1 << 30):.1f}GiB or more.")
-        else:
-            check(problem, decoder.batch_arrays, settings.batch_size,
-                  settings.d_max or default_d_max(problem), settings.memory, entry.name)
+        # A loaded dictionary is held twice: the matrix read from its file, and its rows.
+        held = 2 * dictionary.nbytes_dense() if dictionary is not None else 0
+        check(problem, decoder.batch_arrays, settings.batch_size, search_limit(problem, settings)
+              if not problem.fixed else int(problem.d or 0), settings.memory, entry.name, held)
 
 
 def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,

@@ -62,13 +62,17 @@ def needed_bytes(problem: Problem, batch_arrays: float, batch_size: int, d: int)
 
 
 def check(problem: Problem, batch_arrays: float, batch_size: int, d: int, budget: int,
-          decoder: str) -> int:
-    """The bytes left for the dictionary cache; BudgetError if the run cannot fit."""
-    need = needed_bytes(problem, batch_arrays, batch_size, d)
+          decoder: str, held: int = 0) -> int:
+    """The bytes left for the dictionary cache; BudgetError if the run cannot fit.
+
+    ``held`` counts memory the run holds besides (a loaded dictionary, say)."""
+    need = needed_bytes(problem, batch_arrays, batch_size, d) + held
     if need > budget:
+        where = (f"on the {problem.d} × {problem.n} dictionary" if problem.fixed else
+                 f"at N = {problem.n} (dimensions up to {d}, batches of "
+                 f"{min(batch_size, problem.subsets_per_draw)})")
         raise BudgetError(
-            f"decoder {decoder!r} at N = {problem.n} (dimensions up to {d}, batches of "
-            f"{min(batch_size, problem.subsets_per_draw)}) needs about {format_size(need)}, more than "
-            f"the memory budget of {format_size(budget)}; give --memory {need / (1 << 30):.1f}GiB "
-            "or more, or a smaller --batch-size.")
+            f"decoder {decoder!r} {where} needs about {format_size(need)}, more than the memory "
+            f"budget of {format_size(budget)}; give --memory {need / (1 << 30):.1f}GiB or more, "
+            "or a smaller --batch-size.")
     return budget - need
