@@ -20,6 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .problem import Problem, entropy_bits, shannon_dimension
 from .runner import DecoderRun, RunSettings
 
@@ -59,13 +61,36 @@ def _common_fields(run: DecoderRun, *, decoder_name: str, plugin_package: str,
         # probes and paid only for what it added.
         "trials_by_estimate": {f"{run.variable}_star": run.trials_target,
                                f"{run.variable}_half": run.trials - run.trials_target},
-        "curve": run.curve,
+        "curve": [_with_outcomes(point, run.outcomes.get(point[run.variable])) for point in run.curve],
         "status": "ok" if run.ok else "error",
         "error": run.error,
         "wall_seconds": round(run.wall_seconds, 3),
         "peak_memory_bytes": run.peak_memory_bytes,
         "provenance": provenance,
     }
+
+
+def encode_outcomes(outcomes: Iterable[bool]) -> str:
+    """Trial outcomes as hex: trial ``i`` is bit ``i % 8`` of byte ``i // 8`` (1: decoded)."""
+    return np.packbits(np.fromiter(outcomes, dtype=bool), bitorder="little").tobytes().hex()
+
+
+def decode_outcomes(text: str, trials: int) -> np.ndarray:
+    """The ``trials`` outcomes ``encode_outcomes`` wrote, as booleans; ValueError if
+    ``text`` is not hex of exactly that many bits (padding bits zero)."""
+    raw = bytes.fromhex(text)
+    if len(raw) != (trials + 7) // 8:
+        raise ValueError(f"{len(raw)} bytes of outcomes for {trials} trials")
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
+    if bits[trials:].any():
+        raise ValueError("outcome bits set past the last trial")
+    return bits[:trials]
+
+
+def _with_outcomes(point: dict[str, int], outcomes: list[bool] | None) -> dict[str, Any]:
+    if outcomes is None or len(outcomes) != point["trials"]:
+        return dict(point)
+    return {**point, "outcomes": encode_outcomes(outcomes)}
 
 
 def search_fields(problem: Problem, settings: RunSettings, limit: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,8 @@ class DecoderRun:
     estimate: Estimate | None = None
     half: Estimate | None = None
     curve: list[dict[str, int]] = field(default_factory=list)
+    #: Each probe's trial outcomes in trial order, keyed like the curve (True: decoded exactly).
+    outcomes: dict[int, list[bool]] = field(default_factory=dict)
     trials: int = 0
     trials_target: int = 0
     wall_seconds: float = 0.0
@@ -192,6 +194,7 @@ class TrialRunner:
         self.cache_bytes = cache_bytes
         self._subsets: dict[int, np.ndarray] = {}
         self._dictionary: tuple[int, int, Dictionary] | None = None
+        self._outcomes: dict[int, dict[int, bool]] = {}  # d -> trial -> decoded exactly
 
     def subsets(self, draw: int) -> np.ndarray:
         if draw not in self._subsets:
@@ -210,30 +213,55 @@ class TrialRunner:
         return self._dictionary[2]
 
     def __call__(self, d: int, start: int, count: int) -> int:
-        """Run trials ``start .. start+count-1`` at dimension ``d``; return the successes."""
+        """Run trials ``start .. start+count-1`` at dimension ``d``; return the successes.
+
+        The outcomes are kept (see ``outcomes``) only once all ``count`` trials have
+        run, so they always match the counts the search holds.
+        """
+        outcomes = self.outcomes_of(d, range(start, start + count))
+        self._outcomes.setdefault(d, {}).update(zip(range(start, start + count), outcomes, strict=True))
+        return sum(outcomes)
+
+    def outcomes(self, d: int, trials: int) -> list[bool] | None:
+        """The outcomes of trials ``0 .. trials-1`` at ``d``, or None unless all have run."""
+        done = self._outcomes.get(d, {})
+        if any(trial not in done for trial in range(trials)):
+            return None
+        return [done[trial] for trial in range(trials)]
+
+    def outcomes_of(self, d: int, trials: Iterable[int]) -> list[bool]:
+        """Whether each of ``trials`` (indices, increasing) is decoded exactly at ``d``.
+
+        Each trial is made from its own streams and decoded per row, so the outcomes do
+        not depend on which other trials run beside it: ``harness verify`` re-runs a
+        sample this way.
+        """
         problem = self.problem
-        per_draw = problem.subsets_per_draw
-        successes = 0
-        trial, stop = start, start + count
-        while trial < stop:
-            draw, first = problem.locate(trial)
-            last = min(stop - trial, per_draw - first) + first
-            dictionary = self.dictionary(d, draw)
-            subsets = self.subsets(draw)
-            noise = draw_noise(problem, draw, d) if problem.noise > 0 else None
-            for lo in range(first, last, self.batch_size):
-                hi = min(lo + self.batch_size, last)
-                batch = subsets[lo:hi]
-                signals = dictionary.superpose(
-                    batch, None if noise is None else noise[lo:hi], problem.noise)
-                decoded = self.decoder.decode(dictionary, signals, k=int(problem.k or 0),
-                                              noise=problem.noise)
-                for truth, guess in zip(batch, check_decoded(decoded, hi - lo, problem.n), strict=True):
-                    successes += guess.size == truth.size and bool(np.all(guess == truth))
-                if self.on_trials is not None:
-                    self.on_trials(hi - lo)
-            trial += last - first
-        return successes
+        by_draw: dict[int, list[int]] = {}
+        for trial in trials:
+            draw, row = problem.locate(trial)
+            by_draw.setdefault(draw, []).append(row)
+        outcomes: list[bool] = []
+        for draw, rows in by_draw.items():
+            outcomes += self._draw_outcomes(d, draw, rows)
+        return outcomes
+
+    def _draw_outcomes(self, d: int, draw: int, rows: list[int]) -> list[bool]:
+        problem = self.problem
+        dictionary = self.dictionary(d, draw)
+        subsets = self.subsets(draw)
+        noise = draw_noise(problem, draw, d) if problem.noise > 0 else None
+        outcomes: list[bool] = []
+        for lo in range(0, len(rows), self.batch_size):
+            chosen = np.asarray(rows[lo:lo + self.batch_size])
+            batch = subsets[chosen]
+            signals = dictionary.superpose(batch, None if noise is None else noise[chosen], problem.noise)
+            decoded = self.decoder.decode(dictionary, signals, k=int(problem.k or 0), noise=problem.noise)
+            for truth, guess in zip(batch, check_decoded(decoded, len(chosen), problem.n), strict=True):
+                outcomes.append(guess.size == truth.size and bool(np.all(guess == truth)))
+            if self.on_trials is not None:
+                self.on_trials(len(chosen))
+        return outcomes
 
 
 def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
@@ -258,7 +286,15 @@ def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
                              resolution=settings.resolution)
     start = math.ceil(problem.entropy_bits)
     _search_both(run, search, start, lambda estimate: estimate)
+    run.outcomes = _curve_outcomes(run.curve, "d", lambda d, n: trials.outcomes(d, n))
     return run
+
+
+def _curve_outcomes(curve: list[dict[str, int]], variable: str,
+                    lookup: Callable[[int, int], list[bool] | None]) -> dict[int, list[bool]]:
+    """Each curve point's outcomes, keyed by its ``variable`` value."""
+    found = {p[variable]: lookup(p[variable], p["trials"]) for p in curve}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
@@ -310,6 +346,8 @@ def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
     _search_both(run, search, k_max + 1 - first_k_guess(problem.n, problem.d, k_max), to_k)
     run.curve = sorted(({"k": k_max + 1 - p["d"], "trials": p["trials"], "successes": p["successes"]}
                         for p in run.curve), key=lambda p: p["k"])
+    run.outcomes = _curve_outcomes(run.curve, "k", lambda k, n: runners[k].outcomes(problem.d, n)
+                                   if k in runners else None)  # type: ignore[arg-type]
     return run
 
 

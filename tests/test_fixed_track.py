@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 from superposition_harness import MatrixDictionary, Problem, ProblemError, entropy_bits
 from superposition_harness.cli import main
 from superposition_harness.problem import FILE_DICTIONARY, draw_subsets
-from superposition_harness.results import make_record, provenance, strip_volatile
+from superposition_harness.results import decode_outcomes, make_record, provenance, strip_volatile
 from superposition_harness.runner import RunSettings, run_decoder
 from superposition_harness_builtins.mp import MatchingPursuit
 from superposition_harness_builtins.sae import SparseAutoencoderEncoder
@@ -91,7 +91,8 @@ def test_a_fixed_record_carries_k_star_and_bits_per_dim_of_the_file(matrix):
     assert record["bits_per_dim"] == pytest.approx(entropy_bits(N, k) / D)
     assert record["dims_per_bit"] == pytest.approx(1 / record["bits_per_dim"])
     assert record["problem"]["d"] == D
-    assert all(set(p) == {"k", "trials", "successes"} for p in record["curve"])
+    assert all(set(p) == {"k", "trials", "successes", "outcomes"} for p in record["curve"])
+    assert all(decode_outcomes(p["outcomes"], p["trials"]).sum() == p["successes"] for p in record["curve"])
 
 
 def test_the_fixed_track_needs_the_problems_own_dictionary(matrix):

@@ -12,12 +12,14 @@ from superposition_harness.results import (
     ResultStore,
     StoreError,
     best_records,
+    decode_outcomes,
+    encode_outcomes,
     make_record,
     provenance,
     record_key,
     strip_volatile,
 )
-from superposition_harness.runner import RunSettings, run_decoder
+from superposition_harness.runner import RunSettings, TrialRunner, run_decoder
 from superposition_harness_builtins.topk import TopKDecoder
 
 REQUIRED = {"decoder", "plugin_package", "plugin_version", "params", "problem", "target", "d_star",
@@ -40,7 +42,10 @@ def test_a_record_has_every_field_of_the_schema(small_problem):
     lo, hi = record["d_star_ci"]
     assert record["bits_per_dim_ci"] == pytest.approx([record["entropy_bits"] / hi,
                                                        record["entropy_bits"] / lo])
-    assert all(set(p) == {"d", "trials", "successes"} for p in record["curve"])
+    assert all(set(p) == {"d", "trials", "successes", "outcomes"} for p in record["curve"])
+    for point in record["curve"]:
+        outcomes = decode_outcomes(point["outcomes"], point["trials"])
+        assert outcomes.sum() == point["successes"]
     assert "d_shannon" not in record
     json.dumps(record, allow_nan=False)
 
@@ -119,3 +124,27 @@ def test_record_key_ignores_results_and_timings():
     b = dict(a, d_star=4, wall_seconds=9)
     assert record_key(a) == record_key(b)
     assert strip_volatile(dict(a, provenance={}, wall_seconds=1)) == a
+
+
+def test_outcomes_are_stored_bit_by_bit_in_trial_order():
+    bits = [True, False, False, True, True, False, False, False, True]
+    assert encode_outcomes(bits) == "1901"  # trials 0, 3, 4 in byte 0; trial 8 in byte 1
+    assert decode_outcomes("1901", 9).tolist() == bits
+    assert encode_outcomes([]) == "" and decode_outcomes("", 0).tolist() == []
+
+
+@pytest.mark.parametrize("text,trials", [("19", 9), ("190100", 9), ("1903", 9), ("zz", 4)])
+def test_outcomes_of_the_wrong_length_or_padding_are_refused(text, trials):
+    with pytest.raises(ValueError):
+        decode_outcomes(text, trials)
+
+
+def test_each_probe_stores_the_outcome_of_every_trial_it_counted(small_problem):
+    """The stored outcomes are those of the trials run one at a time."""
+    run = run_decoder(small_problem, TopKDecoder(), RunSettings(max_trials=64))
+    record = make_record(run, decoder_name="topk", plugin_package="p", plugin_version="0",
+                         provenance={})
+    runner = TrialRunner(small_problem, TopKDecoder(), batch_size=1)
+    for point in record["curve"][:3]:
+        stored = decode_outcomes(point["outcomes"], point["trials"]).tolist()
+        assert stored == runner.outcomes_of(point["d"], range(point["trials"]))
