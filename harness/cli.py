@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -27,8 +28,10 @@ from .decoder import Decoder, ParameterError, parse_params
 from .dictionary import Dictionary, MatrixDictionary
 from .leaderboard import error_lines, gap_table, leaderboard_tables
 from .memory import DEFAULT_MEMORY, BudgetError, check, parse_size
+from .plots import FORMATS, PlotError, draw_figures, figure_names
 from .plugins import Registry, UnknownDecoder, load_registry
 from .problem import FILE_DICTIONARY, Problem, ProblemError
+from .publish import load_sources, merge, publish, published
 from .results import (
     DEFAULT_STORE,
     ResultStore,
@@ -37,6 +40,8 @@ from .results import (
     make_record,
     measurement_key,
     provenance,
+    read_records,
+    record_files,
     search_fields,
     stored_measurement_key,
 )
@@ -50,11 +55,13 @@ from .runner import (
 )
 from .search import SearchError, min_trials_to_pass
 from .training import TrainingSpec, train_encoder, write_saelens
+from .verify import DEFAULT_SAMPLE, exit_status, planned_trials, summary, verify_record
+from .verify import label as verify_label
 from .weights import WeightsError, fingerprint, load_matrix
 
 BUILTIN_PACKAGE = "superposition-harness"
 USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder,
-               StoreError, WeightsError)
+               StoreError, WeightsError, PlotError)
 
 
 class UsageError(Exception):
@@ -216,6 +223,45 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
                        help=f"results store directory (default ./{DEFAULT_STORE})")
     board.add_argument("--json", action="store_true", help="print the records as JSON lines")
+
+    publish = commands.add_parser("publish", help="write the leaderboard's tables and figures from records",
+                                  description=(
+        "Merge the records under SOURCES (files or directories of *.jsonl; default: the output "
+        "directory) and write the leaderboard into the output directory: README.md, "
+        "leaderboard.html, leaderboard.csv, leaderboard.json and, with matplotlib installed, "
+        "figures/. The same records always give the same files, byte for byte."))
+    publish.add_argument("sources", nargs="*", metavar="SOURCES",
+                         help="records files or directories holding them (default: the output directory)")
+    publish.add_argument("--out", default="leaderboard", metavar="DIR",
+                         help="directory to write into (default ./leaderboard)")
+    publish.add_argument("--no-figures", action="store_true", help="write the tables only")
+
+    plot = commands.add_parser("plot", help="draw figures from records (needs matplotlib)", description=(
+        "Draw, as PNG and SVG, the minimal dimension d* against k per decoder with the entropy "
+        "line and a dims/bit axis, the success probability against d per decoder, and, for the "
+        "noisy track, d*/d_Sh. Needs matplotlib: pip install 'superposition-harness[plot]'."))
+    plot.add_argument("sources", nargs="*", metavar="SOURCES",
+                      help=f"records files or directories holding them (default ./{DEFAULT_STORE})")
+    plot.add_argument("--out", default="figures", metavar="DIR",
+                      help="directory to write into (default ./figures)")
+    plot.add_argument("--format", action="append", choices=FORMATS, metavar="FMT",
+                      help="png or svg (repeatable; default both)")
+
+    verify = commands.add_parser("verify", help="re-run a sample of stored trials and confirm the counts",
+                                 description=(
+        "Check result records: their counts add up, their estimates follow from their counts, "
+        "and a random sample of their trials, re-run from the stored seeds with the installed "
+        "decoder, comes out as stored. Exit status 0 if every record verified, 1 if any failed, "
+        "3 if none failed but some could not be verified (another decoder or harness version, "
+        "a decoder that is not installed, a dictionary file that is not here)."))
+    verify.add_argument("records", nargs="+", metavar="RECORDS",
+                        help="records files (.jsonl) or directories holding them")
+    verify.add_argument("--sample", type=_positive_int, default=DEFAULT_SAMPLE, metavar="T",
+                        help=f"trials re-run per record, drawn at random (default {DEFAULT_SAMPLE})")
+    verify.add_argument("--all", action="store_true", help="re-run every trial of every record")
+    verify.add_argument("--seed", type=_non_negative_int, default=0,
+                        help="seed of the sample drawn (default 0)")
+    verify.add_argument("--json", action="store_true", help="print one JSON verdict per record")
     return parser
 
 
@@ -597,9 +643,64 @@ def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) ->
     return 0
 
 
+def command_publish(args: argparse.Namespace, out: Console, err: Console) -> int:
+    result = publish(args.sources or [args.out], args.out, figures=not args.no_figures)
+    for path in result.written:
+        out.print(f"wrote {path}", highlight=False)
+    if result.figures_skipped:
+        err.print(f"[yellow]warning[/yellow] {result.figures_skipped}", highlight=False)
+    out.print(f"{result.rows} rows from {result.records} records", highlight=False)
+    return 0
+
+
+def command_plot(args: argparse.Namespace, out: Console, err: Console) -> int:
+    chosen = published(merge(load_sources(args.sources or [DEFAULT_STORE], Path(args.out))))
+    records = [item.record for item in chosen]
+    if not figure_names(records):
+        raise StoreError("none of the records can be drawn: figures need successful runs on generated "
+                         "dictionaries.")
+    for path in draw_figures(records, args.out, tuple(args.format or FORMATS)):
+        out.print(f"wrote {path}", highlight=False)
+    return 0
+
+
+def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
+    sources = [(f"{path}:{line}", record) for path in record_files(args.records)
+               for line, record in read_records(path)]
+    if not sources:
+        raise StoreError(f"no records in {', '.join(args.records)}.")
+    registry = load_registry()
+    sample = None if args.all else args.sample
+    verdicts = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True, disable=args.json) as progress:
+        task = progress.add_task("verifying", total=sum(planned_trials(r, sample) for _, r in sources))
+        for source, record in sources:
+            progress.update(task, description=f"verifying {verify_label(record)}")
+            verdicts.append(verify_record(record, source, registry, sample=sample, seed=args.seed,
+                                          on_trials=lambda n: progress.advance(task, n)))
+    if args.json:
+        for verdict in verdicts:
+            out.file.write(json.dumps(verdict.as_dict(), sort_keys=True) + "\n")
+        out.file.flush()
+        return exit_status(verdicts)
+    styles = {"verified": "green", "failed": "bold red", "unverifiable": "yellow", "skipped": "dim"}
+    table = Table(title="Verification", title_justify="left", header_style="bold")
+    for column in ("status", "record", "source", "re-run", "findings"):
+        table.add_column(column, justify="right" if column == "re-run" else "left",
+                         overflow="fold" if column == "findings" else "ellipsis")
+    for verdict in verdicts:
+        table.add_row(Text(verdict.status, style=styles[verdict.status]), verdict.label, verdict.source,
+                      str(verdict.rerun_trials), "; ".join(verdict.reasons) or "-")
+    out.print(table)
+    out.print(summary(verdicts), highlight=False)
+    return exit_status(verdicts)
+
+
 COMMANDS = {"run": command_run, "gap": command_gap, "train-sae": command_train_sae,
             "plugins": command_plugins,
-            "check": command_check, "leaderboard": command_leaderboard}
+            "check": command_check, "leaderboard": command_leaderboard, "verify": command_verify,
+            "publish": command_publish, "plot": command_plot}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

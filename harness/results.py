@@ -348,6 +348,53 @@ def _lock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX)
 
 
+def record_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The record files named by ``paths``: a file itself, a directory's ``*.jsonl``
+    files at any depth; StoreError if a path holds none."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            if not files:
+                raise StoreError(f"{path} holds no records (*.jsonl files); pass a records file or a store.")
+            found += files
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise StoreError(f"{path} does not exist; pass a records file (.jsonl) or a results directory.")
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(path, None)
+    return list(unique)
+
+
+def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Every record in a records file with its line number. A torn last line (a killed
+    writer's) is skipped; any other line that is not a record is a StoreError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise StoreError(f"cannot read records from {path}: {reason}.") from None
+    lines = text.split("\n")
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict) and isinstance(value.get("decoder"), str):
+            out.append((number, value))
+        elif number == len(lines):  # no newline after it: cut short by a killed writer
+            continue
+        else:
+            raise StoreError(f"{path} line {number} is not a result record; fix or remove that line.")
+    return out
+
+
 def best_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per (decoder, parameters, problem, target): the successful one with
     the most trials, the latest among equals; an error record only if nothing else."""

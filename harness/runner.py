@@ -266,23 +266,29 @@ class TrialRunner:
 
 def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
                 on_trials: Callable[[int], None] | None = None,
-                dictionary: Dictionary | None = None) -> DecoderRun:
+                dictionary: Dictionary | None = None,
+                replay: Callable[[int, int, int], int] | None = None) -> DecoderRun:
     """Search ``d*(target)`` and ``d*(0.5)`` of ``decoder`` on ``problem``, or, on the
     fixed track (``problem.fixed``, with its ``dictionary`` given), ``k*`` of both.
 
     Exceptions raised by the decoder, and outputs that break the contract, end this
     run with ``error`` set; they never propagate.
+
+    ``replay(value, start, count)``, if given, answers the search instead of the
+    decoder: the successes among trials ``start .. start+count-1`` at ``d`` (or ``k``),
+    as a record stored them. ``harness verify`` replays a record's search this way to
+    check that its estimates follow from its counts.
     """
     if problem.fixed:
-        if dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n):
+        if replay is None and (dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n)):
             raise ValueError("the fixed track needs the problem's own d × N dictionary")
-        return _run_fixed(problem, decoder, settings, on_trials, dictionary)
+        return _run_fixed(problem, decoder, settings, on_trials, dictionary, replay)
     d_max = search_limit(problem, settings)
     run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=d_max)
     need = needed_bytes(problem, decoder.batch_arrays, settings.batch_size, d_max)
     trials = TrialRunner(problem, decoder, settings.batch_size, on_trials,
                          cache_bytes=max(0, settings.memory - need))
-    search = DimensionSearch(trials, d_max=d_max, max_trials=settings.max_trials,
+    search = DimensionSearch(replay or trials, d_max=d_max, max_trials=settings.max_trials,
                              resolution=settings.resolution)
     start = math.ceil(problem.entropy_bits)
     _search_both(run, search, start, lambda estimate: estimate)
@@ -318,7 +324,8 @@ def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
 
 
 def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
-               on_trials: Callable[[int], None] | None, dictionary: Dictionary) -> DecoderRun:
+               on_trials: Callable[[int], None] | None, dictionary: Dictionary | None,
+               replay: Callable[[int, int, int], int] | None = None) -> DecoderRun:
     """``k*(q)``, the largest ``k`` with ``p(k) ≥ q`` on a fixed dictionary.
 
     The same search does it: with ``m = k_max + 1 − k`` the success rate grows with
@@ -332,6 +339,8 @@ def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
 
     def evaluate(m: int, start: int, count: int) -> int:
         k = k_max + 1 - m
+        if replay is not None:
+            return replay(k, start, count)
         if k not in runners:
             runners[k] = TrialRunner(problem.with_k(k), decoder, settings.batch_size, on_trials,
                                      fixed=dictionary)
@@ -346,8 +355,9 @@ def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
     _search_both(run, search, k_max + 1 - first_k_guess(problem.n, problem.d, k_max), to_k)
     run.curve = sorted(({"k": k_max + 1 - p["d"], "trials": p["trials"], "successes": p["successes"]}
                         for p in run.curve), key=lambda p: p["k"])
-    run.outcomes = _curve_outcomes(run.curve, "k", lambda k, n: runners[k].outcomes(problem.d, n)
-                                   if k in runners else None)  # type: ignore[arg-type]
+    d = problem.d
+    run.outcomes = _curve_outcomes(run.curve, "k", lambda k, n: runners[k].outcomes(d, n)
+                                   if k in runners else None)
     return run
 
 

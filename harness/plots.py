@@ -1,0 +1,509 @@
+"""The leaderboard's figures, drawn from result records.
+
+Only successful records of generated dictionaries are drawn, grouped by
+``(dictionary, N)``; the noiseless and the noisy tracks are grouped apart:
+
+- ``minimal-d-vs-k-{dictionary}-n{N}``: ``d*(q)`` against ``k`` with its 95% interval,
+  the entropy ``H(N, k)`` and guides at 2, 4 and 8 dims/bit (the paper's Figure 2);
+- ``success-vs-d-{dictionary}-n{N}``: every probed dimension's success rate, one
+  panel per ``k``;
+- ``shannon-ratio-{dictionary}-n{N}``: noisy track only, ``d*/d_Sh`` against ``σ``,
+  one panel per ``k``.
+
+matplotlib is optional: naming the figures needs none, drawing them does. The files
+are the same bytes for the same records and matplotlib version, whatever the clock,
+the machine's fonts, its matplotlib settings or the current directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .problem import entropy_bits
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["FORMATS", "PlotError", "available", "draw_figures", "figure_names"]
+
+#: The file formats :func:`draw_figures` writes, each figure in each.
+FORMATS = ("png", "svg")
+
+Record = Mapping[str, Any]
+SeriesKey = tuple[str, str]
+
+_DPI = 150
+#: Paul Tol's "muted" colour-blind-safe palette: nine colours, none of them the entropy line's black.
+_PALETTE = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933",
+            "#AA4499")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
+_LINESTYLES = ("-", "--", ":", "-.")
+#: Guides at these multiples of ``H`` (1 is the entropy line itself).
+_GUIDES = (2, 4, 8)
+#: Horizontal offset between neighbouring decoders in the d-vs-k figure, in octaves of k.
+_DODGE = 0.025
+#: matplotlib settings over its defaults; the machine's own settings are not used.
+_RC: dict[str, Any] = {
+    "svg.hashsalt": "superposition-harness",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.sans-serif": ["DejaVu Sans"],
+    "mathtext.fontset": "dejavusans",
+    "figure.dpi": _DPI,
+    "savefig.dpi": _DPI,
+    "savefig.facecolor": "white",
+    "savefig.transparent": False,
+}
+
+
+class PlotError(RuntimeError):
+    """A figure cannot be drawn; the message is one sentence saying what to change."""
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported, so that figures can be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------- records
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None if it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _problem(record: Record) -> Mapping[str, Any]:
+    problem = record.get("problem")
+    return problem if isinstance(problem, Mapping) else {}
+
+
+def _noise(record: Record) -> float:
+    return _number(_problem(record).get("noise")) or 0.0
+
+
+def _k(record: Record) -> int:
+    return int(_problem(record)["k"])
+
+
+def _usable(records: Iterable[Record]) -> list[Record]:
+    """The successful records of generated dictionaries, with integer ``N`` and ``k``."""
+    out = []
+    for record in records:
+        problem = _problem(record)
+        dictionary = problem.get("dictionary")
+        if record.get("status") != "ok" or not isinstance(dictionary, str) or dictionary == "file":
+            continue
+        if _is_int(problem.get("n")) and _is_int(problem.get("k")):
+            out.append(record)
+    return out
+
+
+def _fmt_params(params: Any) -> str:
+    if not isinstance(params, Mapping):
+        return ""
+    return ",".join(f"{key}={value}" for key, value in sorted(params.items()))
+
+
+def _series_key(record: Record) -> SeriesKey:
+    """What makes one decoder's line: its name and its parameters."""
+    params = json.dumps(record.get("params") or {}, sort_keys=True, default=str)
+    return str(record.get("decoder", "?")), params
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How one decoder (with its parameters) is drawn in every figure of a call."""
+
+    label: str
+    color: str
+    marker: str
+    #: The markers' face: the line's colour, or white (hollow) once the palette has wrapped.
+    face: str
+
+
+def _styles(records: Sequence[Record]) -> dict[SeriesKey, _Style]:
+    """Each decoder's label, colour and marker, fixed by the sorted labels of ``records``.
+
+    A decoder's label is its name; a decoder met with more than one set of parameters
+    gets them appended, ``name[k=v,...]``, so that its lines can be told apart.
+    """
+    params: dict[str, set[str]] = {}
+    for record in records:
+        name, key = _series_key(record)
+        params.setdefault(name, set()).add(key)
+    labels: dict[SeriesKey, str] = {}
+    for record in records:
+        series = _series_key(record)
+        text = _fmt_params(record.get("params"))
+        labels[series] = series[0] if len(params[series[0]]) == 1 or not text else f"{series[0]}[{text}]"
+    order = {label: i for i, label in enumerate(sorted(set(labels.values())))}
+    styles = {}
+    for series, label in labels.items():
+        i = order[label]
+        color = _PALETTE[i % len(_PALETTE)]
+        styles[series] = _Style(label, color, _MARKERS[i % len(_MARKERS)],
+                                color if (i // len(_PALETTE)) % 2 == 0 else "white")
+    return styles
+
+
+def _targets(records: Iterable[Record]) -> list[float]:
+    return sorted({t for t in (_number(r.get("target")) for r in records) if t is not None})
+
+
+@dataclass
+class _Line:
+    """One line of a panel: a decoder at one target, its records in order."""
+
+    label: str
+    style: _Style
+    linestyle: str
+    rows: list[Record]
+
+
+def _lines(records: Iterable[Record], styles: Mapping[SeriesKey, _Style], targets: Sequence[float],
+           x: Callable[[Record], float]) -> list[_Line]:
+    """``records`` split into lines by decoder and target, sorted by label, rows by ``x``.
+
+    Where ``targets`` holds more than one target, a line's label names its own.
+    """
+    split: dict[tuple[str, float | None], _Line] = {}
+    for record in records:
+        style = styles[_series_key(record)]
+        target = _number(record.get("target"))
+        label = style.label if len(targets) < 2 or target is None else f"{style.label} (q = {target:g})"
+        linestyle = _LINESTYLES[targets.index(target) % len(_LINESTYLES)] if target in targets else "-"
+        split.setdefault((style.label, target), _Line(label, style, linestyle, [])).rows.append(record)
+    lines = [split[key] for key in sorted(split, key=lambda key: (key[0], key[1] or 0.0))]
+    for line in lines:
+        line.rows.sort(key=x)
+    return lines
+
+
+# ----------------------------------------------------------------------- figures
+
+
+def _stem_part(dictionary: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", dictionary).strip("-") or "dictionary"
+
+
+def _group(records: Iterable[Record]) -> dict[tuple[str, int], list[Record]]:
+    groups: dict[tuple[str, int], list[Record]] = {}
+    for record in records:
+        problem = _problem(record)
+        groups.setdefault((str(problem["dictionary"]), int(problem["n"])), []).append(record)
+    return {key: groups[key] for key in sorted(groups)}
+
+
+Builder = Callable[[Sequence[Record], "Mapping[SeriesKey, _Style] | None"], "Figure"]
+
+
+def _figure_specs(records: Iterable[Record]) -> list[tuple[str, Builder, list[Record]]]:
+    """Every figure the records give: its file stem, how it is drawn and from which records."""
+    usable = _usable(records)
+    noiseless = [r for r in usable if _noise(r) == 0]
+    noisy = [r for r in usable if _noise(r) > 0 and _number(r.get("d_star_over_shannon")) is not None]
+    specs: list[tuple[str, Builder, list[Record]]] = []
+    for (dictionary, n), rows in _group(noiseless).items():
+        specs.append((f"minimal-d-vs-k-{_stem_part(dictionary)}-n{n}", _minimal_d_figure, rows))
+        specs.append((f"success-vs-d-{_stem_part(dictionary)}-n{n}", _success_figure, rows))
+    for (dictionary, n), rows in _group(noisy).items():
+        specs.append((f"shannon-ratio-{_stem_part(dictionary)}-n{n}", _shannon_figure, rows))
+    return sorted(specs, key=lambda spec: spec[0])
+
+
+def figure_names(records: Iterable[Record]) -> list[str]:
+    """The file stems of the figures ``records`` give, sorted; needs no matplotlib."""
+    return [stem for stem, _, _ in _figure_specs(records)]
+
+
+def _new_figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _plain_log_axis(axis: Any) -> None:
+    """Ticks at 1, 2 and 5 times powers of ten, labelled as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _describe(records: Sequence[Record]) -> tuple[str, int]:
+    problem = _problem(records[0])
+    return str(problem["dictionary"]).capitalize(), int(problem["n"])
+
+
+def _q_text(targets: Sequence[float]) -> str:
+    return f"{targets[0]:g}" if len(targets) == 1 else "q"
+
+
+def _panels(figure: Figure, count: int) -> list[Axes]:
+    """``count`` panels in rows of at most four; the grid's spare cells removed."""
+    columns = min(4, count)
+    rows = -(-count // columns)
+    grid = figure.subplots(rows, columns, sharey=True, squeeze=False)
+    cells: list[Axes] = [ax for row in grid for ax in row]
+    for spare in cells[count:]:
+        spare.remove()
+    return cells[:count]
+
+
+def _panel_size(count: int) -> tuple[float, float]:
+    columns = min(4, count)
+    return 3.2 * columns + 2.2, 2.9 * -(-count // columns) + 0.6
+
+
+def _legend(figure: Figure, entries: Mapping[str, Any]) -> None:
+    """The figure's legend, outside the panels on the right: ``entries`` maps labels to handles."""
+    if entries:
+        figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize="small")
+
+
+def _minimal_d_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style] | None = None) -> Figure:
+    """``d*(q)`` against ``k`` for one noiseless ``(dictionary, N)`` group (the paper's Figure 2).
+
+    Each decoder's ``d*`` with its 95% interval (no bar on a side the record leaves
+    open; records without ``d*`` are left out), ``H(N, k)`` dashed, guides at 2, 4 and
+    8 dims/bit dotted, and a right axis reading dims/bit at the largest ``k``.
+    """
+    from matplotlib.ticker import NullLocator
+
+    styles = styles if styles is not None else _styles(records)
+    dictionary, n = _describe(records)
+    targets = _targets(records)
+    ks = sorted({_k(r) for r in records})
+    k_lo, k_hi = ks[0], ks[-1]
+    h_ks = list(range(k_lo, k_hi + 1)) if k_hi > k_lo else ks
+    h = [entropy_bits(n, k) for k in h_ks]
+
+    figure = _new_figure((8.0, 5.0))
+    ax = figure.add_subplot()
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    values = list(h)
+    entries: dict[str, Any] = {}
+    lines = [line for line in _lines(records, styles, targets, _k)
+             if any(_number(r.get("d_star")) is not None for r in line.rows)]
+    for i, line in enumerate(lines):
+        shift = 2.0 ** ((i - (len(lines) - 1) / 2) * _DODGE)
+        xs, ds, lower, upper, caps_x, caps_y = [], [], [], [], [], []
+        for record in line.rows:
+            d = _number(record.get("d_star"))
+            if d is None:
+                continue
+            ci = record.get("d_star_ci")
+            ci = list(ci) + [None, None] if isinstance(ci, (list, tuple)) else [None, None]
+            lo, hi = _number(ci[0]), _number(ci[1])
+            x = _k(record) * shift
+            xs.append(x)
+            ds.append(d)
+            lower.append(0.0 if lo is None else max(d - lo, 0.0))
+            upper.append(0.0 if hi is None else max(hi - d, 0.0))
+            for end in (lo, hi):
+                if end is not None:
+                    caps_x.append(x)
+                    caps_y.append(end)
+            values += [d, *(end for end in (lo, hi) if end is not None)]
+        style = line.style
+        entries[line.label] = ax.errorbar(
+            xs, ds, yerr=[lower, upper], color=style.color, marker=style.marker, markersize=5,
+            markerfacecolor=style.face, linestyle=line.linestyle, linewidth=1.2, elinewidth=0.9, capsize=0,
+            label=line.label, zorder=3)
+        ax.plot(caps_x, caps_y, linestyle="none", marker="_", markersize=6, markeredgewidth=0.9,
+                color=style.color, label="_nolegend_", zorder=3)
+    single = "_" if len(h_ks) == 1 else "None"  # one k: the lines are short dashes at it
+    for c in _GUIDES:
+        guide = ax.plot(h_ks, [c * bits for bits in h], color="0.7", linestyle=":", linewidth=1.0,
+                        marker=single, markersize=14, label="_nolegend_", zorder=1)[0]
+    entropy = ax.plot(h_ks, h, color="black", linestyle="--", linewidth=1.3, marker=single, markersize=14,
+                      label="H(N, k)", zorder=2)[0]
+    entries["H(N, k)"] = entropy
+    entries["2H, 4H, 8H"] = guide
+
+    low, high = min(values) / 1.3, max(values) * 1.3
+    ax.set_ylim(low, high)
+    ax.set_xlim(k_lo / 2**0.4, k_hi * 2**0.4)
+    ax.set_xticks(ks, labels=[str(k) for k in ks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    _plain_log_axis(ax.yaxis)
+    ax.grid(True, which="major", color="0.92", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.set_xlabel("k (active features)")
+    ax.set_ylabel(f"d*({_q_text(targets)})")
+    ax.set_title(f"Minimal dimension for exact recovery, N = {n} ({dictionary})")
+
+    right = ax.twinx()
+    right.set_yscale("log")
+    right.set_ylim(low, high)
+    h_top = entropy_bits(n, k_hi)
+    ticks = [(c * h_top, str(c)) for c in (1, *_GUIDES) if low <= c * h_top <= high]
+    right.set_yticks([tick for tick, _ in ticks], labels=[text for _, text in ticks])
+    right.yaxis.set_minor_locator(NullLocator())
+    right.set_ylabel(f"dims/bit (d / H) at k = {k_hi}")
+    _legend(figure, entries)
+    return figure
+
+
+def _success_rates(record: Record) -> tuple[list[float], list[float]]:
+    points = []
+    for point in record.get("curve") or []:
+        if not isinstance(point, Mapping):
+            continue
+        d, trials, successes = (_number(point.get(key)) for key in ("d", "trials", "successes"))
+        if d is not None and trials and successes is not None:
+            points.append((d, successes / trials))
+    points.sort()
+    return [d for d, _ in points], [rate for _, rate in points]
+
+
+def _success_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style] | None = None) -> Figure:
+    """The success rates of every probed dimension against ``d``, one panel per ``k``.
+
+    One line per decoder, with dashed lines at the target and at 1/2.
+    """
+    styles = styles if styles is not None else _styles(records)
+    dictionary, n = _describe(records)
+    targets = _targets(records)
+    ks = sorted({_k(r) for r in records})
+    figure = _new_figure(_panel_size(len(ks)))
+    entries: dict[str, Any] = {}
+    for i, (ax, k) in enumerate(zip(_panels(figure, len(ks)), ks, strict=True)):
+        for line in _lines([r for r in records if _k(r) == k], styles, targets, _k):
+            for record in line.rows:
+                ds, rates = _success_rates(record)
+                drawn = ax.plot(ds, rates, color=line.style.color, marker=line.style.marker, markersize=3,
+                                markerfacecolor=line.style.face,
+                                linestyle=line.linestyle, linewidth=1.0, label=line.label)[0]
+                entries.setdefault(line.label, drawn)
+        for level in sorted({*targets, 0.5}):
+            ax.axhline(level, color="0.5", linestyle="--", linewidth=0.8, zorder=1)
+        ax.set_xscale("log")
+        _plain_log_axis(ax.xaxis)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"k = {k}")
+        ax.set_xlabel("d")
+        if i % 4 == 0:
+            ax.set_ylabel("P(exact recovery)")
+    figure.suptitle(f"Exact recovery against dimension, N = {n} ({dictionary})")
+    _legend(figure, {label: entries[label] for label in sorted(entries)})
+    return figure
+
+
+def _shannon_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style] | None = None) -> Figure:
+    """``d*/d_Sh`` against the noise ``σ`` for one noisy group, one panel per ``k``.
+
+    One line per decoder, with the Shannon limit at 1; ticks at the noise levels measured.
+    """
+    from matplotlib.ticker import NullLocator
+
+    styles = styles if styles is not None else _styles(records)
+    dictionary, n = _describe(records)
+    targets = _targets(records)
+    ks = sorted({_k(r) for r in records})
+    figure = _new_figure(_panel_size(len(ks)))
+    entries: dict[str, Any] = {}
+    for i, (ax, k) in enumerate(zip(_panels(figure, len(ks)), ks, strict=True)):
+        panel = [r for r in records if _k(r) == k]
+        noises = sorted({_noise(r) for r in panel})
+        for line in _lines(panel, styles, targets, _noise):
+            drawn = ax.plot([_noise(r) for r in line.rows],
+                            [float(r["d_star_over_shannon"]) for r in line.rows],
+                            color=line.style.color, marker=line.style.marker, markersize=4,
+                            markerfacecolor=line.style.face,
+                            linestyle=line.linestyle, linewidth=1.1, label=line.label)[0]
+            entries.setdefault(line.label, drawn)
+        limit = ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="Shannon limit", zorder=1)
+        ax.set_xscale("log")
+        ax.set_xticks(noises, labels=[f"{noise:g}" for noise in noises])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_title(f"k = {k}")
+        ax.set_xlabel("noise σ")
+        if i % 4 == 0:
+            ax.set_ylabel(f"d*({_q_text(targets)}) / d_Sh")
+    figure.suptitle(f"Dimension over the Shannon limit, N = {n} ({dictionary})")
+    _legend(figure, {**{label: entries[label] for label in sorted(entries)}, "Shannon limit": limit})
+    return figure
+
+
+# ----------------------------------------------------------------------- writing
+
+
+@contextmanager
+def _settings() -> Iterator[None]:
+    """matplotlib's default settings with :data:`_RC` over them, whatever the machine's."""
+    import matplotlib
+    import matplotlib.style
+
+    rc: Any = _RC  # the stubs type the keys as a Literal of every setting's name
+    with matplotlib.style.context("default"), matplotlib.rc_context(rc):
+        yield
+
+
+def _save(figure: Figure, path: Path, fmt: str) -> None:
+    import matplotlib
+
+    if fmt == "png":
+        figure.savefig(path, format="png", dpi=_DPI,
+                       metadata={"Software": f"matplotlib {matplotlib.__version__}"})
+    else:
+        figure.savefig(path, format="svg", metadata={"Date": None})
+
+
+def draw_figures(records: Iterable[Record], out_dir: str | Path,
+                 formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write every figure of :func:`figure_names` to ``out_dir`` in each of ``formats``.
+
+    Returns the paths written, sorted. Each file is drawn from a fresh figure, so its
+    bytes do not depend on the other formats asked for. Raises :class:`PlotError` if
+    matplotlib is not installed or a format is not one of :data:`FORMATS`.
+    """
+    wanted = list(dict.fromkeys([formats] if isinstance(formats, str) else formats))
+    unknown = [fmt for fmt in wanted if fmt not in FORMATS]
+    if unknown:
+        raise PlotError(f"unknown figure format {unknown[0]!r}; choose from {', '.join(FORMATS)}.")
+    if not available():
+        raise PlotError("drawing figures needs matplotlib: pip install 'superposition-harness[plot]'.")
+    records = list(records)
+    specs = _figure_specs(records)
+    styles = _styles(_usable(records))
+    out = Path(out_dir)
+    if specs:
+        out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with _settings():
+        for stem, build, rows in specs:
+            for fmt in wanted:
+                figure = build(rows, styles)
+                try:
+                    path = out / f"{stem}.{fmt}"
+                    _save(figure, path, fmt)
+                    written.append(path)
+                finally:
+                    figure.clear()
+    return sorted(written)

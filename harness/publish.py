@@ -1,0 +1,598 @@
+"""Publishing the leaderboard: merging record files and writing its tables and figures.
+
+``harness publish`` reads every record file it is given (by default the ``*.jsonl``
+files under ``leaderboard/``), merges them and writes, into the output directory:
+
+- ``README.md``: Markdown tables, one section per track and problem size, best first;
+- ``leaderboard.html``: the same tables in one self-contained page, sortable by any
+  column, with no network access needed to view it;
+- ``leaderboard.csv`` and ``leaderboard.json``: one row per published result;
+- ``figures/``: the figures of :mod:`.plots`, when matplotlib is installed.
+
+Everything written is a function of the records alone (dates come from the records,
+never the clock), so publishing the same records again gives the same bytes; a test
+holds the committed ``leaderboard/`` to that.
+
+**Merging.** Two records are the same measurement when their problem (seed included),
+decoder, parameters, versions, target and search settings agree
+(``results.stored_measurement_key``). Copies of one measurement are merged into one;
+two successful records of one measurement whose results differ are a conflict that
+``harness verify`` must settle, and publishing stops. Of the measurements of one
+(decoder, parameters, problem, target), the table shows the one with the most trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import plots
+from .results import (
+    StoreError,
+    best_records,
+    read_records,
+    record_files,
+    stored_measurement_key,
+    strip_volatile,
+)
+
+#: The generated files, relative to the output directory.
+README, HTML, CSV, JSON = "README.md", "leaderboard.html", "leaderboard.csv", "leaderboard.json"
+FIGURES = "figures"
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A record and where it was read from (``path`` relative to the output directory)."""
+
+    record: dict[str, Any]
+    path: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} line {self.line}"
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def _relative(path: Path, out: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
+
+
+def load_sources(paths: Iterable[str | os.PathLike[str]], out: Path) -> list[Sourced]:
+    """Every record in the record files under ``paths``, in file and line order."""
+    return [Sourced(record, _relative(path, out), line)
+            for path in record_files(paths) for line, record in read_records(path)]
+
+
+def _without_outcomes(record: dict[str, Any]) -> str:
+    stripped = strip_volatile(record)
+    stripped["curve"] = [{k: v for k, v in point.items() if k != "outcomes"}
+                         for point in stripped.get("curve") or [] if isinstance(point, dict)]
+    return json.dumps(stripped, sort_keys=True)
+
+
+def _preference(item: Sourced) -> tuple[Any, ...]:
+    """Among copies of one measurement: the one with per-trial outcomes, then the earliest."""
+    curve = item.record.get("curve") or []
+    complete = bool(curve) and all(isinstance(p, dict) and "outcomes" in p for p in curve)
+    date = str((item.record.get("provenance") or {}).get("date", ""))
+    return (not complete, date, item.path, item.line)
+
+
+def merge(items: Sequence[Sourced]) -> list[Sourced]:
+    """One record per measurement: copies merged, errors dropped where the same
+    measurement also succeeded; StoreError on two successful copies that disagree."""
+    groups: dict[str, list[Sourced]] = {}
+    for item in items:
+        key = stored_measurement_key(item.record)
+        if key is None:
+            raise StoreError(f"{item.where} lacks a field every record has (decoder, plugin_version, params, "
+                             "problem, target, search or provenance.harness_version); fix or remove it.")
+        groups.setdefault(key, []).append(item)
+    merged = []
+    for group in groups.values():
+        ok = [item for item in group if item.record.get("status") == "ok"]
+        candidates = ok or group
+        if ok:
+            first = sorted(ok, key=_preference)[0]
+            for other in ok:
+                if _without_outcomes(other.record) != _without_outcomes(first.record):
+                    raise StoreError(
+                        f"{first.where} and {other.where} are the same measurement with different results; "
+                        "run `harness verify` on both and remove the one that fails.")
+        merged.append(sorted(candidates, key=_preference)[0])
+    return sorted(merged, key=lambda item: (item.path, item.line))
+
+
+def published(items: Sequence[Sourced]) -> list[Sourced]:
+    """The rows of the tables: one per (decoder, parameters, problem, target)."""
+    by_record = {id(item.record): item for item in items}
+    ordered = sorted(items, key=lambda item: (str((item.record.get("provenance") or {}).get("date", "")),
+                                              item.path, item.line))
+    return [by_record[id(record)] for record in best_records(item.record for item in ordered)]
+
+
+# ------------------------------------------------------------------------------ rows
+
+#: The columns of the CSV file and the fields of each JSON row, in order.
+COLUMNS = ("track", "dictionary", "n", "k", "d", "noise", "seed", "decoder", "params", "plugin_package",
+           "plugin_version", "harness_version", "target", "status", "d_star", "d_star_lo", "d_star_hi",
+           "d_half", "d_half_lo", "d_half_hi", "d_max", "k_star", "k_star_lo", "k_star_hi", "k_half",
+           "k_half_lo", "k_half_hi", "entropy_bits", "bits_per_dim", "bits_per_dim_lo", "bits_per_dim_hi",
+           "dims_per_bit", "d_shannon", "d_star_over_shannon", "trials", "wall_seconds",
+           "peak_memory_bytes", "cpu", "cores", "date", "git_commit", "source", "error")
+
+
+def track(record: dict[str, Any]) -> str:
+    """``fixed`` (a dictionary from a file), ``noisy`` or ``noiseless``."""
+    problem = record.get("problem") or {}
+    if problem.get("dictionary") == "file":
+        return "fixed"
+    return "noisy" if (problem.get("noise") or 0) > 0 else "noiseless"
+
+
+def params_text(params: Any) -> str:
+    """Parameters as ``key=value,...`` in key order; ``-`` if none."""
+    if not params:
+        return "-"
+    return ",".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in sorted(params.items()))
+
+
+def _pair(value: Any) -> tuple[Any, Any]:
+    return tuple(value[:2]) if isinstance(value, list) and len(value) >= 2 else (None, None)  # type: ignore[return-value]
+
+
+def make_row(item: Sourced) -> dict[str, Any]:
+    """The flat row of one published record (see ``COLUMNS``)."""
+    record = item.record
+    problem = record.get("problem") or {}
+    prov = record.get("provenance") or {}
+    fixed = problem.get("dictionary") == "file"
+    row: dict[str, Any] = {
+        "track": track(record),
+        "dictionary": Path(str(problem.get("dictionary_file"))).name if fixed else problem.get("dictionary"),
+        "n": problem.get("n"), "k": problem.get("k"), "d": problem.get("d"),
+        "noise": problem.get("noise"), "seed": problem.get("seed"),
+        "decoder": record.get("decoder"), "params": params_text(record.get("params")),
+        "plugin_package": record.get("plugin_package"), "plugin_version": record.get("plugin_version"),
+        "harness_version": prov.get("harness_version"), "target": record.get("target"),
+        "status": record.get("status"),
+    }
+    for name in ("d_star", "d_half", "k_star", "k_half"):
+        row[name] = record.get(name)
+        row[f"{name}_lo"], row[f"{name}_hi"] = _pair(record.get(f"{name}_ci"))
+    row.update({name: record.get(name) for name in ("entropy_bits", "bits_per_dim", "dims_per_bit",
+                                                    "d_shannon", "d_star_over_shannon", "trials",
+                                                    "wall_seconds", "peak_memory_bytes")})
+    row["bits_per_dim_lo"], row["bits_per_dim_hi"] = _pair(record.get("bits_per_dim_ci"))
+    row["d_max"] = None if fixed else (record.get("search") or {}).get("d_max")
+    row.update({"cpu": prov.get("cpu"), "cores": prov.get("cores"), "date": prov.get("date"),
+                "git_commit": prov.get("git_commit"), "source": item.where, "error": record.get("error")})
+    return {column: row.get(column) for column in COLUMNS}
+
+
+def _score(row: dict[str, Any]) -> tuple[Any, ...]:
+    bits = row["bits_per_dim"]
+    return (row["status"] != "ok", bits is None, -(bits or 0.0), row["decoder"] or "", row["params"])
+
+
+def sort_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """By track, dictionary, N, σ, k (or d), then best bitrate first."""
+    order = {"noiseless": 0, "noisy": 1, "fixed": 2}
+    return sorted(rows, key=lambda r: (order[r["track"]], str(r["dictionary"]), r["n"] or 0,
+                                       r["noise"] or 0.0, r["k"] or 0, r["d"] or 0, r["target"] or 0.0,
+                                       *_score(r)))
+
+
+# ------------------------------------------------------------------------ formatting
+
+
+def _interval(value: Any, lo: Any, hi: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value} [{'?' if lo is None else lo}, {'?' if hi is None else hi}]"
+
+
+def _float(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _estimate(row: dict[str, Any], name: str, search_limit: Any = None) -> str:
+    if row["status"] != "ok":
+        return "error"
+    if row[name] is None:
+        return "not reached" if search_limit is None else f"> {search_limit}"
+    return _interval(row[name], row[f"{name}_lo"], row[f"{name}_hi"])
+
+
+def _machine(row: dict[str, Any]) -> str:
+    cpu = row["cpu"] or "?"
+    return f"{cpu}, {row['cores']} cores" if row["cores"] else str(cpu)
+
+
+def _version(row: dict[str, Any]) -> str:
+    return f"{row['plugin_package']} {row['plugin_version']}"
+
+
+@dataclass
+class Table:
+    """A titled table of text cells; ``sort`` holds each cell's sort key for HTML."""
+
+    title: str
+    columns: list[str]
+    cells: list[list[str]]
+    sort: list[list[Any]]
+    figures: list[str]
+
+
+def _sections(rows: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(track, heading, rows) per track and problem size, in table order."""
+    sections: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        key: tuple[Any, ...] = (row["track"], row["dictionary"], row["n"])
+        if row["track"] == "fixed":
+            key += (row["d"],)
+        sections.setdefault(key, []).append(row)
+    out = []
+    for key, members in sections.items():
+        if key[0] == "fixed":
+            heading = f"Fixed dictionary {key[1]}: d = {key[3]}, N = {key[2]}"
+        else:
+            noise = "noiseless" if key[0] == "noiseless" else "noisy"
+            heading = f"{str(key[1]).capitalize()} dictionary, N = {key[2]}, {noise}"
+        out.append((key[0], heading, members))
+    return out
+
+
+def _q(rows: list[dict[str, Any]]) -> str:
+    targets = {r["target"] for r in rows}
+    return f"{next(iter(targets)):g}" if len(targets) == 1 and None not in targets else "q"
+
+
+def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> Table:
+    q = _q(rows)
+    columns = ["#", "decoder", "params", "k"] + (["σ"] if noisy else []) + [
+        "H (bits)", f"d*({q}) [95% CI]", "bits/dim [95% CI]", "dims/bit", "d*(0.5) [95% CI]"]
+    columns += ["d_Sh", "d*/d_Sh"] if noisy else []
+    columns += ["trials", "version", "machine", "date"]
+    cells, sort = [], []
+    rank, previous = 0, None
+    for index, row in enumerate(rows):
+        group = (row["k"], row["noise"], row["target"])
+        rank = rank + 1 if group == previous else 1
+        previous = group
+        text = [str(rank), row["decoder"], row["params"], str(row["k"])]
+        keys: list[Any] = [index, row["decoder"], row["params"], row["k"]]
+        if noisy:
+            text.append(f"{row['noise']:g}")
+            keys.append(row["noise"])
+        text += [_float(row["entropy_bits"], 1), _estimate(row, "d_star", row["d_max"]),
+                 f"{_float(row['bits_per_dim'], 3)} [{_float(row['bits_per_dim_lo'], 3)}, "
+                 f"{_float(row['bits_per_dim_hi'], 3)}]" if row["bits_per_dim"] is not None else "-",
+                 _float(row["dims_per_bit"]), _estimate(row, "d_half")]
+        keys += [row["entropy_bits"], row["d_star"], row["bits_per_dim"], row["dims_per_bit"], row["d_half"]]
+        if noisy:
+            text += [str(row["d_shannon"] or "-"), _float(row["d_star_over_shannon"])]
+            keys += [row["d_shannon"], row["d_star_over_shannon"]]
+        text += [str(row["trials"]), _version(row), _machine(row), str(row["date"] or "-")[:10]]
+        keys += [row["trials"], _version(row), _machine(row), row["date"]]
+        cells.append(text)
+        sort.append(keys)
+    return Table(heading, columns, cells, sort, [])
+
+
+def _fixed_table(heading: str, rows: list[dict[str, Any]]) -> Table:
+    q = _q(rows)
+    columns = ["#", "decoder", "params", "σ", f"k*({q}) [95% CI]", "H(N, k*)", "bits/dim", "dims/bit",
+               "k*(0.5) [95% CI]", "trials", "version", "machine", "date"]
+    cells, sort = [], []
+    for index, row in enumerate(rows):
+        cells.append([str(index + 1), row["decoder"], row["params"], f"{row['noise']:g}",
+                      _estimate(row, "k_star"), _float(row["entropy_bits"], 1),
+                      _float(row["bits_per_dim"], 3), _float(row["dims_per_bit"]), _estimate(row, "k_half"),
+                      str(row["trials"]), _version(row), _machine(row), str(row["date"] or "-")[:10]])
+        sort.append([index, row["decoder"], row["params"], row["noise"], row["k_star"], row["entropy_bits"],
+                     row["bits_per_dim"], row["dims_per_bit"], row["k_half"], row["trials"], _version(row),
+                     _machine(row), row["date"]])
+    return Table(heading, columns, cells, sort, [])
+
+
+def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
+    """Decoders against k: each cell ``d*`` (dims/bit); best decoder at the largest k first.
+    A decoder run with several parameter settings has a row for each, named with them."""
+    ks = sorted({r["k"] for r in rows if r["k"] is not None})
+    if len(ks) < 2:
+        return None
+    by_decoder: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for row in rows:
+        by_decoder.setdefault((row["decoder"], row["params"]), {})[row["k"]] = row
+
+    def rank(item: tuple[tuple[str, str], dict[int, dict[str, Any]]]) -> tuple[Any, ...]:
+        return tuple(_score(item[1][k])[:3] if k in item[1] else (True, True, 0.0) for k in reversed(ks)) \
+            + item[0]
+
+    settings = {decoder: sum(d == decoder for d, _ in by_decoder) for decoder, _ in by_decoder}
+    cells, sort = [], []
+    for (decoder, params), found in sorted(by_decoder.items(), key=rank):
+        text: list[str] = [decoder if settings[decoder] == 1 else f"{decoder} [{params}]"]
+        keys: list[Any] = [decoder]
+        for k in ks:
+            cell = found.get(k)
+            if cell is None:
+                text.append("-")
+                keys.append(None)
+            elif cell["status"] != "ok" or cell["d_star"] is None:
+                text.append("error" if cell["status"] != "ok" else f"> {cell['d_max']}")
+                keys.append(None)
+            else:
+                text.append(f"{cell['d_star']} ({_float(cell['dims_per_bit'])})")
+                keys.append(cell["d_star"])
+        cells.append(text)
+        sort.append(keys)
+    return Table(f"d*({_q(rows)}) and dims/bit by k", ["decoder", *(f"k = {k}" for k in ks)], cells, sort, [])
+
+
+def build_tables(items: Sequence[Sourced]) -> list[tuple[str, list[Table]]]:
+    """(heading, tables) per section: a summary by k (when there are several), then the rows."""
+    rows = sort_rows(make_row(item) for item in items)
+    sections = []
+    for kind, heading, members in _sections(rows):
+        tables: list[Table] = []
+        if kind == "fixed":
+            tables.append(_fixed_table("All rows, best first", members))
+        else:
+            summary = _summary_table(members) if kind == "noiseless" else None
+            if summary is not None:
+                tables.append(summary)
+            tables.append(_generated_table("All rows, by k, best first", members, kind == "noisy"))
+            tables[0].figures = plots.figure_names(
+                [item.record for item in items if _in_section(item.record, kind, members)])
+        sections.append((heading, tables))
+    return sections
+
+
+def _in_section(record: dict[str, Any], kind: str, members: list[dict[str, Any]]) -> bool:
+    problem = record.get("problem") or {}
+    first = members[0]
+    return track(record) == kind and problem.get("dictionary") == first["dictionary"] \
+        and problem.get("n") == first["n"]
+
+
+# ------------------------------------------------------------------------- renderers
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_table(table: Table) -> list[str]:
+    right = {"#", "k", "σ", "H (bits)", "dims/bit", "trials", "d_Sh", "d*/d_Sh", "H(N, k*)", "bits/dim"}
+    align = ["---:" if c in right or c.startswith(("d*", "k*", "k =", "bits/dim")) else "---"
+             for c in table.columns]
+    lines = ["| " + " | ".join(table.columns) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.cells]
+    return lines
+
+
+def _figure_caption(stem: str) -> str:
+    if stem.startswith("minimal-d-vs-k"):
+        return "Minimal dimension d* against k, with the entropy H(N, k) and guides at 2, 4 and 8 dims/bit"
+    if stem.startswith("success-vs-d"):
+        return "Success probability against d at each k"
+    return "d*/d_Sh against the noise level"
+
+
+def _facts(all_items: Sequence[Sourced]) -> tuple[str, list[tuple[str, int, list[str]]]]:
+    """The day of the latest record, and each file with its number of records and the
+    distinct commands (from the records' provenance) that made them."""
+    dates = sorted(str((i.record.get("provenance") or {}).get("date", "")) for i in all_items)
+    latest = dates[-1][:10] if dates and dates[-1] else "unknown"
+    files: dict[str, tuple[int, set[str]]] = {}
+    for item in all_items:
+        count, commands = files.get(item.path, (0, set()))
+        command = (item.record.get("provenance") or {}).get("command")
+        if isinstance(command, list) and command:
+            commands.add(" ".join(["harness", *map(str, command)]))
+        files[item.path] = (count + 1, commands)
+    return latest, [(path, count, sorted(commands)) for path, (count, commands) in sorted(files.items())]
+
+
+INTRO = """\
+Each row is one decoder's score on the standard problem (SPEC §1–2): the minimal
+dimension `d*(q)` at which it reads a uniform k-subset of N features back exactly with
+probability at least `q`, with its 95% confidence interval, and its bitrate
+`H(N, k) / d*` in bits per dimension (`H(N, k) = log2 C(N, k)`; higher is better).
+`d*(0.5)` is the even-odds dimension. Rows are ranked by bitrate within each `k`."""
+
+FOOTER = """\
+## Reproduce, check, submit
+
+- Every row's record holds the command, seed, versions and machine it came from
+  (`provenance`); the same harness and decoder versions give the same counts on any
+  machine.
+- `harness verify leaderboard/` re-runs a random sample of every record's trials and
+  confirms the stored outcomes; `harness publish` regenerates this page, the HTML, CSV
+  and JSON files and the figures from the records, byte for byte.
+- To add your decoder's rows, see "Submitting results" in CONTRIBUTING.md.
+
+This file is generated by `harness publish`; edit the records, not this file."""
+
+
+def _commands(commands: list[str], most: int = 3) -> str:
+    shown = "<br>".join(_md_cell(f"`{c}`") for c in commands[:most])
+    return (shown + (f"<br>and {len(commands) - most} more" if len(commands) > most else "")) or "-"
+
+
+def render_markdown(sections: list[tuple[str, list[Table]]], items: Sequence[Sourced],
+                    all_items: Sequence[Sourced]) -> str:
+    latest, files = _facts(all_items)
+    lines = ["# Leaderboard", "", INTRO, "",
+             f"Made from {len(all_items)} records in {len(files)} files, latest measured {latest}. "
+             f"Also as [HTML]({HTML}), [CSV]({CSV}) and [JSON]({JSON}).", ""]
+    lines += ["| records file | records | made with |", "|---|---:|---|"]
+    lines += [f"| [`{path}`]({path}) | {count} | {_commands(commands)} |" for path, count, commands in files]
+    lines.append("")
+    for heading, tables in sections:
+        lines += [f"## {heading}", ""]
+        for stem in tables[0].figures if tables else []:
+            lines += [f"![{_figure_caption(stem)}]({FIGURES}/{stem}.svg)", ""]
+        for table in tables:
+            lines += [f"**{table.title}**", "", *_md_table(table), ""]
+    lines.append(FOOTER)
+    return "\n".join(lines) + "\n"
+
+
+_STYLE = """\
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:90rem;\
+padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.85rem}
+th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+img{max-width:100%;height:auto}code{background:#f4f4f4;padding:0 .2rem}"""
+
+_SCRIPT = """\
+document.querySelectorAll("table.sortable").forEach(function(table){
+  table.querySelectorAll("th").forEach(function(th,col){
+    th.addEventListener("click",function(){
+      var up=th.getAttribute("aria-sort")!=="ascending";
+      table.querySelectorAll("th").forEach(function(h){h.removeAttribute("aria-sort");});
+      th.setAttribute("aria-sort",up?"ascending":"descending");
+      var body=table.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+      rows.sort(function(a,b){
+        var x=a.cells[col].dataset.sort,y=b.cells[col].dataset.sort,p=parseFloat(x),q=parseFloat(y);
+        if(x===""&&y!=="")return 1;if(y===""&&x!=="")return -1;
+        var c=(!isNaN(p)&&!isNaN(q))?p-q:x.localeCompare(y);return up?c:-c;});
+      rows.forEach(function(r){body.appendChild(r);});});});});"""
+
+
+def _sort_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _html_table(table: Table) -> list[str]:
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in table.sort)
+               for i in range(len(table.columns))]
+    out = [f"<h3>{html.escape(table.title)}</h3>", '<table class="sortable">', "<thead><tr>"]
+    out += [f'<th{" class=num" if numeric[i] else ""}>{html.escape(c)}</th>'
+            for i, c in enumerate(table.columns)]
+    out += ["</tr></thead>", "<tbody>"]
+    for cells, keys in zip(table.cells, table.sort, strict=True):
+        tds = "".join(f'<td{" class=num" if numeric[i] else ""} data-sort="{html.escape(_sort_text(key))}">'
+                      f"{html.escape(cell)}</td>"
+                      for i, (cell, key) in enumerate(zip(cells, keys, strict=True)))
+        out.append(f"<tr>{tds}</tr>")
+    out += ["</tbody>", "</table>"]
+    return out
+
+
+def render_html(sections: list[tuple[str, list[Table]]], items: Sequence[Sourced],
+                all_items: Sequence[Sourced]) -> str:
+    latest, files = _facts(all_items)
+    intro = html.escape(INTRO).replace("\n", " ")
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           "<title>Sparse decoder leaderboard</title>", f"<style>\n{_STYLE}\n</style>", "</head>", "<body>",
+           "<h1>Sparse decoder leaderboard</h1>", f"<p>{intro}</p>",
+           f"<p>Made from {len(all_items)} records in {len(files)} files, latest measured {latest}: "
+           + ", ".join(f"<code>{html.escape(p)}</code> ({n})" for p, n, _ in files)
+           + f'. Also as <a href="{CSV}">CSV</a> and <a href="{JSON}">JSON</a>. '
+             "Click a column's header to sort by it.</p>"]
+    for heading, tables in sections:
+        out.append(f"<h2>{html.escape(heading)}</h2>")
+        for stem in tables[0].figures if tables else []:
+            out.append(f'<p><img src="{FIGURES}/{stem}.svg" alt="{html.escape(_figure_caption(stem))}"></p>')
+        for table in tables:
+            out += _html_table(table)
+    out += ["<p>Generated by <code>harness publish</code> from the records; see the README for how to "
+            "reproduce, verify and submit results.</p>", f"<script>\n{_SCRIPT}\n</script>",
+            "</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v
+                         for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def render_json(rows: list[dict[str, Any]], all_items: Sequence[Sourced]) -> str:
+    latest, files = _facts(all_items)
+    document = {"generator": "harness publish", "latest": latest,
+                "sources": [{"path": p, "records": n, "commands": c} for p, n, c in files], "rows": rows}
+    return json.dumps(document, indent=1, sort_keys=False, allow_nan=False) + "\n"
+
+
+# --------------------------------------------------------------------------- publish
+
+
+@dataclass
+class Published:
+    """What ``publish`` wrote, and what it could not."""
+
+    written: list[Path]
+    records: int
+    rows: int
+    figures_skipped: str | None = None
+
+
+def publish(sources: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str],
+            figures: bool = True) -> Published:
+    """Merge the records under ``sources`` and write the leaderboard into ``out``."""
+    out_dir = Path(out)
+    all_items = load_sources(sources, out_dir)
+    if not all_items:
+        raise StoreError(f"no records in {', '.join(str(s) for s in sources)}; nothing to publish.")
+    merged = merge(all_items)
+    chosen = published(merged)
+    rows = sort_rows(make_row(item) for item in chosen)
+    sections = build_tables(chosen)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {README: render_markdown(sections, chosen, all_items),
+             HTML: render_html(sections, chosen, all_items),
+             CSV: render_csv(rows), JSON: render_json(rows, all_items)}
+    written = []
+    for name, text in files.items():
+        path = out_dir / name
+        _write(path, text.encode("utf-8"))
+        written.append(path)
+    skipped = None
+    wanted = set(plots.figure_names([item.record for item in chosen]))
+    if not figures:
+        skipped = "figures not drawn (--no-figures)"
+    elif not wanted:
+        pass
+    elif not plots.available():
+        skipped = ("figures not redrawn: matplotlib is not installed "
+                   "(pip install 'superposition-harness[plot]')")
+    else:
+        folder = out_dir / FIGURES
+        written += plots.draw_figures([item.record for item in chosen], folder)
+        for stale in sorted(folder.glob("*")):
+            if stale.is_file() and stale.suffix[1:] in plots.FORMATS and stale.stem not in wanted:
+                stale.unlink()
+    return Published(written=written, records=len(all_items), rows=len(rows), figures_skipped=skipped)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (a reader sees the old or the new file)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

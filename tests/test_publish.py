@@ -1,0 +1,232 @@
+"""`harness publish`: the leaderboard's files are a function of its records, exactly."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from superposition_harness import plots
+from superposition_harness.cli import main
+from superposition_harness.publish import COLUMNS, CSV, HTML, JSON, README, publish
+from superposition_harness.results import StoreError
+
+LEADERBOARD = Path(__file__).resolve().parents[1] / "leaderboard"
+TEXT_FILES = (README, HTML, CSV, JSON)
+SMALL = ["--n", "256", "--trials", "96", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """Real records: mp, topk and threshold at k = 2 and 3, made by `harness run`."""
+    root = tmp_path_factory.mktemp("store")
+    assert main(["run", *SMALL, "--k", "2", "--k", "3", "--plugin", "mp", "--plugin", "topk",
+                 "--plugin", "threshold", "--results", str(root)]) == 0
+    return [json.loads(line) for line in (root / "records.jsonl").read_text().splitlines()]
+
+
+def write(path: Path, records) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    return path
+
+
+def committed_figures_made_with() -> str | None:
+    """The matplotlib version the committed SVG figures name, if any."""
+    for svg in sorted((LEADERBOARD / "figures").glob("*.svg")):
+        found = re.search(r"Matplotlib v([0-9][^,\s<]*)", svg.read_text(encoding="utf-8"))
+        if found:
+            return found.group(1)
+    return None
+
+
+def test_the_committed_leaderboard_is_what_publish_makes_of_its_records(tmp_path):
+    """The committed tables (and, with the same matplotlib, figures) equal a fresh publish."""
+    copy_of = tmp_path / "leaderboard"
+    for source in sorted(LEADERBOARD.rglob("*.jsonl")):
+        target = copy_of / source.relative_to(LEADERBOARD)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    made_with = committed_figures_made_with()
+    same_matplotlib = plots.available() and made_with is not None and \
+        made_with == __import__("matplotlib").__version__
+    result = publish([copy_of], copy_of, figures=same_matplotlib)
+    assert result.records >= 1
+    for name in TEXT_FILES:
+        assert (copy_of / name).read_bytes() == (LEADERBOARD / name).read_bytes(), \
+            f"leaderboard/{name} is stale: run `harness publish`"
+    committed = sorted(p.name for p in (LEADERBOARD / "figures").glob("*"))
+    if same_matplotlib:
+        assert sorted(p.name for p in (copy_of / "figures").glob("*")) == committed
+        for name in committed:
+            fresh = (copy_of / "figures" / name).read_bytes()
+            assert fresh == (LEADERBOARD / "figures" / name).read_bytes(), \
+                f"leaderboard/figures/{name} is stale: run `harness publish`"
+    readme = (LEADERBOARD / README).read_text(encoding="utf-8")
+    for stem in re.findall(r"\]\(figures/([^)]+)\.svg\)", readme):
+        assert f"{stem}.svg" in committed and f"{stem}.png" in committed
+
+
+def test_publishing_twice_gives_the_same_bytes_wherever_it_runs(records, tmp_path, monkeypatch):
+    write(tmp_path / "a" / "runs" / "records.jsonl", records)
+    publish([tmp_path / "a"], tmp_path / "a", figures=False)
+    shutil.copytree(tmp_path / "a", tmp_path / "b",
+                    ignore=shutil.ignore_patterns("*.md", "*.html", "*.csv", "*.json"))
+    monkeypatch.chdir(tmp_path / "b")
+    publish(["."], ".", figures=False)
+    for name in TEXT_FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_tables_rank_decoders_best_first_within_each_k(records, tmp_path):
+    write(tmp_path / "records.jsonl", records)
+    publish([tmp_path], tmp_path, figures=False)
+    rows = json.loads((tmp_path / JSON).read_text())["rows"]
+    assert [r["k"] for r in rows] == sorted(r["k"] for r in rows)
+    for k in (2, 3):
+        bits = [r["bits_per_dim"] for r in rows if r["k"] == k]
+        assert bits == sorted(bits, reverse=True) and len(bits) == 3
+    readme = (tmp_path / README).read_text()
+    assert "## Rademacher dictionary, N = 256, noiseless" in readme
+    assert "d*(0.95) and dims/bit by k" in readme and "| decoder | k = 2 | k = 3 |" in readme
+    mp = next(r for r in rows if r["decoder"] == "mp" and r["k"] == 3)
+    assert f"| {mp['d_star']} [{mp['d_star_lo']}, {mp['d_star_hi']}] |" in readme
+    assert "superposition-harness 0.1.0" in readme and f"{mp['cores']} cores" in readme
+
+
+def test_csv_and_json_hold_the_same_rows(records, tmp_path):
+    write(tmp_path / "records.jsonl", records)
+    publish([tmp_path], tmp_path, figures=False)
+    table = list(csv.DictReader(io.StringIO((tmp_path / CSV).read_text())))
+    rows = json.loads((tmp_path / JSON).read_text())["rows"]
+    assert len(table) == len(rows) == len(records)
+    assert list(table[0]) == list(COLUMNS)
+    for line, row in zip(table, rows, strict=True):
+        assert line["decoder"] == row["decoder"] and int(line["d_star"]) == row["d_star"]
+        assert float(line["bits_per_dim"]) == row["bits_per_dim"]
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.links += [value for name, value in attrs if name in ("src", "href")]
+
+
+def test_the_html_page_is_self_contained_and_sortable(records, tmp_path):
+    write(tmp_path / "records.jsonl", records)
+    publish([tmp_path], tmp_path, figures=False)
+    page = _Page()
+    page.feed((tmp_path / HTML).read_text())
+    assert page.tags.count("table") == 2 and "script" in page.tags and "style" in page.tags
+    assert not [link for link in page.links if "://" in link or link.startswith("//")]
+    assert 'class="sortable"' in (tmp_path / HTML).read_text()
+
+
+def test_records_from_several_files_merge_without_duplicates(records, tmp_path):
+    write(tmp_path / "ours" / "records.jsonl", records)
+    copies = copy.deepcopy(records[:2])
+    for record in copies:
+        record["provenance"]["date"] = "2030-01-01T00:00:00+00:00"
+        record["wall_seconds"] = 99.0
+    write(tmp_path / "theirs.jsonl", copies)
+    result = publish([tmp_path / "ours", tmp_path / "theirs.jsonl"], tmp_path / "out", figures=False)
+    assert result.records == len(records) + 2 and result.rows == len(records)
+    rows = json.loads((tmp_path / "out" / JSON).read_text())["rows"]
+    assert all(r["source"].startswith("../ours/records.jsonl") for r in rows)  # the earliest copy
+
+
+def test_two_copies_of_one_measurement_with_different_counts_stop_publishing(records, tmp_path, capsys):
+    changed = copy.deepcopy(records[0])
+    changed["curve"][0]["successes"] += 1
+    write(tmp_path / "a.jsonl", records)
+    write(tmp_path / "b.jsonl", [changed])
+    with pytest.raises(StoreError, match="same measurement with different results"):
+        publish([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "out", figures=False)
+    assert main(["publish", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_an_error_record_gives_way_to_a_success_of_the_same_measurement(records, tmp_path):
+    failed = copy.deepcopy(records[0])
+    failed.update(status="error", error="decoder 'mp' raised RuntimeError: boom", d_star=None)
+    write(tmp_path / "records.jsonl", [failed, *records])
+    result = publish([tmp_path], tmp_path, figures=False)
+    assert result.rows == len(records)
+    assert "error" not in {r["status"] for r in json.loads((tmp_path / JSON).read_text())["rows"]}
+
+
+def test_a_record_without_outcomes_is_a_copy_of_the_one_with_them(records, tmp_path):
+    older = copy.deepcopy(records[0])
+    for point in older["curve"]:
+        del point["outcomes"]
+    write(tmp_path / "old.jsonl", [older])
+    write(tmp_path / "new.jsonl", records)
+    result = publish([tmp_path], tmp_path / "out", figures=False)
+    assert result.rows == len(records)
+    rows = json.loads((tmp_path / "out" / JSON).read_text())["rows"]
+    assert not any(r["source"].startswith("../old.jsonl") for r in rows)
+
+
+def test_without_matplotlib_the_tables_are_written_and_the_figures_left_alone(records, tmp_path, monkeypatch):
+    write(tmp_path / "records.jsonl", records)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "kept.svg").write_text("<svg/>")
+    monkeypatch.setattr(plots, "available", lambda: False)
+    result = publish([tmp_path], tmp_path, figures=True)
+    assert "matplotlib is not installed" in (result.figures_skipped or "")
+    assert (tmp_path / "figures" / "kept.svg").exists() and (tmp_path / README).exists()
+    assert "figures/minimal-d-vs-k-rademacher-n256.svg" in (tmp_path / README).read_text()
+
+
+def test_publish_draws_the_figures_and_removes_stale_ones(records, tmp_path):
+    pytest.importorskip("matplotlib")
+    write(tmp_path / "records.jsonl", records)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "gone.svg").write_text("<svg/>")
+    publish([tmp_path], tmp_path)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "minimal-d-vs-k-rademacher-n256.png", "minimal-d-vs-k-rademacher-n256.svg",
+        "success-vs-d-rademacher-n256.png", "success-vs-d-rademacher-n256.svg"]
+
+
+def test_fixed_and_noisy_tracks_get_their_own_sections(records, tmp_path):
+    noisy = copy.deepcopy(records[0])
+    noisy["problem"]["noise"] = 0.1
+    noisy.update(d_shannon=20, d_star_over_shannon=noisy["d_star"] / 20)
+    fixed = copy.deepcopy(records[1])
+    fixed["problem"].update(dictionary="file", k=None, d=64, dictionary_file="/x/sae.safetensors",
+                            dictionary_sha256="0" * 64)
+    fixed.update(k_star=5, k_star_ci=[4, 6], k_half=7, k_half_ci=[6, 8], d_star=None)
+    write(tmp_path / "records.jsonl", [*records, noisy, fixed])
+    publish([tmp_path], tmp_path, figures=False)
+    readme = (tmp_path / README).read_text()
+    assert "## Rademacher dictionary, N = 256, noisy" in readme and "| d_Sh | d*/d_Sh |" in readme
+    assert "## Fixed dictionary sae.safetensors: d = 64, N = 256" in readme and "| 5 [4, 6] |" in readme
+
+
+@pytest.mark.parametrize("content, fragment", [("[1, 2]\n{}\n", "line 1 is not a result record"),
+                                               ('{"decoder": "mp"}\n', "lacks a field every record has")])
+def test_bad_record_files_exit_2_with_one_line(tmp_path, capsys, content, fragment):
+    (tmp_path / "records.jsonl").write_text(content)
+    assert main(["publish", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_plot_draws_from_a_store(records, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    write(tmp_path / "store" / "records.jsonl", records)
+    assert main(["plot", str(tmp_path / "store"), "--out", str(tmp_path / "fig"), "--format", "png"]) == 0
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
+        "minimal-d-vs-k-rademacher-n256.png", "success-vs-d-rademacher-n256.png"]

@@ -1,0 +1,196 @@
+"""`harness verify`: records whose counts hold up pass, edited ones fail, others are unverifiable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from superposition_harness.cli import main
+from superposition_harness.plugins import load_registry
+from superposition_harness.results import decode_outcomes, encode_outcomes
+from superposition_harness.verify import (
+    FAILED,
+    SKIPPED,
+    UNVERIFIABLE,
+    VERIFIED,
+    _sample,
+    exit_status,
+    verify_record,
+)
+
+SMALL = ["--n", "256", "--k", "3", "--trials", "96", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store with two real records (mp and topk) made by `harness run`."""
+    root = tmp_path_factory.mktemp("store")
+    assert main(["run", *SMALL, "--plugin", "mp", "--plugin", "topk", "--results", str(root)]) == 0
+    return root
+
+
+def records_of(store):
+    return [json.loads(line) for line in (store / "records.jsonl").read_text().splitlines()]
+
+
+def check(record, registry, **options):
+    return verify_record(record, "test:1", registry, **options)
+
+
+def test_records_made_by_the_harness_verify(store, registry):
+    for record in records_of(store):
+        verdict = check(record, registry, sample=20)
+        assert verdict.status == VERIFIED, verdict.reasons
+        assert verdict.rerun_trials == 20
+
+
+def test_every_trial_can_be_re_run(store, registry):
+    record = records_of(store)[0]
+    verdict = check(record, registry, sample=None)
+    assert verdict.status == VERIFIED and verdict.rerun_trials == record["trials"]
+
+
+def test_a_hand_edited_success_count_fails(store, registry):
+    record = records_of(store)[0]
+    point = record["curve"][len(record["curve"]) // 2]
+    point["successes"] -= 1
+    verdict = check(record, registry)
+    assert verdict.status == FAILED
+    assert any(f"claims {point['successes']} successes" in reason for reason in verdict.reasons)
+
+
+def test_counts_and_outcomes_edited_together_fail_when_re_run(store, registry):
+    """An edit that keeps the record consistent is caught by the trials themselves."""
+    record = records_of(store)[1]
+    point = next(p for p in record["curve"] if 0 < p["successes"] < p["trials"])
+    bits = decode_outcomes(point["outcomes"], point["trials"])
+    failed = int(np.flatnonzero(~bits)[0])
+    bits[failed] = True
+    point["outcomes"], point["successes"] = encode_outcomes(bits), point["successes"] + 1
+    verdict = check(record, registry, sample=None)
+    assert verdict.status == FAILED
+    assert any(f"trials {failed}" in reason or "counts give" in reason or "probes" in reason
+               for reason in verdict.reasons), verdict.reasons
+
+
+def test_an_edited_estimate_fails_the_replayed_search(store, registry):
+    record = records_of(store)[0]
+    record["d_star"] -= 3
+    verdict = check(record, registry, sample=1)
+    assert verdict.status == FAILED
+    assert any(reason.startswith("its d_star is") for reason in verdict.reasons)
+
+
+def test_outcomes_that_do_not_fit_the_trials_fail(store, registry):
+    record = records_of(store)[0]
+    record["curve"][0]["outcomes"] += "00"
+    assert check(record, registry).status == FAILED
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda r: r.update(plugin_version="9.9"), "installed is superposition-harness"),
+    (lambda r: r.update(decoder="not-installed"), "is not installed"),
+    (lambda r: r["provenance"].update(harness_version="0.0.1"), "made with harness 0.0.1"),
+])
+def test_other_versions_and_missing_decoders_are_unverifiable_not_passing(store, registry, edit, fragment):
+    record = records_of(store)[0]
+    edit(record)
+    verdict = check(record, registry)
+    assert verdict.status == UNVERIFIABLE and verdict.rerun_trials == 0
+    assert any(fragment in reason for reason in verdict.reasons), verdict.reasons
+    assert exit_status([verdict]) == 3
+
+
+def test_an_unverifiable_record_with_edited_counts_still_fails(store, registry):
+    record = records_of(store)[0]
+    record["plugin_version"] = "9.9"
+    record["curve"][0]["successes"] += 1
+    assert check(record, registry).status == FAILED
+
+
+def test_an_error_record_is_skipped(store, registry):
+    record = records_of(store)[0]
+    record.update(status="error", error="decoder 'mp' raised RuntimeError: boom")
+    verdict = check(record, registry)
+    assert verdict.status == SKIPPED and exit_status([verdict]) == 0
+
+
+def test_records_made_before_outcomes_were_stored_re_run_whole_probes(store, registry):
+    record = records_of(store)[0]
+    for point in record["curve"]:
+        del point["outcomes"]
+    verdict = check(record, registry, sample=10)
+    assert verdict.status == VERIFIED, verdict.reasons
+    assert verdict.rerun_trials in {p["trials"] for p in record["curve"]} or verdict.rerun_trials >= 10
+    record["curve"][-1]["successes"] -= 1
+    assert check(record, registry, sample=None).status == FAILED
+
+
+def test_the_sample_depends_on_the_seed_and_the_record_not_on_its_place(store):
+    record = records_of(store)[0]
+    first = _sample(record, {}, 16, seed=0)
+    assert first == _sample(json.loads(json.dumps(record)), {}, 16, seed=0)
+    assert first != _sample(record, {}, 16, seed=1)
+    assert sum(len(trials) for _, trials in first) == 16
+
+
+def test_a_fixed_dictionary_record_needs_its_file(tmp_path, registry, capsys):
+    rng = np.random.default_rng(4)
+    matrix = (rng.choice([-1.0, 1.0], size=(48, 256)) / np.sqrt(48)).astype(np.float32)
+    path = tmp_path / "F.npy"
+    np.save(path, matrix)
+    assert main(["run", "--dictionary", str(path), "--plugin", "topk", "--trials", "64",
+                 "--no-store", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert check(record, registry).status == VERIFIED
+    np.save(path, -matrix)
+    verdict = check(record, registry)
+    assert verdict.status == UNVERIFIABLE and "SHA-256" in verdict.reasons[-1]
+    path.unlink()
+    assert check(record, registry).status == UNVERIFIABLE
+
+
+def test_the_command_exits_0_1_or_3_and_names_what_it_found(store, tmp_path, capsys):
+    assert main(["verify", str(store), "--sample", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "2 verified, 0 failed, 0 unverifiable, 0 skipped" in out
+
+    edited = records_of(store)
+    edited[0]["curve"][0]["successes"] += 1
+    edited[1]["plugin_version"] = "9.9"
+    bad = tmp_path / "submitted.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in edited))
+    assert main(["verify", str(bad), "--json"]) == 1
+    verdicts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [v["status"] for v in verdicts] == [FAILED, UNVERIFIABLE]
+    assert verdicts[0]["source"] == f"{bad}:1"
+
+    bad.write_text(json.dumps(edited[1]) + "\n")
+    assert main(["verify", str(bad)]) == 3
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "does not exist"),
+    ("not json\n{}\n", "line 1 is not a result record"),
+])
+def test_unreadable_inputs_exit_2_with_one_line(tmp_path, capsys, content, fragment):
+    path = tmp_path / "records.jsonl"
+    if content is not None:
+        path.write_text(content)
+    assert main(["verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_torn_last_line_is_not_an_error(store, tmp_path, capsys):
+    path = tmp_path / "records.jsonl"
+    path.write_text((store / "records.jsonl").read_text() + '{"decoder": "mp", "cur')
+    assert main(["verify", str(path), "--sample", "4", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
