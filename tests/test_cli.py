@@ -223,3 +223,40 @@ def test_an_interrupted_sweep_resumes_with_the_runs_it_lacks(tmp_path, capsys):
     status, whole = run_json(capsys, *SMALL, "--plugin", "mp", "--plugin", "topk", "--results", str(store))
     assert status == 0 and whole[0] == partial[0] and whole[1]["decoder"] == "topk"
     assert len((store / "records.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_sweep_killed_mid_run_resumes_without_measuring_finished_rows_again(tmp_path):
+    """SIGKILL after the first records; the re-run keeps them, adds the rest once, and ends
+    with the records of an uninterrupted sweep."""
+    import os
+    import signal
+    import time
+
+    sweep = ["run", "--n", "256", "--k", "2", "--k", "3", "--k", "4", "--k", "5", "--plugin", "mp",
+             "--plugin", "topk", "--plugin", "omp", "--seed", "5", "--workers", "1"]
+    store = tmp_path / "killed" / "records.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "superposition_harness.cli", *sweep,
+                                "--results", str(store.parent)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if store.exists() and store.read_bytes().count(b"\n") >= 2:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the sweep ended before it could be killed"
+    before = store.read_text().splitlines()
+    assert 2 <= len(before) < 12
+
+    again = harness(*sweep, "--results", str(store.parent), "--json")
+    assert again.returncode == 0, again.stderr
+    after = store.read_text().splitlines()
+    assert after[:len(before)] == before and len(after) == 12
+    assert f"{len(before)} of 12 runs were already in" in again.stderr
+
+    whole = harness(*sweep, "--no-store", "--json").stdout.splitlines()
+
+    def measured(lines):
+        return sorted(json.dumps(strip_volatile(json.loads(line)), sort_keys=True) for line in lines)
+    assert measured(after) == measured(whole)
