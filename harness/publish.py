@@ -28,6 +28,7 @@ import html
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -502,7 +503,7 @@ def _html_table(table: Table) -> list[str]:
 def render_html(sections: list[tuple[str, list[Table]]], items: Sequence[Sourced],
                 all_items: Sequence[Sourced]) -> str:
     latest, files = _facts(all_items)
-    intro = html.escape(INTRO).replace("\n", " ")
+    intro = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(INTRO).replace("\n", " "))
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            "<title>Sparse decoder leaderboard</title>", f"<style>\n{_STYLE}\n</style>", "</head>", "<body>",
