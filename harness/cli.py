@@ -26,6 +26,7 @@ from .config import SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec
 from .conformance import run_conformance
 from .decoder import Decoder, ParameterError, parse_params
 from .dictionary import Dictionary, MatrixDictionary
+from .isolation import IsolatedJob, run_isolated, stdout_to_stderr
 from .leaderboard import error_lines, gap_table, leaderboard_tables
 from .memory import DEFAULT_MEMORY, BudgetError, check, parse_size
 from .plots import FORMATS, PlotError, draw_figures, figure_names
@@ -96,6 +97,16 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return value
+
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -121,6 +132,9 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=_size, metavar="SIZE",
                         help="memory budget, like 4GiB or 512MiB (default 4GiB); a run that cannot "
                              "fit is refused before it starts")
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                        help="stop a decoder's run after this long and record it as an error; each run "
+                             "then goes to a worker process of its own (default: no limit, in-process)")
     parser.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
                         help=f"results store directory (default ./{DEFAULT_STORE})")
     parser.add_argument("--no-store", action="store_true", help="do not append the records to the store")
@@ -424,6 +438,31 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
                                 else f"{label(index)} [red]error[/red]")
                 progress.advance(overall)
 
+            def _run_isolated(indices: list[int], processes: int, threads: int | None,
+                              timeout: float) -> None:
+                """Run ``indices`` each in a worker process of its own, stopped at ``timeout``."""
+                if not indices:
+                    return
+                tasks: dict[int, Any] = {}
+                counts: dict[int, int] = {}
+
+                def task_of(index: int) -> Any:
+                    if index not in tasks:
+                        tasks[index] = progress.add_task(label(index), total=None, trials=0)
+                    return tasks[index]
+
+                def advance(position: int, count: int) -> None:
+                    index = indices[position]
+                    total["trials"] += count
+                    counts[index] = counts.get(index, 0) + count
+                    progress.update(task_of(index), trials=counts[index])
+                    progress.update(overall, trials=total["trials"])
+
+                isolated = [IsolatedJob(jobs[i][0], jobs[i][2], threads) for i in indices]
+                for position, run in run_isolated(isolated, settings, timeout=timeout,
+                                                  processes=min(processes, len(indices)), on_trials=advance):
+                    finish(indices[position], run, task_of(indices[position]))
+
             reused = _stored_runs(jobs, settings, store) if store is not None and not args.force else {}
             for index, record in reused.items():
                 records[index] = record
@@ -433,28 +472,36 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
                             if index not in reused and can_run_in_a_process(problem, decoder, dictionary)]
             if parallel.workers() < 2 or len(side_by_side) < 2:
                 side_by_side = []
-            if side_by_side:
-                for position, run in run_in_processes(
-                        [(jobs[i][0], jobs[i][2]) for i in side_by_side], settings,
-                        min(parallel.workers(), len(side_by_side))):
-                    total["trials"] += run.trials
-                    progress.update(overall, trials=total["trials"])
-                    finish(side_by_side[position], run, progress.add_task(label(side_by_side[position]),
-                                                                          total=None, trials=0))
-            for index, (problem, dictionary, decoder, _) in enumerate(jobs):
-                if records[index] is not None:
-                    continue
-                task = progress.add_task(label(index), total=None, trials=0)
-                counter = {"trials": 0}
+            timeout = getattr(args, "timeout", None)
+            with stdout_to_stderr():
+                if timeout is not None:
+                    alone = [index for index in range(len(jobs)) if records[index] is None
+                             and index not in side_by_side]
+                    for indices, processes, threads in ((side_by_side, parallel.workers(), 1),
+                                                        (alone, 1, getattr(args, "threads", None))):
+                        _run_isolated(indices, processes, threads, timeout)
+                elif side_by_side:
+                    for position, run in run_in_processes(
+                            [(jobs[i][0], jobs[i][2]) for i in side_by_side], settings,
+                            min(parallel.workers(), len(side_by_side))):
+                        total["trials"] += run.trials
+                        progress.update(overall, trials=total["trials"])
+                        finish(side_by_side[position], run, progress.add_task(
+                            label(side_by_side[position]), total=None, trials=0))
+                for index, (problem, dictionary, decoder, _) in enumerate(jobs):
+                    if records[index] is not None:
+                        continue
+                    task = progress.add_task(label(index), total=None, trials=0)
+                    counter = {"trials": 0}
 
-                def advance(count: int, task: Any = task, counter: dict[str, int] = counter) -> None:
-                    counter["trials"] += count
-                    total["trials"] += count
-                    progress.update(task, trials=counter["trials"])
-                    progress.update(overall, trials=total["trials"])
+                    def advance(count: int, task: Any = task, counter: dict[str, int] = counter) -> None:
+                        counter["trials"] += count
+                        total["trials"] += count
+                        progress.update(task, trials=counter["trials"])
+                        progress.update(overall, trials=total["trials"])
 
-                finish(index, run_decoder(problem, decoder, settings, on_trials=advance,
-                                          dictionary=dictionary), task)
+                    finish(index, run_decoder(problem, decoder, settings, on_trials=advance,
+                                              dictionary=dictionary), task)
     finally:
         parallel.set_workers(workers)
         if limiter is not None:

@@ -412,6 +412,7 @@ class Dictionary(ABC):
                 return True
             if self._cached_bytes + values.nbytes > self._cache_bytes:
                 return False
+            values.flags.writeable = False  # shared by every later product: nobody may change it
             self._cache[key] = values
             self._cached_bytes += values.nbytes
             return True
@@ -638,6 +639,7 @@ class MatrixDictionary(Dictionary):
             raise ValueError(f"dictionary column {int(np.argmin(norms))} is zero and cannot be normalised")
         super().__init__(values.shape[0], values.shape[1], **options)
         self._rows = np.ascontiguousarray((values / norms).T)
+        self._rows.flags.writeable = False  # one matrix serves every decoder of a sweep
 
     @property
     def scale(self) -> float:

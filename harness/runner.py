@@ -308,15 +308,17 @@ def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
     """Fill ``run`` with ``convert``-ed estimates at the target and at 0.5, timed and
     isolated: a decoder's exception or broken output becomes ``run.error``."""
     began = time.perf_counter()
-    try:
-        reliable = search.find(run.settings.target, start=start)
-        run.trials_target = search.total_trials
-        run.estimate = convert(reliable)
-        run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
-    except DecoderFault as fault:
-        run.error = f"decoder {run.decoder.name!r} {fault}"
-    except Exception as exc:  # a plugin's failure is recorded, never propagated
-        run.error = f"decoder {run.decoder.name!r} raised {type(exc).__name__}: {exc}"
+    # NumPy's error state is global: whatever a decoder sets is undone when its run ends.
+    with np.errstate(**np.geterr()):
+        try:
+            reliable = search.find(run.settings.target, start=start)
+            run.trials_target = search.total_trials
+            run.estimate = convert(reliable)
+            run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
+        except DecoderFault as fault:
+            run.error = f"decoder {run.decoder.name!r} {fault}"
+        except (Exception, SystemExit) as exc:  # a plugin's failure is recorded, never propagated
+            run.error = f"decoder {run.decoder.name!r} raised {type(exc).__name__}: {exc}"
     run.wall_seconds = time.perf_counter() - began
     run.peak_memory_bytes = peak_memory_bytes()
     run.curve = search.curve_points()
@@ -368,7 +370,11 @@ PROCESS_JOBS_MAX_N = 1 << 16
 
 
 def _single_threaded() -> None:
-    """Initialise a job process: one thread for BLAS, numba and the operator."""
+    """Initialise a job process: one thread for BLAS, numba and the operator, and a
+    decoder's output sent to standard error, away from the harness's."""
+    import os
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     import numba
     from threadpoolctl import threadpool_limits
 

@@ -347,4 +347,4 @@ class DimensionSearch:
     def curve_points(self) -> list[dict[str, int]]:
         """The probed points, by increasing dimension, as stored in a record."""
         return [{"d": d, "trials": t.trials, "successes": t.successes}
-                for d, t in sorted(self.curve.items())]
+                for d, t in sorted(self.curve.items()) if t.trials]

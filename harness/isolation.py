@@ -1,0 +1,198 @@
+"""Keeping one decoder's misbehaviour away from the others' results.
+
+Decoders run **in the harness's process** by default: a run shares the operator's
+dictionary caches and thread pools, costs no process start-up or serialisation, and a
+plugin author can debug it with a plain ``breakpoint()``. What a decoder can do there
+is contained as follows:
+
+- an exception, a ``sys.exit``, a malformed or out-of-range output: caught by the
+  runner and recorded as that decoder's error (``runner._search_both``);
+- NumPy's floating-point error state: saved before each run and restored after it;
+- writing to standard output: while decoders run, file descriptor 1 points at
+  standard error, so ``--json`` output cannot be corrupted, even by compiled code;
+- the dictionary: arrays it hands out are read-only.
+
+What cannot be contained in a process a decoder shares is **time** (a decoder stuck in
+a loop never returns control) and a crash in compiled code. With ``--timeout SECONDS``
+every run therefore goes to a worker process of its own (``run_isolated``), which is
+stopped when the limit passes and recorded as an error; a worker that dies is recorded
+the same way. The other runs go on either way, and the records already stored are
+never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .decoder import Decoder
+from .problem import Problem
+from .runner import DecoderRun, RunSettings, run_decoder, search_limit
+
+#: How long a worker process may take to start (import the harness and the plugin)
+#: before its run counts as failed; its time limit starts once it has.
+START_SECONDS = 120.0
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to standard output, by Python or by compiled code, to
+    standard error until the block ends."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (an embedding host): Python-level only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        sys.stderr.flush()
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@dataclass
+class IsolatedJob:
+    """One run for a worker process: the problem, the decoder and its worker's threads."""
+
+    problem: Problem
+    decoder: Decoder
+    threads: int | None = None
+
+
+def _child(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
+    """A worker process: run one job and send its progress and its run back."""
+    try:
+        _work(connection, job, settings)
+    except Exception as exc:  # the harness's own failure here, reported as the job's
+        connection.send(("failed", f"{type(exc).__name__}: {exc}"))
+
+
+def _work(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
+    os.dup2(2, 1)  # a decoder's output never reaches the harness's standard output
+    sys.stdout = sys.stderr
+    if job.threads is not None:
+        import numba
+        from threadpoolctl import threadpool_limits
+
+        from . import parallel
+        parallel.set_workers(job.threads)
+        numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+        threadpool_limits(limits=job.threads)
+    dictionary = None
+    if job.problem.fixed:
+        from .dictionary import MatrixDictionary
+        from .weights import fingerprint, load_matrix
+        path = str(job.problem.dictionary_file)
+        if fingerprint(path) != job.problem.dictionary_sha256:
+            connection.send(("failed", f"{path} changed while the sweep ran"))
+            return
+        dictionary = MatrixDictionary(load_matrix(path))
+    connection.send(("started", None))
+    run = run_decoder(job.problem, job.decoder, settings, dictionary=dictionary,
+                      on_trials=lambda count: connection.send(("trials", count)))
+    connection.send(("done", run))
+
+
+def _error_run(job: IsolatedJob, settings: RunSettings, error: str, seconds: float = 0.0) -> DecoderRun:
+    return DecoderRun(problem=job.problem, decoder=job.decoder, settings=settings,
+                      d_max=search_limit(job.problem, settings), variable="k" if job.problem.fixed else "d",
+                      error=f"decoder {job.decoder.name!r} {error}", wall_seconds=seconds)
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: Any
+    connection: Any
+    launched: float
+    started: float | None = None
+
+
+def run_isolated(jobs: Sequence[IsolatedJob], settings: RunSettings, *, timeout: float | None,
+                 processes: int = 1,
+                 on_trials: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, DecoderRun]]:
+    """Run each job in a worker process of its own, at most ``processes`` at a time;
+    yield ``(index, run)`` as they finish.
+
+    A job still running ``timeout`` seconds after its worker started it is stopped
+    (the process is killed) and yields a run whose ``error`` says so; so does a job
+    whose worker dies. ``on_trials(index, count)`` reports progress.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")
+    waiting = list(range(len(jobs)))
+    running: dict[Any, _Worker] = {}
+
+    def launch(index: int) -> None:
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_child, args=(sender, jobs[index], settings), daemon=True)
+        process.start()
+        sender.close()
+        running[receiver] = _Worker(index, process, receiver, time.monotonic())
+
+    def stop(worker: _Worker) -> None:
+        del running[worker.connection]
+        worker.connection.close()
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+
+    try:
+        while waiting or running:
+            while waiting and len(running) < max(1, processes):
+                launch(waiting.pop(0))
+            now = time.monotonic()
+            limits = [(w.launched + START_SECONDS) if w.started is None
+                      else (w.started + timeout) if timeout is not None else now + 3600
+                      for w in running.values()]
+            ready: list[Any] = wait(list(running), timeout=max(0.0, min(limits) - now))
+            for connection in ready:
+                worker = running[connection]
+                try:
+                    kind, value = connection.recv()
+                except (EOFError, OSError):
+                    stop(worker)
+                    code = worker.process.exitcode
+                    yield worker.index, _error_run(jobs[worker.index], settings,
+                                                   f"stopped its worker process (exit code {code})")
+                    continue
+                if kind == "started":
+                    worker.started = time.monotonic()
+                elif kind == "trials":
+                    if on_trials is not None:
+                        on_trials(worker.index, value)
+                elif kind == "done":
+                    stop(worker)
+                    finished: DecoderRun = value
+                    yield worker.index, finished
+                else:
+                    stop(worker)
+                    yield worker.index, _error_run(jobs[worker.index], settings, f"could not start: {value}")
+            now = time.monotonic()
+            for worker in list(running.values()):
+                if worker.started is None and now > worker.launched + START_SECONDS:
+                    stop(worker)
+                    yield worker.index, _error_run(jobs[worker.index], settings,
+                                                   f"did not start within {START_SECONDS:g} s")
+                elif timeout is not None and worker.started is not None and now > worker.started + timeout:
+                    stop(worker)
+                    yield worker.index, _error_run(
+                        jobs[worker.index], settings,
+                        f"did not finish within its time limit of {timeout:g} s and was stopped (--timeout)",
+                        seconds=now - worker.started)
+    finally:
+        for worker in list(running.values()):
+            stop(worker)
