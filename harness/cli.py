@@ -351,11 +351,11 @@ def _settings(sweep: Sweep, err: Console, memory: int | None = None) -> RunSetti
     return settings
 
 
-def _fixed_problems(sweep: Sweep) -> list[tuple[Problem, Dictionary | None]]:
+def _fixed_problems(sweep: Sweep, memory: int) -> list[tuple[Problem, Dictionary | None]]:
     """The fixed-dictionary problems of the sweep, each with its loaded dictionary."""
     out: list[tuple[Problem, Dictionary | None]] = []
     for path in sweep.dictionary_files():
-        matrix = load_matrix(path)
+        matrix = load_matrix(path, max_bytes=memory)
         dictionary = MatrixDictionary(matrix)
         for noise in sweep.noise:
             out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise,
@@ -531,7 +531,7 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     sweep = _sweep(args)
     settings = _settings(sweep, err, args.memory)
     problems: list[tuple[Problem, Dictionary | None]] = [(p, None) for p in sweep.problems()]
-    problems += _fixed_problems(sweep)
+    problems += _fixed_problems(sweep, settings.memory)
     registry = load_registry()
     decoders = _decoders(sweep, registry)
     jobs: list[Job] = [(p, f, d, e) for p, f in problems for d, e in decoders]
@@ -554,7 +554,8 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
     settings = _settings(sweep, err, args.memory)
     registry = load_registry()
     decoders = _decoders(sweep, registry)
-    jobs: list[Job] = [(p, f, d, e) for p, f in _fixed_problems(sweep) for d, e in decoders]
+    jobs: list[Job] = [(p, f, d, e) for p, f in _fixed_problems(sweep, settings.memory)
+                       for d, e in decoders]
     records = _execute(jobs, settings, args, err)
     _print_records(records, args, out, err, title="Amortisation gap")
     if not args.json:

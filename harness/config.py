@@ -26,13 +26,22 @@ run with every listed decoder. The layout, with every key optional::
     [[decoder]]                 # the same, with typed parameters
     name = "threshold"
     params = { level = 0.5 }
+
+A config read from a file names files relative to its own directory: ``[problem]
+dictionary`` entries that name files, and the decoder parameters declared with
+``Param(..., path=True)`` (the ``sae`` decoder's ``weights``), are joined to it, and a path
+that is absolute or that leads outside that directory's tree (through ``..`` or a
+symbolic link, also one inside a directory it names) is a :class:`ConfigError`. Paths
+given on the command line are not restricted.
 """
 
 from __future__ import annotations
 
 import difflib
 import itertools
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -40,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from .problem import DICTIONARY_KINDS, Problem
+from .weights import CONFIG_FILE, SAELENS_WEIGHTS, SIDECAR_SUFFIXES, SPARSIFY_WEIGHTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,9 +81,99 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 TOP_LEVEL = ("problem", "search", "run", "decoders", "decoder", "description")
 SPEC_PATTERN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[(.*)\])?\s*$", re.DOTALL)
 
+#: A config file larger than this is refused before it is read: sweeps are a few lines.
+MAX_CONFIG_BYTES = 1 << 20
+
+#: Files an SAE path stands for besides itself: a file of a SAELens or sparsify
+#: directory stands for the whole directory (see weights.detect_format).
+_DIRECTORY_FILES = (CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS)
+
 
 class ConfigError(ValueError):
     """An invalid configuration or decoder selection; the message names what to change."""
+
+
+class ConfigFile(dict[str, Any]):
+    """A parsed config file (what :func:`read_config` returns): its tables, and its path."""
+
+    def __init__(self, data: dict[str, Any], path: Path) -> None:
+        super().__init__(data)
+        self.path = path
+
+
+class ConfigString(str):
+    """A decoder parameter's text or value as a config file gave it.
+
+    It remembers the config, so that a parameter declared with ``path=True`` resolves it
+    against the config's directory (:meth:`resolve`); every other parameter takes it as
+    the plain string.
+    """
+
+    base: Path
+    source: str
+
+    def __new__(cls, value: str, base: Path, source: str) -> ConfigString:
+        self = super().__new__(cls, value)
+        self.base, self.source = base, source
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ConfigString, (str(self), self.base, self.source))
+
+    def resolve(self, parameter: str, decoder: str) -> str:
+        """The path, joined to the config's directory; ConfigError if it leaves that directory."""
+        return config_path(str(self), base=self.base, source=self.source,
+                           key=f"parameter {parameter!r} of decoder {decoder!r}",
+                           instead=f"--plugin '{decoder}[{parameter}=PATH]'")
+
+
+def config_path(value: str, *, base: Path, source: str, key: str, instead: str) -> str:
+    """``value``, a path named by the config file ``source``, joined to its directory ``base``.
+
+    ConfigError, naming ``key`` and the command-line option ``instead``, if ``value`` is
+    absolute or leads (through ``..`` or a symbolic link, also one inside the directory it
+    names or beside it, where an SAE's loader looks) outside ``base``'s tree. An empty
+    ``value`` names nothing and is returned as it is (for the decoder to refuse).
+    """
+    if not value:
+        return value
+    if Path(value).is_absolute():
+        raise ConfigError(
+            f"{key} in {source} is an absolute path ({value!r}), but a config may name only files in "
+            f"its own directory tree; give a path relative to the config's directory, or pass the file "
+            f"on the command line ({instead}).")
+    joined = base / value
+    root = os.path.realpath(base)
+    escape = _escape(joined, root)
+    if escape is not None:
+        raise ConfigError(
+            f"{key} in {source} names {value!r}, which leads to {escape}, outside the config's directory "
+            f"{root}; place the file beside the config, or pass it on the command line ({instead}).")
+    return str(joined)
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _escape(path: Path, root: str) -> str | None:
+    """Where ``path``, or a file read along with it, leads outside ``root``; None if nowhere."""
+    real = os.path.realpath(path)
+    if not _inside(real, root):
+        return real
+    if os.path.isdir(real):
+        # Only a symbolic link can lead out of a real directory; links to directories
+        # are checked themselves and not walked into.
+        entries = [os.path.join(folder, name) for folder, folders, files in os.walk(real)
+                   for name in folders + files]
+    else:
+        entries = [f"{path}{suffix}" for suffix in SIDECAR_SUFFIXES]
+        if path.name in _DIRECTORY_FILES:
+            entries += [str(path.parent / name) for name in _DIRECTORY_FILES]
+    for entry in entries:
+        if os.path.islink(entry) and not _inside(os.path.realpath(entry), root):
+            return os.path.realpath(entry)
+    return None
 
 
 @dataclass(frozen=True)
@@ -176,8 +276,17 @@ def _expect(value: Any, kind: type | tuple[type, ...], key: str, source: str) ->
     return value
 
 
-def apply_config(sweep: Sweep, data: dict[str, Any], source: str) -> Sweep:
-    """Fill ``sweep`` from a parsed TOML document; unknown keys are errors."""
+def apply_config(sweep: Sweep, data: dict[str, Any], source: str, base: str | Path | None = None) -> Sweep:
+    """Fill ``sweep`` from a parsed TOML document; unknown keys are errors.
+
+    ``base`` is the directory the document's paths are relative to, and may not leave
+    (see the module's documentation): by default the directory of the file
+    :func:`read_config` read. A document not read from a file (a built-in suite, one a
+    program builds) has no base unless given one, and its paths are taken as they are.
+    """
+    if base is None and isinstance(data, ConfigFile):
+        base = data.path.parent
+    directory = Path(base) if base is not None else None
     _check_keys(data, TOP_LEVEL, "the top level", source)
     for section, keys in SECTIONS.items():
         table = data.get(section, {})
@@ -193,12 +302,18 @@ def apply_config(sweep: Sweep, data: dict[str, Any], source: str) -> Sweep:
         if isinstance(kinds, tuple) and float in kinds:
             values = [float(v) for v in values]
         setattr(sweep, key, values if many else values[0])
+    if directory is not None and "dictionary" in data.get("problem", {}):
+        sweep.dictionary = [_config_dictionary(kind, directory, source) for kind in sweep.dictionary]
     for item in _listify(data.get("decoders", [])):
         text = _expect(item, str, "each entry of decoders", source)
         if text in ("builtin", "all"):
             sweep.decoder_sets.append(text)
         else:
-            sweep.decoders.append(parse_decoder_spec(text))
+            spec = parse_decoder_spec(text)
+            if directory is not None:
+                spec = DecoderSpec(spec.name, texts=tuple((key, ConfigString(value, directory, source))
+                                                          for key, value in spec.texts))
+            sweep.decoders.append(spec)
     tables = data.get("decoder", [])
     if not isinstance(tables, list):
         raise ConfigError(f"[[decoder]] in {source} must be an array of tables.")
@@ -211,24 +326,49 @@ def apply_config(sweep: Sweep, data: dict[str, Any], source: str) -> Sweep:
         params = table.get("params", {})
         if not isinstance(params, dict):
             raise ConfigError(f"params of decoder {table['name']!r} in {source} must be a table.")
+        if directory is not None:
+            params = {key: ConfigString(value, directory, source) if isinstance(value, str) else value
+                      for key, value in params.items()}
         sweep.decoders.append(DecoderSpec(name=_expect(table["name"], str, "name", source),
                                           values=tuple(sorted(params.items()))))
     return sweep
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; ConfigError names the file and the problem."""
+def _config_dictionary(kind: str, base: Path, source: str) -> str:
+    """A ``dictionary`` entry of a config file: a generated kind as it is, a file joined to ``base``."""
+    if kind in DICTIONARY_KINDS or not ("/" in kind or "." in kind or (base / kind).exists()):
+        return kind
+    return config_path(kind, base=base, source=source, key="[problem] dictionary",
+                       instead="--dictionary PATH")
+
+
+def read_config(path: str | Path) -> ConfigFile:
+    """Parse a TOML file; ConfigError names the file and the problem.
+
+    The result remembers the file, so that :func:`apply_config` resolves the paths it
+    names against the file's directory.
+    """
     file = Path(path)
     try:
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"config file {file} is not a regular file; pass a .toml file.")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {file} has {info.st_size} bytes, more than the "
+                              f"{MAX_CONFIG_BYTES} allowed; pass a TOML sweep (a few lines).")
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {file} does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}.") from None
+        raise ConfigError(f"cannot read config file {file}: {_one_line(exc)}.") from None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {file} is not valid TOML: {exc}.") from None
+        return ConfigFile(tomllib.loads(text), file)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError; so is a huge integer
+        raise ConfigError(f"config file {file} is not valid TOML: {_one_line(exc)}.") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
 
 
 def suite_text(name: str) -> str:

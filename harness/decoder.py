@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .config import ConfigString
 from .dictionary import Dictionary
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -29,6 +30,9 @@ class Param:
 
     ``type`` is one of ``int``, ``float``, ``bool``, ``str``; ``choices`` restricts
     the allowed values; ``minimum`` and ``maximum`` bound numbers (inclusive).
+    ``path=True`` marks a ``str`` parameter that names a file or directory the decoder
+    reads: given in a config file, it is resolved against the config's directory and
+    may not lead outside it (given on the command line, it is taken as it is).
     """
 
     name: str
@@ -38,14 +42,19 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    path: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
             raise TypeError(f"parameter {self.name!r}: type must be one of int, float, bool, str")
+        if self.path and self.type is not str:
+            raise TypeError(f"parameter {self.name!r}: only a str parameter can be a path")
         self.check(self.default, owner="(default)")
 
     def parse(self, text: str, owner: str = "") -> Any:
         """Convert the text of ``name=value`` to this parameter's type, then check it."""
+        if self.path and isinstance(text, ConfigString):
+            return self.check(text, owner)  # resolved as the config file's path, not stripped
         where = _where(owner, self.name)
         text = text.strip()
         try:
@@ -69,6 +78,10 @@ class Param:
     def check(self, value: Any, owner: str = "") -> Any:
         """Return ``value`` converted to this parameter's type, or raise ParameterError."""
         where = _where(owner, self.name)
+        if isinstance(value, ConfigString):
+            # A path from a config file is joined to the config's directory (and must stay
+            # in it); any other string from a config is the string itself.
+            value = value.resolve(self.name, owner) if self.path else str(value)
         if isinstance(value, np.bool_):
             value = bool(value)
         elif isinstance(value, np.integer):
@@ -104,6 +117,8 @@ class Param:
             out["minimum"] = self.minimum
         if self.maximum is not None:
             out["maximum"] = self.maximum
+        if self.path:
+            out["path"] = True
         return out
 
 

@@ -97,7 +97,7 @@ def _work(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
         if fingerprint(path) != job.problem.dictionary_sha256:
             connection.send(("failed", f"{path} changed while the sweep ran"))
             return
-        dictionary = MatrixDictionary(load_matrix(path))
+        dictionary = MatrixDictionary(load_matrix(path, max_bytes=settings.memory))
     connection.send(("started", None))
     run = run_decoder(job.problem, job.decoder, settings, dictionary=dictionary,
                       on_trials=lambda count: connection.send(("trials", count)))

@@ -313,23 +313,18 @@ class ResultStore:
         return iter(self.load())
 
     def load(self) -> list[dict[str, Any]]:
-        """Every complete record in the store, in the order written; torn lines are skipped."""
+        """Every complete record in the store, in the order written; torn lines, and any
+        other line that is not a record (garbage, JSON that is not a record object), are skipped."""
         if not self.path.exists():
             return []
         try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
+            data = self.path.read_bytes()
         except OSError as exc:
             raise StoreError(f"cannot read results from {self.path}: {exc.strerror}.") from None
         records = []
-        for line in text.splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict) and "decoder" in value:
+        for line in data.split(b"\n"):  # each line decoded on its own: bad bytes spoil only their line
+            value = _parse_record(line)
+            if isinstance(value, dict):
                 records.append(value)
         return records
 
@@ -369,29 +364,45 @@ def record_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return list(unique)
 
 
+def _parse_record(line: str | bytes) -> dict[str, Any] | str | None:
+    """The record a line holds; else why it is not one (None for a blank line)."""
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except (ValueError, RecursionError):  # bad JSON, an integer too long to convert, nesting too deep
+        return "not valid JSON"
+    if not isinstance(value, dict):
+        return f"a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}, not an object"
+    if not isinstance(value.get("decoder"), str):
+        return "an object without a decoder name"
+    return value
+
+
+_JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
 def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Every record in a records file with its line number. A torn last line (a killed
     writer's) is skipped; any other line that is not a record is a StoreError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise StoreError(f"cannot read records from {path}: {reason}.") from None
-    lines = text.split("\n")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StoreError(f"cannot read records from {path}: {exc.strerror or exc}.") from None
+    lines = data.split(b"\n")
     out = []
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, dict) and isinstance(value.get("decoder"), str):
+        value = _parse_record(line)  # each line decoded on its own, so that bad bytes name their line
+        if isinstance(value, dict):
             out.append((number, value))
-        elif number == len(lines):  # no newline after it: cut short by a killed writer
+        elif value is None or number == len(lines):  # no newline after it: cut short by a killed writer
             continue
         else:
-            raise StoreError(f"{path} line {number} is not a result record; fix or remove that line.")
+            raise StoreError(f"{path} line {number} is not a result record ({value}); "
+                             "fix or remove that line.")
     return out
 
 

@@ -7,7 +7,9 @@ import io
 import json
 import math
 import os
+import stat
 import sys
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,8 @@ from types import TracebackType
 from typing import Any, Literal, cast, get_args
 
 import numpy as np
+
+from .memory import DEFAULT_MEMORY, format_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,6 +38,14 @@ ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 #: kilobytes, and the length field of a corrupt or hostile file could ask for gigabytes.
 MAX_HEADER_BYTES = 100 * 2**20
 
+#: A .npy header (alone, or a member of an .npz) longer than this is refused before it is
+#: read: NumPy's own limit for files it loads without pickles.
+MAX_NPY_HEADER_BYTES = 10_000
+
+#: A JSON or TOML file of an SAE (``cfg.json``, a sidecar) larger than this is refused
+#: before it is read: real ones are a few kilobytes.
+MAX_TEXT_BYTES = 16 * 2**20
+
 CONFIG_FILE = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 SPARSIFY_WEIGHTS = "sae.safetensors"
@@ -52,6 +64,11 @@ SAFETENSORS_FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 # The NumPy type each decoded dtype is read as (bfloat16 as its raw 16 bits).
 _STORED_AS = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "BF16": "<u2"}
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
+#: Data is read in chunks of this many bytes, so that no read needs a second full-size buffer.
+_READ_CHUNK = 16 * 2**20
 
 _SAELENS_ARCHITECTURES = ("standard", "jumprelu", "topk")
 _SAELENS_ACTIVATION_FNS = ("relu", "topk")
@@ -73,9 +90,12 @@ def _error(path: Path | str, problem: str) -> WeightsError:
     return WeightsError(text if text.endswith(".") else text + ".")
 
 
-def _reason(exc: BaseException) -> str:
-    """A library's exception message, fit to quote in parentheses inside a sentence."""
+def _reason(exc: BaseException, limit: int = 200) -> str:
+    """A library's exception message, fit to quote in parentheses inside a sentence (cut
+    at ``limit`` characters: some quote the corrupt text they met)."""
     text = " ".join(str(exc).split()).rstrip(".")
+    if len(text) > limit:
+        text = text[:limit].rstrip() + "…"
     return text or type(exc).__name__
 
 
@@ -237,7 +257,7 @@ def _safetensors_index(path: Path, handle: io.BufferedReader) -> dict[str, _Tens
                            f"{size - 8} bytes follow the length field")
     try:
         header = json.loads(handle.read(header_length).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, an integer too long, deep nesting
         raise _error(path, f"header is not valid JSON ({_reason(exc)})") from None
     if not isinstance(header, dict):
         raise _error(path, f"header must be a JSON object, not {type(header).__name__}")
@@ -278,49 +298,98 @@ def _tensor_entry(path: Path, key: str, spec: Any, data_start: int, data_length:
     return _TensorEntry(dtype, tuple(shape), data_start + begin, data_start + end)
 
 
-def _decode_tensor(path: Path, handle: io.BufferedReader, key: str, entry: _TensorEntry) -> np.ndarray:
+def _decode_tensor(path: Path, handle: io.BufferedReader, key: str, entry: _TensorEntry,
+                   budget: _Budget) -> np.ndarray:
     if entry.dtype not in SAFETENSORS_FLOAT_DTYPES:
         raise _error(path, f"tensor {key!r} has dtype {entry.dtype}, which is not supported "
                            f"(supported: {', '.join(SAFETENSORS_FLOAT_DTYPES)})")
-    # Read into a bytearray that the array then shares, so that F32 needs no second copy.
-    data = bytearray(entry.end - entry.begin)
+    # Counted from the header alone, before a byte of the tensor is allocated.
+    budget.reserve(path, f"tensor {key!r}", entry.shape, entry.dtype, entry.end - entry.begin,
+                   converted=entry.dtype != "F32")
+    # Read into bytes that the array then shares, so that F32 needs no second copy.
+    data = np.empty(entry.end - entry.begin, dtype=np.uint8)
     handle.seek(entry.begin)
-    if handle.readinto(data) != len(data):
+    if _read_into(handle, data) != data.size:
         raise _error(path, f"file is truncated: tensor {key!r} could not be read in full")
-    stored = np.frombuffer(data, dtype=_STORED_AS[entry.dtype])  # shares the bytearray, writeable
+    stored = data.view(_STORED_AS[entry.dtype])  # shares the bytes read, writeable
     if entry.dtype == "BF16":
-        # bfloat16 is the upper half of a float32: widening the bits is exact.
-        values = (stored.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        # bfloat16 is the upper half of a float32: widening the bits is exact (shifted in place,
+        # so that the widening needs no third copy).
+        widened = stored.astype(np.uint32)
+        widened <<= np.uint32(16)
+        values = widened.view(np.float32)
     else:
         with np.errstate(over="ignore"):  # F64 beyond float32's range becomes inf, refused later
             values = stored.astype(np.float32, copy=False)
     return values.reshape(entry.shape)
 
 
-def read_safetensors(path: str | os.PathLike[str],
-                     keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+def read_safetensors(path: str | os.PathLike[str], keys: Iterable[str] | None = None, *,
+                     max_bytes: int = DEFAULT_MEMORY) -> dict[str, np.ndarray]:
     """The tensors of a safetensors file (all, or those named in ``keys``) as float32 arrays.
 
     F32, F16, BF16 and F64 are decoded from the raw little-endian bytes; the header
     is validated first (its length, its JSON, every tensor's offsets and byte count,
-    no overlaps). Values are not checked for NaN or infinity here.
+    no overlaps). Tensors that together need more than ``max_bytes`` to read as float32
+    are refused from the header alone, before they are read. Values are not checked
+    for NaN or infinity here.
     """
-    with _Arrays(Path(path), kind=".safetensors") as arrays:
+    with _Arrays(Path(path), kind=".safetensors", max_bytes=max_bytes) as arrays:
         return {key: arrays.read(key) for key in (arrays.names if keys is None else keys)}
+
+
+# -------------------------------------------------------- the memory budget
+
+
+class _Budget:
+    """The bytes the arrays read from one file may take together, reserved before each is read.
+
+    An array costs its float32 bytes, plus its stored bytes while they are converted
+    (every dtype but float32, which the array shares with the bytes read).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.held = 0
+
+    def reserve(self, path: Path, label: str, shape: tuple[int, ...], dtype: str, stored: int,
+                converted: bool) -> None:
+        result = 4 * math.prod(shape)
+        need = result + (stored if converted else 0)
+        total = self.held + need
+        if total > self.max_bytes:
+            already = (f", which with the {format_size(self.held)} already read makes {format_size(total)},"
+                       if self.held else ",")
+            raise _error(path, f"{label} of shape {tuple(shape)} ({dtype}) needs {format_size(need)} to read "
+                               f"as float32{already} more than the {format_size(self.max_bytes)} memory "
+                               f"budget; pass --memory {_budget_hint(total)} to allow it")
+        self.held += result
+
+
+def _budget_hint(size: int) -> str:
+    """The smallest power of two of MiB that holds ``size`` bytes, written as --memory takes it."""
+    mebibytes = 1 << max(0, math.ceil(math.log2(max(size, 1) / (1 << 20))))
+    return f"{mebibytes >> 10}GiB" if mebibytes >= 1024 else f"{mebibytes}MiB"
 
 
 # -------------------------------------------------------- array containers
 
 
 class _Arrays:
-    """The named arrays of one ``.safetensors`` or ``.npz`` file, each read on demand as float32."""
+    """The named arrays of one ``.safetensors`` or ``.npz`` file, each read on demand as float32.
 
-    def __init__(self, path: Path, kind: str | None = None) -> None:
+    Arrays are read from their headers first: the shape and dtype are checked, and the
+    bytes the arrays need are counted against ``max_bytes``, before the data is allocated.
+    """
+
+    def __init__(self, path: Path, kind: str | None = None, max_bytes: int = DEFAULT_MEMORY) -> None:
         self.path = path
         self._handle: io.BufferedReader | None = None
-        self._npz: Any = None
+        self._zip: zipfile.ZipFile | None = None
+        self._members: dict[str, zipfile.ZipInfo] = {}
         self._index: dict[str, _TensorEntry] = {}
-        if not path.is_file():
+        self._budget = _Budget(max_bytes)
+        if not path.exists():
             raise _error(path, "file not found")
         kind = kind or path.suffix.lower()
         if kind == ".safetensors":
@@ -340,43 +409,54 @@ class _Arrays:
             raise
 
     def _open_npz(self) -> None:
-        # The file is opened here, not by np.load, which leaks its handle when an archive is corrupt.
+        # The archive is read member by member, each .npy header first (np.load would
+        # allocate whatever shape a member's header claims before reading its data).
         self._handle = _open_binary(self.path)
         try:
-            # allow_pickle=False: an archive holding pickled objects is refused, never unpickled.
-            loaded = np.load(self._handle, allow_pickle=False)
-        except Exception as exc:  # NumPy and zipfile raise many types for corrupt archives
+            if self._handle.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                raise _error(self.path, "file is a single .npy array, not an .npz archive")
+            self._handle.seek(0)
+            self._zip = zipfile.ZipFile(self._handle)
+        except WeightsError:
+            self.close()
+            raise
+        except Exception as exc:  # zipfile raises many types for a corrupt archive
             self.close()
             raise _error(self.path, f"file cannot be read as an .npz archive ({_reason(exc)})") from None
-        if not hasattr(loaded, "files"):
-            self.close()
-            raise _error(self.path, "file is a single .npy array, not an .npz archive")
-        self._npz = loaded
+        for info in self._zip.infolist():
+            if not info.is_dir():  # named as np.load names them: without the .npy suffix
+                name = info.filename
+                self._members[name[:-4] if name.endswith(".npy") else name] = info
 
     @property
     def names(self) -> list[str]:
         """The names of the arrays the file holds."""
-        return list(self._npz.files) if self._npz is not None else list(self._index)
+        return list(self._members) if self._zip is not None else list(self._index)
 
     def __contains__(self, key: str) -> bool:
         return key in self.names
 
     def read(self, key: str) -> np.ndarray:
-        """The array ``key`` as float32; WeightsError if it is missing or cannot be decoded."""
+        """The array ``key`` as float32; WeightsError if it is missing, cannot be decoded,
+        or does not fit the memory budget with the arrays read before it."""
         if key not in self.names:
             raise _error(self.path, f"key {key!r} is missing (the file holds: {_names(self.names)})")
-        if self._npz is None:
+        if self._zip is None:
             assert self._handle is not None
-            return _decode_tensor(self.path, self._handle, key, self._index[key])
+            return _decode_tensor(self.path, self._handle, key, self._index[key], self._budget)
+        info = self._members[key]
+        label = f"array {key!r}"
         try:
-            array = self._npz[key]
-        except Exception as exc:  # a truncated member, a pickled object array, a bad header
-            raise _error(self.path, f"array {key!r} cannot be read ({_reason(exc)})") from None
-        return _as_float32(self.path, key, array)
+            with self._zip.open(info) as member:
+                return _read_npy(self.path, label, member, info.file_size, self._budget)
+        except WeightsError:
+            raise
+        except Exception as exc:  # a corrupt or encrypted member, a bad CRC, a compression error
+            raise _error(self.path, f"{label} cannot be read ({_reason(exc)})") from None
 
     def close(self) -> None:
-        if self._npz is not None:
-            self._npz.close()
+        if self._zip is not None:
+            self._zip.close()
         if self._handle is not None:
             self._handle.close()
 
@@ -388,33 +468,127 @@ class _Arrays:
         self.close()
 
 
-def _as_float32(path: Path, key: str, array: np.ndarray) -> np.ndarray:
+def _as_float32(path: Path, label: str, array: np.ndarray) -> np.ndarray:
     # Only real numbers make weights; structured or void dtypes (e.g. a bfloat16 that
     # an extension type wrote into an .npz) are refused rather than reinterpreted.
-    if array.dtype.kind not in "fiu":
-        raise _error(path, f"array {key!r} has dtype {array.dtype}, which is not supported "
-                           "(supported: floating-point and integer arrays)")
+    _check_npy_dtype(path, label, array.dtype)
     with np.errstate(over="ignore"):  # beyond float32's range becomes inf, refused later
         return np.asarray(array, dtype=np.float32)
 
 
+def _check_npy_dtype(path: Path, label: str, dtype: np.dtype) -> None:
+    if dtype.hasobject:
+        raise _error(path, f"{label} holds Python objects (dtype {dtype}), which would have to be "
+                           "unpickled and are never loaded; save it as a floating-point or integer array")
+    if dtype.kind not in "fiu":
+        raise _error(path, f"{label} has dtype {dtype}, which is not supported "
+                           "(supported: floating-point and integer arrays)")
+
+
 def _open_binary(path: Path) -> io.BufferedReader:
     try:
+        # A device or a pipe (a symlink to /dev/zero, say) is never opened: it could block
+        # or never end.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise _error(path, "is not a regular file")
         return open(path, "rb")  # noqa: SIM115 - the callers close it
     except OSError as exc:
         raise _error(path, f"file cannot be read ({_reason(exc)})") from None
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _read_into(stream: Any, buffer: np.ndarray) -> int:
+    """Fill ``buffer`` (uint8) from ``stream`` in bounded chunks; the number of bytes read (fewer at EOF)."""
+    filled = 0
+    with memoryview(cast(Any, buffer)) as view:  # NumPy's stubs do not declare the buffer protocol
+        while filled < len(view):
+            count = stream.readinto(view[filled:filled + _READ_CHUNK])
+            if not count:
+                break
+            filled += count
+    return filled
+
+
+def _read_exact(stream: Any, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _npy_header(path: Path, label: str, stream: Any) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """The shape, Fortran order and dtype of the .npy array that ``stream`` starts with, and the
+    header's length in bytes; read with a bounded header, never by unpickling."""
+    magic = _read_exact(stream, len(_NPY_MAGIC) + 2)
+    if len(magic) < len(_NPY_MAGIC) + 2 or not magic.startswith(_NPY_MAGIC):
+        raise _error(path, f"{label} is not a .npy array (it does not start with the .npy magic string)")
+    version = (magic[-2], magic[-1])
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise _error(path, f"{label} has .npy format version {version[0]}.{version[1]}, which is not "
+                           "supported (supported: 1.0, 2.0, 3.0)")
+    width = 2 if version == (1, 0) else 4
+    length_field = _read_exact(stream, width)
+    if len(length_field) < width:
+        raise _error(path, f"{label} is truncated within its .npy header")
+    length = int.from_bytes(length_field, "little")
+    # Checked before the header is read, so that a corrupt length never becomes an allocation.
+    if length > MAX_NPY_HEADER_BYTES:
+        raise _error(path, f"{label} has a .npy header of {length} bytes, more than the "
+                           f"{MAX_NPY_HEADER_BYTES} bytes allowed (the file is corrupt or not a .npy file)")
+    header = _read_exact(stream, length)
+    if len(header) < length:
+        raise _error(path, f"{label} is truncated within its .npy header")
+    # 3.0 is 2.0 with a UTF-8 header, needed only for the field names of structured
+    # dtypes (refused anyway): an ASCII 3.0 header reads as 2.0.
+    if version == (3, 0) and not header.isascii():
+        raise _error(path, f"{label} has a .npy header that is not ASCII (a structured dtype), "
+                           "which is not supported")
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    try:
+        shape, fortran_order, dtype = read_header(io.BytesIO(length_field + header),
+                                                  max_header_size=MAX_NPY_HEADER_BYTES)
+    except Exception as exc:  # NumPy raises ValueError, SyntaxError, TypeError for bad headers
+        raise _error(path, f"{label} has an invalid .npy header ({_reason(exc)})") from None
+    if any(n < 0 for n in shape):
+        raise _error(path, f"{label} has an invalid shape {shape} in its .npy header")
+    return tuple(int(n) for n in shape), bool(fortran_order), dtype, len(magic) + width + length
+
+
+def _read_npy(path: Path, label: str, stream: Any, available: int, budget: _Budget) -> np.ndarray:
+    """The .npy array that ``stream`` (``available`` bytes long) holds, as float32.
+
+    The header is read and checked first (dtype, size against the bytes available and
+    against ``budget``); only then is the data allocated and read.
+    """
+    shape, fortran_order, dtype, header_bytes = _npy_header(path, label, stream)
+    _check_npy_dtype(path, label, dtype)
+    count = math.prod(shape)
+    stored = count * dtype.itemsize
+    follows = max(0, available - header_bytes)
+    if stored > follows:
+        raise _error(path, f"{label} is truncated (its header describes shape {shape} of {dtype}, "
+                           f"{stored} bytes, but only {follows} bytes follow the header)")
+    budget.reserve(path, label, shape, str(dtype), stored, converted=dtype != np.dtype(np.float32))
+    data = np.empty(stored, dtype=np.uint8)
+    read = _read_into(stream, data)
+    if read != stored:
+        raise _error(path, f"{label} is truncated (its header describes shape {shape} of {dtype}, "
+                           f"{stored} bytes, but only {read} bytes follow the header)")
+    values = data.view(dtype)
+    array = values.reshape(shape[::-1]).T if fortran_order else values.reshape(shape)
+    return _as_float32(path, label, array)
+
+
+def _load_npy(path: Path, max_bytes: int) -> np.ndarray:
     with _open_binary(path) as handle:
-        try:
-            loaded = np.load(handle, allow_pickle=False)
-        except Exception as exc:  # NumPy raises several types for a corrupt or pickled file
-            raise _error(path, f"file cannot be read as a .npy array ({_reason(exc)})") from None
-        if not isinstance(loaded, np.ndarray):
-            loaded.close()
+        if handle.read(4) in _ZIP_MAGIC:
             raise _error(path, "file is an .npz archive, not a single .npy array (rename it to .npz)")
-    return _as_float32(path, "array", loaded)
+        handle.seek(0)
+        size = os.fstat(handle.fileno()).st_size
+        return _read_npy(path, "array", handle, size, _Budget(max_bytes))
 
 
 # ---------------------------------------------------------------- config files
@@ -427,6 +601,8 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise _error(path, f"file is not valid JSON ({exc.msg} at {where})") from None
+    except (ValueError, RecursionError) as exc:  # an integer too long to convert, nesting too deep
+        raise _error(path, f"file is not valid JSON ({_reason(exc)})") from None
     if not isinstance(value, dict):
         raise _error(path, f"file must hold a JSON object, not {type(value).__name__}")
     return value
@@ -436,7 +612,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     text = _read_text(path)
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError; so is a huge integer
         raise _error(path, f"file is not valid TOML ({_reason(exc)})") from None
 
 
@@ -444,6 +620,10 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise _error(path, "file not found")
     try:
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            raise _error(path, f"file has {size} bytes, more than the {MAX_TEXT_BYTES} allowed for an SAE's "
+                               "configuration (the file is corrupt or not a configuration)")
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _error(path, f"file cannot be read as UTF-8 text ({_reason(exc)})") from None
@@ -526,12 +706,15 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
 # --------------------------------------------------------------- the loaders
 
 
-def load_sae(path: str | os.PathLike[str], format: Format | None = None) -> SAEWeights:
+def load_sae(path: str | os.PathLike[str], format: Format | None = None, *,
+             max_bytes: int = DEFAULT_MEMORY) -> SAEWeights:
     """Read a sparse autoencoder's weights from a SAELens, sparsify, Gemma Scope or plain file.
 
     ``format`` forces the format; by default it is detected (:func:`detect_format`).
     Matrices stored in the transposed layout are transposed back when the sizes
     (``d_in`` from ``b_dec``, ``d_sae`` from ``b_enc``) tell; other shapes are refused.
+    Tensors that together need more than ``max_bytes`` to read as float32 (the memory
+    budget, ``--memory``) are refused from their headers, before they are read.
     Every problem with the file raises :class:`WeightsError` with one sentence naming
     the file, the key and the problem (docs/weights.md lists them).
     """
@@ -542,10 +725,12 @@ def load_sae(path: str | os.PathLike[str], format: Format | None = None) -> SAEW
         raise _error(target, f"format {format!r} is not supported (supported: {', '.join(FORMATS)})")
     if format in ("saelens", "sparsify"):
         directory = target if target.is_dir() else target.parent
-        return _load_saelens(directory) if format == "saelens" else _load_sparsify(directory)
+        if format == "saelens":
+            return _load_saelens(directory, max_bytes)
+        return _load_sparsify(directory, max_bytes)
     if format == "gemmascope":
-        return _load_gemmascope(target / GEMMASCOPE_PARAMS if target.is_dir() else target)
-    return _load_plain(target)
+        return _load_gemmascope(target / GEMMASCOPE_PARAMS if target.is_dir() else target, max_bytes)
+    return _load_plain(target, max_bytes)
 
 
 def _layout(path: Path, name: str, array: np.ndarray, rows: int, cols: int, labels: tuple[str, str],
@@ -641,7 +826,7 @@ def _saelens_activation(path: Path, config: dict[str, Any]) -> tuple[Activation,
     return "topk", _int_field(path, "k", k)
 
 
-def _load_saelens(directory: Path) -> SAEWeights:
+def _load_saelens(directory: Path, max_bytes: int) -> SAEWeights:
     config_path, weights_path = directory / CONFIG_FILE, directory / SAELENS_WEIGHTS
     _require_files(config_path, weights_path)
     config = _read_json_object(config_path)
@@ -654,7 +839,7 @@ def _load_saelens(directory: Path) -> SAEWeights:
     names = {name: (name,) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
     if activation == "jumprelu":
         names["threshold"] = ("threshold",)
-    with _Arrays(weights_path) as arrays:
+    with _Arrays(weights_path, max_bytes=max_bytes) as arrays:
         raw, keys = _read_all(arrays, names)
         scaling = arrays.read("scaling_factor") if "scaling_factor" in arrays else None
     tensors = _assemble(weights_path, raw, keys, encoder_transposed=False)
@@ -696,7 +881,7 @@ def _fold_decoder_norms(weights_path: Path, tensors: dict[str, np.ndarray]) -> N
     tensors["W_dec"] = (tensors["W_dec"] / norms[:, None]).astype(np.float32)
 
 
-def _load_sparsify(directory: Path) -> SAEWeights:
+def _load_sparsify(directory: Path, max_bytes: int) -> SAEWeights:
     config_path, weights_path = directory / CONFIG_FILE, directory / SPARSIFY_WEIGHTS
     _require_files(config_path, weights_path)
     config = _read_json_object(config_path)
@@ -711,7 +896,7 @@ def _load_sparsify(directory: Path) -> SAEWeights:
     k = _int_field(config_path, "k", config["k"])
     names = {"W_enc": ("encoder.weight",), "b_enc": ("encoder.bias",), "W_dec": ("W_dec",),
              "b_dec": ("b_dec",)}
-    with _Arrays(weights_path) as arrays:
+    with _Arrays(weights_path, max_bytes=max_bytes) as arrays:
         raw, keys = _read_all(arrays, names)
     # sparsify stores its encoder as a torch Linear weight, (d_sae, d_in).
     tensors = _assemble(weights_path, raw, keys, encoder_transposed=True)
@@ -723,11 +908,11 @@ def _load_sparsify(directory: Path) -> SAEWeights:
                       format="sparsify", path=directory)
 
 
-def _load_gemmascope(params: Path) -> SAEWeights:
+def _load_gemmascope(params: Path, max_bytes: int) -> SAEWeights:
     # SAELens's converter also accepts lower-case "w_enc"/"w_dec" keys.
     names = {"W_enc": ("W_enc", "w_enc"), "b_enc": ("b_enc",), "W_dec": ("W_dec", "w_dec"),
              "b_dec": ("b_dec",), "threshold": ("threshold",)}
-    with _Arrays(params) as arrays:
+    with _Arrays(params, max_bytes=max_bytes) as arrays:
         raw, keys = _read_all(arrays, names)
     tensors = _assemble(params, raw, keys, encoder_transposed=False)
     # Gemma Scope's JumpReLU encoder does not subtract b_dec from its input.
@@ -735,7 +920,7 @@ def _load_gemmascope(params: Path) -> SAEWeights:
                       format="gemmascope", path=params)
 
 
-def _load_plain(weights_path: Path) -> SAEWeights:
+def _load_plain(weights_path: Path, max_bytes: int) -> SAEWeights:
     if weights_path.is_dir():
         raise _error(weights_path, "is a directory, but a plain SAE is a .npz or .safetensors file "
                                    "with a <file>.toml or <file>.json sidecar")
@@ -762,7 +947,7 @@ def _load_plain(weights_path: Path) -> SAEWeights:
     elif "k" in config:
         raise _error(sidecar, f"k is given but activation is {activation}, not topk")
     names = {name: (name,) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    with _Arrays(weights_path) as arrays:
+    with _Arrays(weights_path, max_bytes=max_bytes) as arrays:
         if activation == "jumprelu":
             names["threshold"] = ("threshold",)
         elif "threshold" in arrays:
@@ -778,30 +963,32 @@ def _load_plain(weights_path: Path) -> SAEWeights:
 # ---------------------------------------------------------------- matrices
 
 
-def load_matrix(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray:
+def load_matrix(path: str | os.PathLike[str], key: str | None = None, *,
+                max_bytes: int = DEFAULT_MEMORY) -> np.ndarray:
     """A dictionary matrix ``F`` (``d × N``, float32) from a file, columns not normalised.
 
     ``.npy``: the array. ``.npz`` and ``.safetensors``: the only array, or the one
     named ``key``. An SAE (anything :func:`detect_format` recognises, when no ``key``
     is given): its decoder, ``W_dec`` transposed to ``d_in × d_sae``. The matrix must
     be 2-D and finite with no zero column; :class:`~superposition_harness.MatrixDictionary`
-    normalises the columns.
+    normalises the columns. Arrays that need more than ``max_bytes`` to read as float32
+    (the memory budget, ``--memory``) are refused from their headers, before they are read.
     """
     target = Path(path)
     if not target.exists():
         raise _error(target, "file not found")
     if key is None and _looks_like_sae(target):
-        weights = load_sae(target)
+        weights = load_sae(target, max_bytes=max_bytes)
         return _check_matrix(weights.path, "W_dec", weights.decoder_matrix())
     suffix = target.suffix.lower()
     if suffix == ".npy":
         if key is not None:
             raise _error(target, f"key {key!r} does not apply: a .npy file holds a single array")
-        return _check_matrix(target, "array", _load_npy(target))
+        return _check_matrix(target, "array", _load_npy(target, max_bytes))
     if suffix not in (".npz", ".safetensors"):
         raise _error(target, f"file type {suffix or '(none)'} is not supported "
                              "(expected .npy, .npz, .safetensors, or SAE weights)")
-    with _Arrays(target) as arrays:
+    with _Arrays(target, max_bytes=max_bytes) as arrays:
         if key is None:
             if len(arrays.names) != 1:
                 raise _error(target, f"file holds {len(arrays.names)} arrays ({_names(arrays.names)}); "

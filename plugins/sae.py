@@ -34,7 +34,7 @@ class SparseAutoencoderEncoder(Decoder):
     description = "One-step (learned): a sparse-autoencoder encoder loaded from a weight file."
     parameters = (
         Param("weights", str, "", "the SAE weight file or directory (SAELens, sparsify, "
-                                  "Gemma Scope, or a plain .npz/.safetensors with a sidecar)"),
+                                  "Gemma Scope, or a plain .npz/.safetensors with a sidecar)", path=True),
         Param("format", str, "auto", "the weight format; auto detects it",
               choices=("auto", "saelens", "sparsify", "gemmascope", "plain")),
         Param("topk", str, "problem", "TopK SAEs: keep the problem's k latents (so the encoder "
