@@ -228,9 +228,11 @@ def _fixed_dictionary(problem: Problem, verdict: Verdict) -> Any:
 def _sample(record: dict[str, Any], outcomes: dict[int, np.ndarray] | None, sample: int | None,
             seed: int) -> list[tuple[int, list[int]]]:
     """The trials to re-run, as (value, trial indices) pairs: ``sample`` trials drawn
-    uniformly (all if None); without stored outcomes, whole probes until ``sample``
+    uniformly (all if None, none if 0); without stored outcomes, whole probes until ``sample``
     trials are reached. The draw depends on ``seed`` and the record's measurement,
     not on where the record sits in its file."""
+    if sample == 0:
+        return []
     variable = _variable(record)
     points = [(int(p[variable]), int(p["trials"])) for p in record["curve"]]
     key = stored_measurement_key(record) or label(record)

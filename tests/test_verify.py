@@ -194,3 +194,20 @@ def test_a_torn_last_line_is_not_an_error(store, tmp_path, capsys):
     assert main(["verify", str(path), "--sample", "4", "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
 
+
+
+def test_the_committed_records_add_up_and_replay(registry):
+    """Steps 1 and 2 for every committed record, and a few re-run trials of quick's."""
+    from pathlib import Path
+
+    from superposition_harness.results import read_records, record_files
+
+    leaderboard = Path(__file__).resolve().parents[1] / "leaderboard"
+    checked = 0
+    for path in record_files([leaderboard]):
+        for line, record in read_records(path):
+            cheap = "quick" in path.parts and record["decoder"] in ("topk", "mp", "threshold")
+            verdict = verify_record(record, f"{path}:{line}", registry, sample=2 if cheap else 0)
+            assert verdict.status == VERIFIED, (verdict.source, verdict.reasons)
+            checked += 1
+    assert checked >= 38
