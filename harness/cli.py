@@ -45,6 +45,7 @@ from .results import (
     record_files,
     search_fields,
     stored_measurement_key,
+    well_formed,
 )
 from .runner import (
     DecoderRun,
@@ -87,6 +88,21 @@ def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
 
 
 _positive_int = _int_at_least(1, "a positive integer")
+
+#: The most worker threads (or processes) a run may ask for.
+MAX_WORKERS = 1024
+#: The longest time limit a run may set: thirty days.
+MAX_TIMEOUT = 30 * 24 * 3600.0
+
+
+def _workers(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a number of workers from 1 to {MAX_WORKERS}, "
+                                         f"not {text!r}")
+    return value
+
+
 _non_negative_int = _int_at_least(0, "a non-negative integer")
 
 
@@ -102,8 +118,9 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    if not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of seconds, at most {MAX_TIMEOUT:g}, not {text!r}")
     return value
 
 
@@ -126,7 +143,7 @@ def _add_measurement_options(parser: argparse.ArgumentParser, probed: str) -> No
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", "--threads", dest="threads", type=_positive_int, metavar="W",
+    parser.add_argument("--workers", "--threads", dest="threads", type=_workers, metavar="W",
                         help="worker threads for products and compiled kernels (default: all cores; "
                              "changes speed only)")
     parser.add_argument("--memory", type=_size, metavar="SIZE",
@@ -372,7 +389,7 @@ def _stored_runs(jobs: list[Job], settings: RunSettings, store: ResultStore) -> 
     """The jobs whose measurement the store already holds (a successful record with the
     same problem, decoder, parameters, versions and search settings), by job index."""
     stored: dict[str, dict[str, Any]] = {}
-    for record in store.load():
+    for record in well_formed(store.load()):
         key = stored_measurement_key(record)
         if key is not None and record.get("status") == "ok":
             stored[key] = record
@@ -408,10 +425,11 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
     _check_memory(jobs, settings)
     store = None if args.no_store else ResultStore(args.results)
     workers = parallel.workers()
-    limiter = _limit_threads(getattr(args, "threads", None))
+    limiter = None
     records: list[dict[str, Any] | None] = [None] * len(jobs)
     reused: dict[int, dict[str, Any]] = {}
     try:
+        limiter = _limit_threads(getattr(args, "threads", None))
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
                       TimeElapsedColumn(), console=err, transient=False) as progress:
@@ -681,7 +699,11 @@ def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) ->
     store = ResultStore(args.results)
     if not store.path.exists():
         raise StoreError(f"no results in {args.results}; run `harness run` first or pass --results DIR.")
-    records = best_records(store.load())
+    loaded = store.load()
+    records = best_records(well_formed(loaded))
+    if len(records) < len(best_records(loaded)):
+        err.print(f"[yellow]warning[/yellow] {store.path} holds malformed records; they are not shown "
+                  "(`harness verify` names them)", highlight=False)
     if args.json:
         for record in records:
             out.file.write(json.dumps(record, sort_keys=True) + "\n")
@@ -702,6 +724,8 @@ def command_publish(args: argparse.Namespace, out: Console, err: Console) -> int
 
 
 def command_plot(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise PlotError(f"--out {args.out} is a file, not a directory; name a directory for the figures.")
     chosen = published(merge(load_sources(args.sources or [DEFAULT_STORE], Path(args.out))))
     records = [item.record for item in chosen]
     if not figure_names(records):
@@ -760,11 +784,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help()
-            return 2
+            raise UsageError(f"no command given; choose one of {', '.join(COMMANDS)} (see `harness --help`).")
         return COMMANDS[args.command](args, out, err)
     except (UsageError, *USER_ERRORS) as exc:
-        err.print(f"harness: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        # One line, whatever the user's text held: a path or an argument may contain newlines.
+        message = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        err.print(f"harness: error: {message}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("harness: interrupted; finished records are in the store.", highlight=False)

@@ -88,6 +88,11 @@ class Problem:
         return divmod(trial, self.subsets_per_draw)
 
 
+#: The noise levels the noisy track accepts: below, a signal is noiseless to float32;
+#: above, no dimension a decoder could be given reaches the Shannon limit.
+NOISE_MIN, NOISE_MAX = 1e-6, 1e3
+
+
 def validate_problem(problem: Problem) -> None:
     """Raise :class:`ProblemError` with one sentence if ``problem`` is not valid."""
     n, k = problem.n, problem.k
@@ -114,8 +119,9 @@ def validate_problem(problem: Problem) -> None:
             raise ProblemError(f"k must be smaller than N (got k = {k}, N = {n}).")
     noise = problem.noise
     if (isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating))
-            or not math.isfinite(noise) or noise < 0):
-        raise ProblemError(f"noise must be a finite number σ ≥ 0, not {noise!r}.")
+            or not math.isfinite(noise) or noise < 0 or (noise > 0 and not NOISE_MIN <= noise <= NOISE_MAX)):
+        raise ProblemError(f"noise must be 0 or a number σ from {NOISE_MIN:g} to {NOISE_MAX:g}, "
+                           f"not {noise!r}.")
     if not _is_int(problem.seed) or problem.seed < 0:
         raise ProblemError(f"seed must be a non-negative integer, not {problem.seed!r}.")
     if not _is_int(problem.subsets_per_draw) or problem.subsets_per_draw < 1:

@@ -558,6 +558,8 @@ def publish(sources: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
             figures: bool = True) -> Published:
     """Merge the records under ``sources`` and write the leaderboard into ``out``."""
     out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StoreError(f"--out {out_dir} is a file, not a directory; name a directory to publish into.")
     all_items = load_sources(sources, out_dir)
     if not all_items:
         raise StoreError(f"no records in {', '.join(str(s) for s in sources)}; nothing to publish.")
@@ -565,7 +567,10 @@ def publish(sources: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
     chosen = published(merged)
     rows = sort_rows(make_row(item) for item in chosen)
     sections = build_tables(chosen)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create {out_dir}: {exc.strerror}.") from None
     files = {README: render_markdown(sections, chosen, all_items),
              HTML: render_html(sections, chosen, all_items),
              CSV: render_csv(rows), JSON: render_json(rows, all_items)}
@@ -595,5 +600,8 @@ def publish(sources: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
 def _write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (a reader sees the old or the new file)."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}.") from None

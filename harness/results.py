@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -381,13 +382,84 @@ def _parse_record(line: str | bytes) -> dict[str, Any] | str | None:
     return value
 
 
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pair_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and len(v) == 2 and all(x is None or check(x) for x in v)
+
+
+#: Optional fields and what their values must be (None is always allowed).
+_OPTIONAL: dict[str, Callable[[Any], bool]] = {
+    **{name: _is_int for name in ("d_star", "d_half", "k_star", "k_half", "d_shannon")},
+    **{f"{name}_ci": _pair_of(_is_int) for name in ("d_star", "d_half", "k_star", "k_half")},
+    **{name: _is_number for name in ("entropy_bits", "bits_per_dim", "dims_per_bit", "d_star_over_shannon",
+                                     "wall_seconds", "peak_memory_bytes")},
+    **{f"{name}_ci": _pair_of(_is_number) for name in ("bits_per_dim", "dims_per_bit")},
+    "error": lambda v: isinstance(v, str),
+    "search": lambda v: isinstance(v, dict) and all(
+        _is_number(x) if key == "resolution" else _is_int(x, 1) for key, x in v.items()),
+    "trials_by_estimate": lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()),
+}
+
+
+def record_fault(record: dict[str, Any]) -> str | None:
+    """Why ``record`` is not a well-formed result record, or None if it is: every field
+    the harness reads has the type it must have, so that a record from elsewhere can
+    be shown, published and verified without surprises."""
+    for name in ("plugin_package", "plugin_version", "status"):
+        if not isinstance(record.get(name), str):
+            return f"its {name} is not a string"
+    if not isinstance(record.get("params"), dict):
+        return "its params are not an object"
+    problem = record.get("problem")
+    if not isinstance(problem, dict):
+        return "its problem is not an object"
+    n, k = problem.get("n"), problem.get("k")
+    if not _is_int(n, 1) or not (k is None or (_is_int(k) and k <= n)):
+        return "its problem's n and k are not integers with 0 ≤ k ≤ n"
+    if not isinstance(problem.get("dictionary"), str) or not _is_number(problem.get("noise")) \
+            or problem["noise"] < 0 or not _is_int(problem.get("seed")) \
+            or not _is_int(problem.get("subsets_per_draw"), 1):
+        return "its problem's dictionary, noise, seed or subsets_per_draw is malformed"
+    if problem["dictionary"] == "file" and not (_is_int(problem.get("d"), 1)
+                                                and isinstance(problem.get("dictionary_file"), str)):
+        return "its fixed-dictionary problem lacks d or dictionary_file"
+    target: Any = record.get("target")
+    if not _is_number(target) or not 0 < target < 1:
+        return "its target is not a success rate between 0 and 1"
+    if not _is_int(record.get("trials")):
+        return "its trials is not a non-negative integer"
+    if not isinstance(record.get("provenance"), dict):
+        return "its provenance is not an object"
+    curve = record.get("curve")
+    variable = "k" if problem["dictionary"] == "file" else "d"
+    if not isinstance(curve, list) or (record["status"] == "ok" and not curve):
+        return "its curve is not a list of probes"
+    for point in curve:
+        if not (isinstance(point, dict) and _is_int(point.get(variable), 0) and _is_int(point.get("trials"))
+                and _is_int(point.get("successes")) and point["successes"] <= point["trials"]
+                and isinstance(point.get("outcomes", ""), str)):
+            return f"its curve holds a malformed probe ({variable}, trials, successes)"
+    for name, check in _OPTIONAL.items():
+        if record.get(name) is not None and not check(record[name]):
+            return f"its {name} is malformed"
+    return None
+
+
 _JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
                type(None): "null"}
 
 
 def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Every record in a records file with its line number. A torn last line (a killed
-    writer's) is skipped; any other line that is not a record is a StoreError naming it."""
+    writer's) is skipped; any other line that is not a well-formed record
+    (``record_fault``) is a StoreError naming it."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -396,6 +468,8 @@ def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     out = []
     for number, line in enumerate(lines, start=1):
         value = _parse_record(line)  # each line decoded on its own, so that bad bytes name their line
+        if isinstance(value, dict) and record_fault(value) is not None:
+            value = record_fault(value)
         if isinstance(value, dict):
             out.append((number, value))
         elif value is None or number == len(lines):  # no newline after it: cut short by a killed writer
@@ -404,6 +478,11 @@ def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise StoreError(f"{path} line {number} is not a result record ({value}); "
                              "fix or remove that line.")
     return out
+
+
+def well_formed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records without a ``record_fault``."""
+    return [record for record in records if record_fault(record) is None]
 
 
 def best_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -575,7 +575,13 @@ def test_hostile_config_files_are_one_line_errors(tmp_path: Path, capsys: pytest
 
 
 def record(name: str, i: int) -> dict:
-    return {"decoder": name, "i": i}
+    """A well-formed record (``results.record_fault`` finds nothing wrong with it)."""
+    return {"decoder": name, "i": i, "plugin_package": "p", "plugin_version": "0", "status": "ok",
+            "params": {}, "target": 0.95, "trials": 32, "provenance": {"harness_version": "0"},
+            "search": {"max_trials_per_dimension": 256, "d_max": 100, "resolution": 0.01},
+            "problem": {"n": 256, "k": 3, "dictionary": "rademacher", "noise": 0.0, "seed": 0,
+                        "subsets_per_draw": 32},
+            "curve": [{"d": 20, "trials": 32, "successes": 30}]}
 
 
 def write_lines(path: Path, lines: list[bytes], newline_at_end: bool = True) -> None:

@@ -207,7 +207,8 @@ def test_fixed_and_noisy_tracks_get_their_own_sections(records, tmp_path):
     fixed = copy.deepcopy(records[1])
     fixed["problem"].update(dictionary="file", k=None, d=64, dictionary_file="/x/sae.safetensors",
                             dictionary_sha256="0" * 64)
-    fixed.update(k_star=5, k_star_ci=[4, 6], k_half=7, k_half_ci=[6, 8], d_star=None)
+    fixed.update(k_star=5, k_star_ci=[4, 6], k_half=7, k_half_ci=[6, 8], d_star=None,
+                 curve=[{"k": 5, "trials": 64, "successes": 62}])
     write(tmp_path / "records.jsonl", [*records, noisy, fixed])
     publish([tmp_path], tmp_path, figures=False)
     readme = (tmp_path / README).read_text()
@@ -216,7 +217,7 @@ def test_fixed_and_noisy_tracks_get_their_own_sections(records, tmp_path):
 
 
 @pytest.mark.parametrize("content, fragment", [("[1, 2]\n{}\n", "line 1 is not a result record"),
-                                               ('{"decoder": "mp"}\n', "lacks a field every record has")])
+                                               ('{"decoder": "mp"}\n', "its plugin_package is not a string")])
 def test_bad_record_files_exit_2_with_one_line(tmp_path, capsys, content, fragment):
     (tmp_path / "records.jsonl").write_text(content)
     assert main(["publish", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
