@@ -73,6 +73,21 @@ def test_the_committed_leaderboard_is_what_publish_makes_of_its_records(tmp_path
         assert f"{stem}.svg" in committed and f"{stem}.png" in committed
 
 
+def test_the_committed_leaderboard_shows_every_built_in_on_quick_and_standard():
+    from superposition_harness.cli import BUILTIN_PACKAGE
+    from superposition_harness.plugins import load_registry
+
+    builtins = {name for name, entry in load_registry().decoders.items()
+                if entry.package == BUILTIN_PACKAGE and entry.cls.any_dictionary}
+    rows = json.loads((LEADERBOARD / JSON).read_text())["rows"]
+    for n, ks in ((4096, {4, 8, 16, 32}), (65536, {4, 16, 64})):
+        for k in ks:
+            shown = {r["decoder"] for r in rows if r["n"] == n and r["k"] == k and r["status"] == "ok"}
+            assert shown == builtins, f"N = {n}, k = {k} lacks {sorted(builtins - shown)}"
+    readme = (LEADERBOARD / README).read_text(encoding="utf-8")
+    assert "![Minimal dimension d* against k" in readme
+
+
 def test_publishing_twice_gives_the_same_bytes_wherever_it_runs(records, tmp_path, monkeypatch):
     write(tmp_path / "a" / "runs" / "records.jsonl", records)
     publish([tmp_path / "a"], tmp_path / "a", figures=False)
