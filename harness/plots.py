@@ -31,6 +31,7 @@ from .problem import entropy_bits
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 __all__ = ["FORMATS", "PlotError", "available", "draw_figures", "figure_names"]
 
@@ -51,7 +52,7 @@ _GUIDES = (2, 4, 8)
 #: Horizontal offset between neighbouring decoders in the d-vs-k figure, in octaves of k.
 _DODGE = 0.025
 #: matplotlib settings over its defaults; the machine's own settings are not used.
-_RC: dict[str, Any] = {
+_RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "superposition-harness",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -460,8 +461,7 @@ def _settings() -> Iterator[None]:
     import matplotlib
     import matplotlib.style
 
-    rc: Any = _RC  # the stubs type the keys as a Literal of every setting's name
-    with matplotlib.style.context("default"), matplotlib.rc_context(rc):
+    with matplotlib.style.context("default"), matplotlib.rc_context(_RC):
         yield
 
 

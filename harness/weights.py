@@ -499,7 +499,7 @@ def _open_binary(path: Path) -> io.BufferedReader:
 def _read_into(stream: Any, buffer: np.ndarray) -> int:
     """Fill ``buffer`` (uint8) from ``stream`` in bounded chunks; the number of bytes read (fewer at EOF)."""
     filled = 0
-    with memoryview(cast(Any, buffer)) as view:  # NumPy's stubs do not declare the buffer protocol
+    with buffer.data as view:
         while filled < len(view):
             count = stream.readinto(view[filled:filled + _READ_CHUNK])
             if not count:
