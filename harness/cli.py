@@ -346,13 +346,7 @@ def _decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, Any]]:
 
 
 def _limit_threads(threads: int | None) -> Any:
-    if threads is None:
-        return None
-    import numba
-    from threadpoolctl import threadpool_limits
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    parallel.set_workers(threads)
-    return threadpool_limits(limits=threads)
+    return None if threads is None else parallel.use_threads(threads)
 
 
 def _settings(sweep: Sweep, err: Console, memory: int | None = None) -> RunSettings:

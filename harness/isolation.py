@@ -32,7 +32,7 @@ from typing import Any
 
 from .decoder import Decoder
 from .problem import Problem
-from .runner import DecoderRun, RunSettings, run_decoder, search_limit
+from .runner import DecoderRun, RunSettings, failed_run, output_to_stderr, run_decoder
 
 #: How long a worker process may take to start (import the harness and the plugin)
 #: before its run counts as failed; its time limit starts once it has.
@@ -79,16 +79,10 @@ def _child(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
 
 
 def _work(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
-    os.dup2(2, 1)  # a decoder's output never reaches the harness's standard output
-    sys.stdout = sys.stderr
+    output_to_stderr()
     if job.threads is not None:
-        import numba
-        from threadpoolctl import threadpool_limits
-
         from . import parallel
-        parallel.set_workers(job.threads)
-        numba.set_num_threads(min(job.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-        threadpool_limits(limits=job.threads)
+        parallel.use_threads(job.threads)
     dictionary = None
     if job.problem.fixed:
         from .dictionary import MatrixDictionary
@@ -105,9 +99,7 @@ def _work(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
 
 
 def _error_run(job: IsolatedJob, settings: RunSettings, error: str, seconds: float = 0.0) -> DecoderRun:
-    return DecoderRun(problem=job.problem, decoder=job.decoder, settings=settings,
-                      d_max=search_limit(job.problem, settings), variable="k" if job.problem.fixed else "d",
-                      error=f"decoder {job.decoder.name!r} {error}", wall_seconds=seconds)
+    return failed_run(job.problem, job.decoder, settings, error, seconds)
 
 
 @dataclass

@@ -10,7 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 
-def _fmt_params(params: dict[str, Any] | None) -> str:
+def params_text(params: dict[str, Any] | None) -> str:
+    """Parameters as ``key=value,...`` in key order (strings quoted); ``-`` if none."""
     if not params:
         return "-"
     return ",".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in sorted(params.items()))
@@ -40,7 +41,7 @@ def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     def key(record: dict[str, Any]) -> tuple[Any, ...]:
         bits = record.get("bits_per_dim")
         return (*problem_key(record), record.get("status") != "ok", bits is None,
-                -(bits or 0.0), record.get("decoder", ""), _fmt_params(record.get("params")))
+                -(bits or 0.0), record.get("decoder", ""), params_text(record.get("params")))
     return sorted(records, key=key)
 
 
@@ -73,7 +74,7 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str = "Leaderboa
     for record in rows:
         problem = record.get("problem") or {}
         ok = record.get("status") == "ok"
-        cells: list[Any] = [record.get("decoder", "?"), _fmt_params(record.get("params")),
+        cells: list[Any] = [record.get("decoder", "?"), params_text(record.get("params")),
                             problem.get("dictionary", "?")]
         if noisy:
             cells.append(f"{problem.get('noise', 0):g}")
@@ -123,7 +124,7 @@ def fixed_table(records: Iterable[dict[str, Any]], title: str = "Fixed dictionar
         k_cell: Any = (_fmt_interval(record.get("k_star"), record.get("k_star_ci"))
                        if record.get("k_star") is not None else "< 1") if ok \
             else Text("error", style="bold red")
-        table.add_row(record.get("decoder", "?"), _fmt_params(record.get("params")), name,
+        table.add_row(record.get("decoder", "?"), params_text(record.get("params")), name,
                       str(problem.get("d", "?")), str(problem.get("n", "?")), k_cell,
                       _fmt_float(record.get("entropy_bits"), 1), _fmt_float(record.get("bits_per_dim")),
                       _fmt_float(record.get("dims_per_bit")),
@@ -158,7 +159,7 @@ def gap_table(records: Iterable[dict[str, Any]]) -> Table:
     base_bits = encoder.get("bits_per_dim") if encoder else None
     for record in sorted(records, key=lambda r: -(r.get("bits_per_dim") or 0.0)):
         k_star, bits = record.get("k_star"), record.get("bits_per_dim")
-        table.add_row(record.get("decoder", "?"), _fmt_params(record.get("params")),
+        table.add_row(record.get("decoder", "?"), params_text(record.get("params")),
                       "-" if k_star is None else str(k_star), _fmt_float(bits),
                       "-" if not (k_star and base_k) else f"{k_star / base_k:.2f}",
                       "-" if not (bits and base_bits) else f"{bits / base_bits:.2f}")

@@ -47,6 +47,17 @@ def set_workers(count: int) -> None:
         _workers = int(count)
 
 
+def use_threads(count: int) -> Any:
+    """Run the operator's workers, numba's kernels and BLAS on ``count`` threads; the
+    returned threadpoolctl limiter undoes the BLAS part (``.unregister()``)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    set_workers(count)
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    return threadpool_limits(limits=count)
+
+
 def run_parts(function: Callable[[T], Any], parts: Sequence[T], threaded: bool = True) -> None:
     """Call ``function`` on every part: on the workers with BLAS on one thread each
     (``threaded``, when there are several workers and parts), else in order on the

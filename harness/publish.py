@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
+from .leaderboard import params_text
 from .results import (
     StoreError,
     best_records,
@@ -140,13 +141,6 @@ def track(record: dict[str, Any]) -> str:
     if problem.get("dictionary") == "file":
         return "fixed"
     return "noisy" if (problem.get("noise") or 0) > 0 else "noiseless"
-
-
-def params_text(params: Any) -> str:
-    """Parameters as ``key=value,...`` in key order; ``-`` if none."""
-    if not params:
-        return "-"
-    return ",".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in sorted(params.items()))
 
 
 def _pair(value: Any) -> tuple[Any, Any]:

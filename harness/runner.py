@@ -369,19 +369,20 @@ def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
 PROCESS_JOBS_MAX_N = 1 << 16
 
 
-def _single_threaded() -> None:
-    """Initialise a job process: one thread for BLAS, numba and the operator, and a
-    decoder's output sent to standard error, away from the harness's."""
+def output_to_stderr() -> None:
+    """In a worker process: everything written to standard output, by Python or by
+    compiled code, goes to standard error, away from the harness's own output."""
     import os
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    import numba
-    from threadpoolctl import threadpool_limits
 
+
+def _single_threaded() -> None:
+    """Initialise a job process: one thread for BLAS, numba and the operator, and a
+    decoder's output sent to standard error."""
     from . import parallel
-    parallel.set_workers(1)
-    numba.set_num_threads(1)  # type: ignore[attr-defined]
-    threadpool_limits(limits=1)
+    output_to_stderr()
+    parallel.use_threads(1)
 
 
 def _run_job(problem: Problem, decoder: Decoder, settings: RunSettings) -> DecoderRun:
@@ -442,7 +443,12 @@ def run_in_processes(jobs: Sequence[tuple[Problem, Decoder]], settings: RunSetti
 
 
 def _failed(job: tuple[Problem, Decoder], settings: RunSettings, reason: str) -> DecoderRun:
-    problem, decoder = job
+    return failed_run(*job, settings, f"stopped its worker process ({reason})")
+
+
+def failed_run(problem: Problem, decoder: Decoder, settings: RunSettings, error: str,
+               seconds: float = 0.0) -> DecoderRun:
+    """A run that ended before its search could: ``error`` says how (after the decoder's name)."""
     return DecoderRun(problem=problem, decoder=decoder, settings=settings,
-                      d_max=settings.d_max or default_d_max(problem),
-                      error=f"decoder {decoder.name!r} stopped its worker process ({reason})")
+                      d_max=search_limit(problem, settings), variable="k" if problem.fixed else "d",
+                      error=f"decoder {decoder.name!r} {error}", wall_seconds=seconds)
