@@ -337,9 +337,9 @@ def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
     return Table(f"d*({_q(rows)}) and dims/bit by k", ["decoder", *(f"k = {k}" for k in ks)], cells, sort, [])
 
 
-def build_tables(items: Sequence[Sourced]) -> list[tuple[str, list[Table]]]:
-    """(heading, tables) per section: a summary by k (when there are several), then the rows."""
-    rows = sort_rows(make_row(item) for item in items)
+def build_tables(items: Sequence[Sourced], rows: list[dict[str, Any]]) -> list[tuple[str, list[Table]]]:
+    """(heading, tables) per section of ``rows`` (the sorted rows of ``items``): a summary
+    by k (when there are several), then the rows."""
     sections = []
     for kind, heading, members in _sections(rows):
         tables: list[Table] = []
@@ -560,7 +560,7 @@ def publish(sources: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
     merged = merge(all_items)
     chosen = published(merged)
     rows = sort_rows(make_row(item) for item in chosen)
-    sections = build_tables(chosen)
+    sections = build_tables(chosen, rows)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
