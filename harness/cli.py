@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -25,13 +26,13 @@ from . import __version__, parallel
 from .config import SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec, read_config, read_suite
 from .conformance import run_conformance
 from .decoder import Decoder, ParameterError, parse_params
-from .dictionary import Dictionary, MatrixDictionary
+from .dictionary import Dictionary
 from .isolation import IsolatedJob, run_isolated, stdout_to_stderr
 from .leaderboard import error_lines, gap_table, leaderboard_tables
 from .memory import DEFAULT_MEMORY, BudgetError, check, parse_size
 from .plots import FORMATS, PlotError, draw_figures, figure_names
 from .plugins import Registry, UnknownDecoder, load_registry
-from .problem import FILE_DICTIONARY, Problem, ProblemError
+from .problem import FILE_DICTIONARY, SAE_OFFSET, Problem, ProblemError
 from .publish import load_sources, merge, publish, published
 from .results import (
     DEFAULT_STORE,
@@ -51,6 +52,7 @@ from .runner import (
     DecoderRun,
     RunSettings,
     can_run_in_a_process,
+    load_fixed,
     run_decoder,
     run_in_processes,
     search_limit,
@@ -59,7 +61,7 @@ from .search import SearchError, min_trials_to_pass
 from .training import TrainingSpec, train_encoder, write_saelens
 from .verify import DEFAULT_SAMPLE, exit_status, planned_trials, summary, verify_record
 from .verify import label as verify_label
-from .weights import WeightsError, fingerprint, load_matrix
+from .weights import WeightsError
 
 BUILTIN_PACKAGE = "superposition-harness"
 USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder,
@@ -366,13 +368,12 @@ def _fixed_problems(sweep: Sweep, memory: int) -> list[tuple[Problem, Dictionary
     """The fixed-dictionary problems of the sweep, each with its loaded dictionary."""
     out: list[tuple[Problem, Dictionary | None]] = []
     for path in sweep.dictionary_files():
-        matrix = load_matrix(path, max_bytes=memory)
-        dictionary = MatrixDictionary(matrix)
+        dictionary, sha256 = load_fixed(path, memory)
         for noise in sweep.noise:
             out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise,
                                 seed=sweep.seed, subsets_per_draw=sweep.subsets_per_draw,
-                                d=dictionary.d, dictionary_file=path,
-                                dictionary_sha256=fingerprint(path)), dictionary))
+                                d=dictionary.d, dictionary_file=path, dictionary_sha256=sha256,
+                                offset=None if dictionary.offset is None else SAE_OFFSET), dictionary))
     return out
 
 
@@ -553,6 +554,8 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 GAP_DECODERS = ("topk", "mp", "omp", "amp-binary")
+#: ``harness gap`` notes an SAE whose decoder rows' norms differ from 1 by more than this.
+NORM_TOLERANCE = 1e-3
 
 
 def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -566,8 +569,15 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
     settings = _settings(sweep, err, args.memory)
     registry = load_registry()
     decoders = _decoders(sweep, registry)
-    jobs: list[Job] = [(p, f, d, e) for p, f in _fixed_problems(sweep, settings.memory)
-                       for d, e in decoders]
+    problems = _fixed_problems(sweep, settings.memory)
+    for _, dictionary in problems[:1]:
+        norms = getattr(dictionary, "given_norms", None)
+        if norms is not None and np.max(np.abs(norms - 1.0)) > NORM_TOLERANCE:
+            err.print(f"note: the SAE's decoder rows have norms from {norms.min():.3g} to {norms.max():.3g}; "
+                      "the codewords are those rows normalised, so an active feature's latent is "
+                      "1/‖W_dec[i]‖ in the SAE's units (docs/weights.md, \"The SAE's own frame\")",
+                      markup=False, highlight=False)
+    jobs: list[Job] = [(p, f, d, e) for p, f in problems for d, e in decoders]
     records = _execute(jobs, settings, args, err)
     _print_records(records, args, out, err, title="Amortisation gap")
     if not args.json:

@@ -124,6 +124,24 @@ def _repeated_columns(decoder: Decoder) -> str:
     return "valid, repeatable sets with every codeword repeated"
 
 
+def _offset(decoder: Decoder) -> str:
+    # An SAE's dictionary: every signal carries its b_dec (SPEC §1). Gaussian codewords,
+    # so that no exact ties hang on the last bits that subtracting the offset rounds.
+    rng = np.random.default_rng(13)
+    matrix = rng.standard_normal((48, 192))
+    shift = rng.standard_normal(48)
+    shift *= 2 / np.linalg.norm(shift)
+    plain, shifted = MatrixDictionary(matrix), MatrixDictionary(matrix, offset=shift)
+    subsets = np.sort(np.stack([rng.choice(192, 3, replace=False) for _ in range(8)]), axis=1)
+    without = _decode(decoder, _Case(plain, plain.superpose(subsets), subsets, 3))
+    carried = _decode(decoder, _Case(shifted, shifted.superpose(subsets), subsets, 3))
+    if not _same(without, carried):
+        raise DecoderFault("decoded signals that carry the dictionary's offset (an SAE's b_dec) otherwise "
+                           "than the same signals without it; subtract it first "
+                           "(dictionary.subtract_offset(signals))")
+    return "the same sets with and without an offset (b_dec) on every signal"
+
+
 def _noisy(decoder: Decoder) -> str:
     _decode(decoder, _case(256, 4, 64, noise=0.2))
     return "valid sets at σ = 0.2"
@@ -143,6 +161,7 @@ CHECKS: dict[str, Callable[[Decoder], str]] = {
     "d < k": _fewer_dimensions_than_k,
     "d = 1": _one_dimension,
     "repeated columns": _repeated_columns,
+    "offset": _offset,
     "noise": _noisy,
     "gaussian dictionary": _gaussian,
 }

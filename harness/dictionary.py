@@ -128,6 +128,11 @@ class Dictionary(ABC):
     #: ``correlate`` computes on exactly in float32), else None.
     lattice_scale: float | None = None
 
+    #: The vector every signal carries besides its codewords (``(d,)`` float32, read-only),
+    #: or None: on a dictionary taken from a sparse autoencoder, the SAE's decoder bias
+    #: ``b_dec``, so that signals are activations in the SAE's own frame (SPEC §1).
+    offset: np.ndarray | None = None
+
     # -- what a subclass provides ---------------------------------------------------
 
     @property
@@ -351,13 +356,29 @@ class Dictionary(ABC):
 
     def superpose(self, subsets: np.ndarray, noise: np.ndarray | None = None,
                   sigma: float = 0.0) -> np.ndarray:
-        """Signals ``x = Σ_{i∈Y} f_i + σ z`` for each row ``Y`` of ``subsets``, as float32."""
+        """Signals ``x = offset + Σ_{i∈Y} f_i + σ z`` for each row ``Y`` of ``subsets``, as
+        float32 (summed in float64, rounded once); ``offset`` is zero unless the dictionary
+        has one (see :attr:`offset`)."""
         subsets = np.asarray(subsets, dtype=np.int64)
         rows = self._base_rows(subsets.reshape(-1))
         x = rows.reshape(subsets.shape[0], subsets.shape[1], self.d).sum(axis=1) * self.scale
+        if self.offset is not None:
+            x = x + self.offset.astype(np.float64)
         if sigma and noise is not None:
             x = x + sigma * noise
         return np.ascontiguousarray(x, dtype=np.float32)
+
+    def subtract_offset(self, signals: np.ndarray) -> np.ndarray:
+        """``signals`` less :attr:`offset`: what the codewords themselves add up to.
+
+        Without an offset the signals are returned as they are (the same array). With
+        one, the difference is taken in float64, where the difference of two float32
+        numbers is exact, so nothing is rounded that the signal did not already hold.
+        A decoder that reads codewords out of a signal calls this first.
+        """
+        if self.offset is None:
+            return signals
+        return np.asarray(signals, dtype=np.float64) - self.offset.astype(np.float64)
 
     def norms(self) -> np.ndarray:
         """The Euclidean norms of the codewords (all 1 up to rounding)."""
@@ -626,9 +647,13 @@ class GaussianDictionary(GeneratedDictionary):
 
 
 class MatrixDictionary(Dictionary):
-    """A dictionary given as a matrix; its columns are normalised to unit norm."""
+    """A dictionary given as a matrix; its columns are normalised to unit norm.
 
-    def __init__(self, matrix: np.ndarray, **options: int) -> None:
+    ``offset`` (a ``(d,)`` vector, an SAE's ``b_dec``) is added to every signal
+    :meth:`superpose` makes; see :attr:`Dictionary.offset`.
+    """
+
+    def __init__(self, matrix: np.ndarray, offset: np.ndarray | None = None, **options: int) -> None:
         values = np.asarray(matrix, dtype=np.float64)
         if values.ndim != 2:
             raise ValueError(f"a dictionary matrix must be 2-D (d × N), not {values.ndim}-D")
@@ -638,8 +663,17 @@ class MatrixDictionary(Dictionary):
         if np.any(norms == 0):
             raise ValueError(f"dictionary column {int(np.argmin(norms))} is zero and cannot be normalised")
         super().__init__(values.shape[0], values.shape[1], **options)
+        #: The norms of the matrix's columns as given, before they were normalised.
+        self.given_norms = norms
         self._rows = np.ascontiguousarray((values / norms).T)
         self._rows.flags.writeable = False  # one matrix serves every decoder of a sweep
+        if offset is not None:
+            shift = np.array(offset, dtype=np.float32)
+            if shift.shape != (self.d,) or not np.all(np.isfinite(shift)):
+                raise ValueError(f"a dictionary's offset must be a finite vector of length d = {self.d}, "
+                                 f"not of shape {shift.shape}")
+            shift.flags.writeable = False
+            self.offset = shift
 
     @property
     def scale(self) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 
 from .decoder import Decoder
 from .problem import Problem
-from .runner import DecoderRun, RunSettings, failed_run, output_to_stderr, run_decoder
+from .runner import DecoderRun, RunSettings, failed_run, fixed_dictionary, output_to_stderr, run_decoder
 
 #: How long a worker process may take to start (import the harness and the plugin)
 #: before its run counts as failed; its time limit starts once it has.
@@ -85,13 +85,12 @@ def _work(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
         parallel.use_threads(job.threads)
     dictionary = None
     if job.problem.fixed:
-        from .dictionary import MatrixDictionary
-        from .weights import fingerprint, load_matrix
-        path = str(job.problem.dictionary_file)
-        if fingerprint(path) != job.problem.dictionary_sha256:
-            connection.send(("failed", f"{path} changed while the sweep ran"))
+        from .weights import WeightsError
+        try:
+            dictionary = fixed_dictionary(job.problem, settings.memory)
+        except WeightsError as exc:
+            connection.send(("failed", f"its dictionary changed while the sweep ran ({exc})"))
             return
-        dictionary = MatrixDictionary(load_matrix(path, max_bytes=settings.memory))
     connection.send(("started", None))
     run = run_decoder(job.problem, job.decoder, settings, dictionary=dictionary,
                       on_trials=lambda count: connection.send(("trials", count)))

@@ -19,6 +19,11 @@ DICTIONARY_KINDS = ("rademacher", "gaussian")
 #: The ``dictionary`` of a problem whose dictionary comes from a file (the fixed track).
 FILE_DICTIONARY = "file"
 
+#: What a fixed-dictionary problem's signals may carry besides their codewords: nothing
+#: (a plain matrix) or the SAE's decoder bias (a dictionary taken from an SAE's file).
+SAE_OFFSET = "b_dec"
+SIGNAL_OFFSETS = (None, SAE_OFFSET)
+
 # Stream tags: each kind of random quantity draws from its own family of streams.
 STREAM_DICTIONARY = 1
 STREAM_SUBSETS = 2
@@ -41,9 +46,11 @@ class Problem:
     On a generated dictionary ``d`` is not part of the specification: the search
     chooses it. On a dictionary from a file (``dictionary = "file"``, the fixed track)
     ``d`` is the file's and ``k`` is what the search chooses, so ``k`` may be None; the
-    file is identified by its path and SHA-256. The grouping of trials into draws of
-    ``subsets_per_draw`` subsets each is part of the definition, so it is recorded with
-    every result.
+    file is identified by its path and SHA-256, and ``offset`` says what every signal
+    carries besides its codewords: ``"b_dec"`` for an SAE's file (its decoder bias, so
+    that signals are activations in the SAE's own frame), None for a plain matrix. The
+    grouping of trials into draws of ``subsets_per_draw`` subsets each is part of the
+    definition, so it is recorded with every result.
     """
 
     n: int
@@ -55,6 +62,7 @@ class Problem:
     d: int | None = None
     dictionary_file: str | None = None
     dictionary_sha256: str | None = None
+    offset: str | None = None
 
     def __post_init__(self) -> None:
         validate_problem(self)
@@ -74,6 +82,8 @@ class Problem:
         if not self.fixed:
             for key in ("d", "dictionary_file", "dictionary_sha256"):
                 del record[key]
+        if self.offset is None:  # records made before signals could carry one say nothing
+            del record["offset"]
         return record
 
     @property
@@ -108,8 +118,11 @@ def validate_problem(problem: Problem) -> None:
             raise ProblemError(f"a dictionary file needs a positive dimension d, not {problem.d!r}.")
         if not problem.dictionary_file or not problem.dictionary_sha256:
             raise ProblemError("a dictionary file must be named by its path and SHA-256.")
-    elif (problem.d, problem.dictionary_file, problem.dictionary_sha256) != (None, None, None):
-        raise ProblemError("d and the dictionary file are set only for a dictionary from a file.")
+    elif (problem.d, problem.dictionary_file, problem.dictionary_sha256, problem.offset) != (None,) * 4:
+        raise ProblemError("d, the dictionary file and its offset are set only for a dictionary from a file.")
+    if problem.offset not in SIGNAL_OFFSETS:
+        raise ProblemError(f"offset must be one of {', '.join(repr(o) for o in SIGNAL_OFFSETS)}, "
+                           f"not {problem.offset!r}.")
     if k is None and not problem.fixed:
         raise ProblemError("k must be given for a generated dictionary.")
     if k is not None:

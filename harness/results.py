@@ -137,27 +137,16 @@ def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
 
 def _generated_fields(run: DecoderRun) -> dict[str, Any]:
     """``d*`` and the bitrate ``H(N, k) / d*`` of a generated-dictionary run."""
-    problem = run.problem
-    h = problem.entropy_bits
     est, half = run.estimate, run.half
     d_star = est.d if est else None
-    ci = list(est.ci) if est else [None, None]
     fields: dict[str, Any] = {
         "search": search_fields(run.problem, run.settings, run.d_max),
         "d_star": d_star,
-        "d_star_ci": ci,
+        "d_star_ci": list(est.ci) if est else [None, None],
         "d_half": half.d if half else None,
         "d_half_ci": list(half.ci) if half else [None, None],
-        "entropy_bits": h,
-        "bits_per_dim": _ratio(h, d_star),
-        "bits_per_dim_ci": [_ratio(h, ci[1]), _ratio(h, ci[0])],
-        "dims_per_bit": d_star / h if d_star else None,
-        "dims_per_bit_ci": [ci[0] / h if ci[0] else None, ci[1] / h if ci[1] else None],
     }
-    if problem.noise > 0 and problem.k is not None:
-        d_sh = shannon_dimension(problem.n, problem.k, problem.noise)
-        fields["d_shannon"] = d_sh
-        fields["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
+    fields.update(score_fields(run.problem, fields))
     if run.ok and d_star is None:
         fields["note"] = f"p(d) ≥ {run.settings.target} was not reached for d ≤ {run.d_max}"
     return fields
@@ -165,31 +154,61 @@ def _generated_fields(run: DecoderRun) -> dict[str, Any]:
 
 def _fixed_fields(run: DecoderRun) -> dict[str, Any]:
     """``k*`` where the generated track has ``d*``, and ``bits/dim = H(N, k*) / d``."""
-    problem = run.problem
-    d = problem.d
-    assert d is not None
     est, half = run.estimate, run.half
     k_star = est.k if est else None
-    ci = list(est.ci) if est else [None, None]
-
-    def bits(k: int | None) -> float | None:
-        return None if not k else entropy_bits(problem.n, k) / d
-
-    bits_per_dim = bits(k_star)
     fields: dict[str, Any] = {
         "search": search_fields(run.problem, run.settings, run.d_max),
         "k_star": k_star,
-        "k_star_ci": ci,
+        "k_star_ci": list(est.ci) if est else [None, None],
         "k_half": half.k if half else None,
         "k_half_ci": list(half.ci) if half else [None, None],
-        "d_star": None,
-        "entropy_bits": entropy_bits(problem.n, k_star) if k_star else None,
-        "bits_per_dim": bits_per_dim,
-        "bits_per_dim_ci": [bits(ci[0]), bits(ci[1])],
-        "dims_per_bit": 1 / bits_per_dim if bits_per_dim else None,
     }
+    fields.update(score_fields(run.problem, fields))
     if run.ok and k_star is None:
         fields["note"] = f"p(k) ≥ {run.settings.target} was not reached even at k = 1"
+    return fields
+
+
+#: The fields :func:`score_fields` derives from a record's problem and estimates.
+SCORE_FIELDS = ("entropy_bits", "bits_per_dim", "bits_per_dim_ci", "dims_per_bit", "dims_per_bit_ci",
+                "d_star", "d_shannon", "d_star_over_shannon")
+
+
+def score_fields(problem: Problem, estimates: dict[str, Any]) -> dict[str, Any]:
+    """The score of a run, from its problem and its estimates alone (SPEC §2).
+
+    ``estimates`` holds ``d_star`` and ``d_star_ci`` (generated track) or ``k_star`` and
+    ``k_star_ci`` (fixed track). The entropy ``H``, the bitrate and its interval, dims/bit
+    and, on the noisy track, the Shannon limit and the ratio to it follow from those:
+    ``harness verify`` derives them again from a record's own estimates this way.
+    """
+    if problem.fixed:
+        d = problem.d
+        assert d is not None
+        k_star = estimates.get("k_star")
+        lo, hi = (list(estimates.get("k_star_ci") or [None, None]) + [None, None])[:2]
+
+        def bits(k: int | None) -> float | None:
+            return None if not k else entropy_bits(problem.n, k) / d
+
+        bits_per_dim = bits(k_star)
+        return {"d_star": None, "entropy_bits": entropy_bits(problem.n, k_star) if k_star else None,
+                "bits_per_dim": bits_per_dim, "bits_per_dim_ci": [bits(lo), bits(hi)],
+                "dims_per_bit": 1 / bits_per_dim if bits_per_dim else None}
+    h = problem.entropy_bits
+    d_star = estimates.get("d_star")
+    lo, hi = (list(estimates.get("d_star_ci") or [None, None]) + [None, None])[:2]
+    fields: dict[str, Any] = {
+        "entropy_bits": h,
+        "bits_per_dim": _ratio(h, d_star),
+        "bits_per_dim_ci": [_ratio(h, hi), _ratio(h, lo)],
+        "dims_per_bit": d_star / h if d_star else None,
+        "dims_per_bit_ci": [lo / h if lo else None, hi / h if hi else None],
+    }
+    if problem.noise > 0 and problem.k is not None:
+        d_sh = shannon_dimension(problem.n, problem.k, problem.noise)
+        fields["d_shannon"] = d_sh
+        fields["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
     return fields
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from .decoder import Decoder
-from .dictionary import Dictionary, generated_dictionary
+from .dictionary import Dictionary, MatrixDictionary, generated_dictionary
 from .memory import DEFAULT_MEMORY, needed_bytes
-from .problem import Problem, draw_noise, draw_subsets, entropy_bits
+from .problem import SAE_OFFSET, Problem, draw_noise, draw_subsets, entropy_bits
 from .search import DimensionSearch, Estimate, SearchError
 
 #: The success rate of the second, "even odds" estimate (SPEC §2).
@@ -262,6 +262,32 @@ class TrialRunner:
             if self.on_trials is not None:
                 self.on_trials(len(chosen))
         return outcomes
+
+
+def load_fixed(path: str, max_bytes: int = DEFAULT_MEMORY) -> tuple[MatrixDictionary, str]:
+    """A dictionary file read for the fixed track: the dictionary (with an SAE's ``b_dec``
+    as its offset, so signals are in the SAE's frame) and the file's SHA-256."""
+    from .weights import fingerprint, load_dictionary_file
+
+    matrix, offset = load_dictionary_file(path, max_bytes=max_bytes)  # refuses a file it cannot use, unread
+    sha256 = fingerprint(path)
+    return MatrixDictionary(matrix, offset=offset), sha256
+
+
+def fixed_dictionary(problem: Problem, max_bytes: int = DEFAULT_MEMORY) -> MatrixDictionary:
+    """The dictionary of a fixed-dictionary problem, read again from the file it names;
+    WeightsError if that file is not the one the problem was made with."""
+    from .weights import WeightsError
+
+    path = str(problem.dictionary_file)
+    dictionary, sha256 = load_fixed(path, max_bytes)
+    if sha256 != problem.dictionary_sha256:
+        raise WeightsError(f"{path} is not the file the problem was made with (its SHA-256 differs).")
+    if (dictionary.d, dictionary.n) != (problem.d, problem.n) or \
+            (dictionary.offset is not None) != (problem.offset == SAE_OFFSET):
+        raise WeightsError(f"{path} does not give the {problem.d} × {problem.n} dictionary "
+                           f"with offset {problem.offset} that the problem names.")
+    return dictionary
 
 
 def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,

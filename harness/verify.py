@@ -25,7 +25,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ from .decoder import Decoder, ParameterError
 from .plugins import Registry
 from .problem import Problem, ProblemError
 from .results import decode_outcomes, stored_measurement_key
-from .runner import RunSettings, TrialRunner, run_decoder
+from .runner import RunSettings, TrialRunner, fixed_dictionary, run_decoder
 
 #: Trials re-run per record by default.
 DEFAULT_SAMPLE = 32
@@ -208,20 +207,12 @@ def _decoder(record: dict[str, Any], registry: Registry, verdict: Verdict) -> De
 
 
 def _fixed_dictionary(problem: Problem, verdict: Verdict) -> Any:
-    from .dictionary import MatrixDictionary
-    from .weights import WeightsError, fingerprint, load_matrix
+    from .weights import WeightsError
 
-    path = problem.dictionary_file
-    if not path or not Path(path).is_file():
-        verdict.cannot(f"its dictionary file {path} is not here")
-        return None
     try:
-        if fingerprint(path) != problem.dictionary_sha256:
-            verdict.cannot(f"{path} is not the file it was made with (SHA-256 differs)")
-            return None
-        return MatrixDictionary(load_matrix(path))
+        return fixed_dictionary(problem)
     except WeightsError as exc:
-        verdict.cannot(str(exc))
+        verdict.cannot(f"its dictionary file cannot be used ({str(exc).rstrip('.')})")
         return None
 
 

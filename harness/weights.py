@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import stat
 import sys
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -18,6 +17,7 @@ from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
+from .files import RefusedFile, open_regular, read_regular
 from .memory import DEFAULT_MEMORY, format_size
 
 if sys.version_info >= (3, 11):
@@ -486,14 +486,12 @@ def _check_npy_dtype(path: Path, label: str, dtype: np.dtype) -> None:
 
 
 def _open_binary(path: Path) -> io.BufferedReader:
+    # A device or a pipe (a symlink to /dev/zero, say) is never read: it could block or
+    # never end.
     try:
-        # A device or a pipe (a symlink to /dev/zero, say) is never opened: it could block
-        # or never end.
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise _error(path, "is not a regular file")
-        return open(path, "rb")  # noqa: SIM115 - the callers close it
-    except OSError as exc:
-        raise _error(path, f"file cannot be read ({_reason(exc)})") from None
+        return open_regular(path)
+    except RefusedFile as exc:
+        raise _error(path, exc.problem) from None
 
 
 def _read_into(stream: Any, buffer: np.ndarray) -> int:
@@ -617,15 +615,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
+    if not path.exists():
         raise _error(path, "file not found")
     try:
-        size = path.stat().st_size
-        if size > MAX_TEXT_BYTES:
-            raise _error(path, f"file has {size} bytes, more than the {MAX_TEXT_BYTES} allowed for an SAE's "
-                               "configuration (the file is corrupt or not a configuration)")
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = read_regular(path, MAX_TEXT_BYTES)
+    except RefusedFile as exc:
+        problem = exc.problem + (" for an SAE's configuration (the file is corrupt or not a configuration)"
+                                 if "allowed" in exc.problem else "")
+        raise _error(path, problem) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise _error(path, f"file cannot be read as UTF-8 text ({_reason(exc)})") from None
 
 
@@ -963,6 +963,24 @@ def _load_plain(weights_path: Path, max_bytes: int) -> SAEWeights:
 # ---------------------------------------------------------------- matrices
 
 
+def load_dictionary_file(path: str | os.PathLike[str], *,
+                         max_bytes: int = DEFAULT_MEMORY) -> tuple[np.ndarray, np.ndarray | None]:
+    """A fixed dictionary (SPEC §1) and what its signals carry besides their codewords.
+
+    For an SAE (anything :func:`detect_format` recognises): its decoder, ``W_dec``
+    transposed to ``d_in × d_sae``, and its decoder bias ``b_dec``, so that the harness
+    makes signals ``b_dec + Σ f_i`` in the SAE's own frame. For a matrix file: the matrix
+    (as :func:`load_matrix` reads it) and None. Columns are not normalised here.
+    """
+    target = Path(path)
+    if not target.exists():
+        raise _error(target, "file not found")
+    if _looks_like_sae(target):
+        weights = load_sae(target, max_bytes=max_bytes)
+        return _check_matrix(weights.path, "W_dec", weights.decoder_matrix()), np.array(weights.b_dec)
+    return load_matrix(target, max_bytes=max_bytes), None
+
+
 def load_matrix(path: str | os.PathLike[str], key: str | None = None, *,
                 max_bytes: int = DEFAULT_MEMORY) -> np.ndarray:
     """A dictionary matrix ``F`` (``d × N``, float32) from a file, columns not normalised.
@@ -1020,23 +1038,45 @@ def _check_matrix(path: Path, name: str, matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix, dtype=np.float32)
 
 
+def source_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`load_dictionary_file` reads for ``path``, in a fixed order: an SAE's
+    configuration and weights (SAELens, sparsify), ``params.npz`` (Gemma Scope), a plain
+    file and its sidecar, or the matrix file itself."""
+    target = Path(path)
+    if not target.exists():
+        raise _error(target, "file not found")
+    if not _looks_like_sae(target):
+        return [target]
+    format = detect_format(target)
+    directory = target if target.is_dir() else target.parent
+    if format == "saelens":
+        return [directory / CONFIG_FILE, directory / SAELENS_WEIGHTS]
+    if format == "sparsify":
+        return [directory / CONFIG_FILE, directory / SPARSIFY_WEIGHTS]
+    if format == "gemmascope":
+        return [target / GEMMASCOPE_PARAMS if target.is_dir() else target]
+    sidecar = _sidecar(target)
+    return [target] + ([sidecar] if sidecar is not None else [])
+
+
 def fingerprint(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a dictionary or weight file, or of every file of a weight directory
-    (names and contents, in name order): what identifies a fixed dictionary in a record."""
+    """The SHA-256 of the files a fixed dictionary is read from (:func:`source_files`):
+    their contents in order, each preceded by its name when they lie in an SAE's
+    directory. It identifies the dictionary in a record; only regular files are read."""
     root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    sidecar = _sidecar(root) if root.is_file() else None
-    if sidecar is not None:
-        files.append(sidecar)
+    files = source_files(root)
     digest = hashlib.sha256()
-    try:
-        for file in files:
-            digest.update(file.relative_to(root).as_posix().encode() if root.is_dir() else b"")
-            with open(file, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
+    for file in files:
+        if root.is_dir():
+            digest.update(file.relative_to(root).as_posix().encode())
+        try:
+            with open_regular(file) as handle:
+                while chunk := handle.read(1 << 20):
                     digest.update(chunk)
-    except OSError as exc:
-        raise _error(root, f"cannot be read: {_reason(exc)}") from None
+        except RefusedFile as exc:
+            raise _error(file, exc.problem) from None
+        except OSError as exc:
+            raise _error(file, f"cannot be read: {_reason(exc)}") from None
     return digest.hexdigest()
 
 

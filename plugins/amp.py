@@ -163,7 +163,7 @@ class MessagePassing(Decoder):
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> np.ndarray:
-        for state in self.iterate(dictionary, signals, k=k, noise=noise):
+        for state in self.iterate(dictionary, dictionary.subtract_offset(signals), k=k, noise=noise):
             pseudo = state.pseudo
         return top_k_rows(pseudo, min(k, dictionary.n))
 

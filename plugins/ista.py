@@ -185,6 +185,7 @@ class _ProximalGradient(Decoder):
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> np.ndarray:
+        signals = dictionary.subtract_offset(signals)
         steps = grid_steps(signals)
         correlations = dictionary.correlate(snap(signals, steps))
         lams = penalties(correlations, dictionary.n, noise, self.lam_ratio, self.noise_lam)

@@ -56,7 +56,7 @@ class MatchingPursuit(Decoder):
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> list[np.ndarray]:
-        correlations = dictionary.correlate(signals).astype(np.float64)
+        correlations = dictionary.correlate(dictionary.subtract_offset(signals)).astype(np.float64)
         picks = np.empty((correlations.shape[0], k), dtype=np.int64)
         picks[:, 0] = correlations.argmax(axis=1)
         for step in range(1, k):

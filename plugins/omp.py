@@ -104,7 +104,7 @@ class OrthogonalMatchingPursuit(Decoder):
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> list[np.ndarray]:
-        x = np.ascontiguousarray(signals, dtype=np.float64)
+        x = np.ascontiguousarray(dictionary.subtract_offset(signals), dtype=np.float64)
         batch, width = x.shape
         steps = min(k, width, dictionary.n)
         atoms = np.zeros((batch, steps, width))

@@ -25,9 +25,11 @@ class SparseAutoencoderEncoder(Decoder):
     index, kept where positive). ``Ŷ`` is the set of non-zero latents. A TopK encoder
     keeps the problem's ``k`` latents by default (``topk=file`` keeps the file's ``k``,
     which can only ever succeed at that one ``k``); ReLU and JumpReLU encoders ignore
-    ``k``. The encoder reads the signal in the SAE's own input space, so
-    the dictionary must have the SAE's shape ``d_in × d_sae``: its natural problem is
-    the fixed-dictionary track on the same file (``--dictionary PATH``).
+    ``k``. The encoder reads the signal as it is, in the SAE's own frame: on the
+    fixed-dictionary track of the same file (``--dictionary PATH``, its natural problem)
+    every signal is ``b_dec + Σ f_i``, so the encoder sees what it was trained on and,
+    unlike the other decoders, does not subtract the dictionary's offset itself. The
+    dictionary must have the SAE's shape ``d_in × d_sae``.
     """
 
     name = "sae"
@@ -44,13 +46,20 @@ class SparseAutoencoderEncoder(Decoder):
     needs_k = False
     any_dictionary = False
 
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        if self.weights:
+            self._loaded()  # a weight file that cannot be used is refused now, before any run starts
+
     def weights_file(self) -> SAEWeights:
         """The loaded weights (read once per process and path)."""
         return self._loaded()[0]
 
     def own_dictionary(self) -> Dictionary:
-        """The SAE's decoder matrix as a dictionary: the one this encoder reads."""
-        return MatrixDictionary(self.weights_file().decoder_matrix())
+        """The SAE's decoder matrix as a dictionary, with its ``b_dec`` as the offset of
+        every signal: the activations this encoder was trained to read."""
+        weights = self.weights_file()
+        return MatrixDictionary(weights.decoder_matrix(), offset=weights.b_dec)
 
     def _loaded(self) -> tuple[SAEWeights, np.ndarray]:
         if not self.weights:

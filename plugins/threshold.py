@@ -22,7 +22,7 @@ class ThresholdDecoder(Decoder):
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> list[np.ndarray]:
-        correlations = dictionary.correlate(signals)
+        correlations = dictionary.correlate(dictionary.subtract_offset(signals))
         return [np.flatnonzero(row >= self.level) for row in correlations]
 
 

@@ -18,7 +18,7 @@ class TopKDecoder(Decoder):
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> np.ndarray:
-        return top_k_rows(dictionary.correlate(signals), k)
+        return top_k_rows(dictionary.correlate(dictionary.subtract_offset(signals)), k)
 
 
 @hookimpl

@@ -31,6 +31,12 @@ def make(label, body):
 
 
 def top(dictionary, signals, k):
+    correlations = dictionary.correlate(dictionary.subtract_offset(signals))
+    return np.argsort(-correlations, axis=1, kind="stable")[:, :k]
+
+
+def careless(dictionary, signals, k):
+    """Top-k that forgets the offset an SAE's dictionary puts on every signal (its b_dec)."""
     return np.argsort(-dictionary.correlate(signals), axis=1, kind="stable")[:, :k]
 
 
@@ -64,6 +70,7 @@ def clueless(dictionary, signals, k):
     (mutating, "valid output"),
     (fragile, "d < k"),
     (clueless, "k = 1"),
+    (careless, "offset"),
 ])
 def test_each_check_catches_the_fault_it_names(body, check):
     results = {r.name: r for r in run_conformance(make("faulty", body))}
@@ -92,7 +99,7 @@ class _FaultyPlugin:
 
 def test_check_command_exits_0_on_built_ins_and_1_on_a_faulty_plugin(monkeypatch, capsys):
     assert cli_module.main(["check", "topk", "mp"]) == 0
-    assert "18 of 18 checks passed" in capsys.readouterr().err
+    assert "20 of 20 checks passed" in capsys.readouterr().err
     real = cli_module.load_registry
     monkeypatch.setattr(cli_module, "load_registry", lambda: real(extra_plugins=[_FaultyPlugin()]))
     assert cli_module.main(["check", "faulty", "--json"]) == 1
