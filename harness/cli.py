@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,12 +30,12 @@ from .conformance import run_conformance
 from .decoder import Decoder, ParameterError, parse_params
 from .dictionary import Dictionary
 from .isolation import IsolatedJob, run_isolated, stdout_to_stderr
-from .leaderboard import error_lines, gap_table, leaderboard_tables
+from .leaderboard import error_lines, gap_table, leaderboard_tables, params_text
 from .memory import DEFAULT_MEMORY, BudgetError, check, parse_size
 from .plots import FORMATS, PlotError, draw_figures, figure_names
 from .plugins import Registry, UnknownDecoder, load_registry
 from .problem import FILE_DICTIONARY, SAE_OFFSET, Problem, ProblemError
-from .publish import load_sources, merge, publish, published
+from .publish import choose, load_sources, publish
 from .results import (
     DEFAULT_STORE,
     ResultStore,
@@ -59,7 +61,17 @@ from .runner import (
 )
 from .search import SearchError, min_trials_to_pass
 from .training import TrainingSpec, train_encoder, write_saelens
-from .verify import DEFAULT_SAMPLE, exit_status, planned_trials, summary, verify_record
+from .verify import (
+    DEFAULT_SAMPLE,
+    DETECT_FRACTION,
+    DETECT_PROBABILITY,
+    exit_status,
+    fresh_seed,
+    planned_trials,
+    sample_statement,
+    summary,
+    verify_record,
+)
 from .verify import label as verify_label
 from .weights import WeightsError
 
@@ -73,7 +85,18 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    #: The command line being parsed, to name the value an error is about.
+    argv: Sequence[str] = ()
+
     def error(self, message: str) -> NoReturn:
+        missing = re.fullmatch(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
+        if missing:
+            options = missing.group(1).split("/")
+            given = [self.argv[i + 1] for i, arg in enumerate(self.argv[:-1]) if arg in options]
+            if given and given[-1].startswith("-"):
+                message = (f"argument {options[0]}: expected a value, not {given[-1]!r} (values that begin "
+                           "with '-' are read as options, and none of the harness's options takes a "
+                           "negative value)")
         raise UsageError(f"{message} (see `{self.prog} --help`).")
 
 
@@ -280,20 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--format", action="append", choices=FORMATS, metavar="FMT",
                       help="png or svg (repeatable; default both)")
 
-    verify = commands.add_parser("verify", help="re-run a sample of stored trials and confirm the counts",
+    verify = commands.add_parser("verify", help="derive every number of records again from their evidence",
                                  description=(
-        "Check result records: their counts add up, their estimates follow from their counts, "
-        "and a random sample of their trials, re-run from the stored seeds with the installed "
-        "decoder, comes out as stored. Exit status 0 if every record verified, 1 if any failed, "
-        "3 if none failed but some could not be verified (another decoder or harness version, "
-        "a decoder that is not installed, a dictionary file that is not here)."))
+        "Check result records: their counts follow from their per-trial outcomes, their estimates "
+        "from their counts (the search replayed), their score from their estimates, and a random "
+        "sample of their trials, re-run from the stored seeds with the installed decoder, comes out "
+        f"as stored. The sample ({DEFAULT_SAMPLE} trials a record by default) is drawn from a fresh "
+        "seed that is printed, so that nobody can know it in advance and anyone can repeat it "
+        "(--seed). Exit status 0 if every record verified, 1 if any failed, 3 if none failed but "
+        "some could not be verified (no per-trial outcomes, another decoder or harness version, a "
+        "decoder that is not installed, a dictionary file that is not here)."))
     verify.add_argument("records", nargs="+", metavar="RECORDS",
                         help="records files (.jsonl) or directories holding them")
-    verify.add_argument("--sample", type=_positive_int, default=DEFAULT_SAMPLE, metavar="T",
-                        help=f"trials re-run per record, drawn at random (default {DEFAULT_SAMPLE})")
+    verify.add_argument("--sample", type=_non_negative_int, default=DEFAULT_SAMPLE, metavar="T",
+                        help=f"trials re-run per record, drawn at random (default {DEFAULT_SAMPLE}, which "
+                             f"catches a record with {DETECT_FRACTION:.0%} of its trials flipped with "
+                             f"probability ≥ {DETECT_PROBABILITY}; 0 re-runs none)")
     verify.add_argument("--all", action="store_true", help="re-run every trial of every record")
-    verify.add_argument("--seed", type=_non_negative_int, default=0,
-                        help="seed of the sample drawn (default 0)")
+    verify.add_argument("--seed", type=_non_negative_int, default=None,
+                        help="seed of the sample, to repeat a check (default: drawn from fresh entropy)")
     verify.add_argument("--json", action="store_true", help="print one JSON verdict per record")
     return parser
 
@@ -344,7 +372,22 @@ def _decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, Any]]:
         chosen.append((entry.cls(**given), entry))
     if not chosen:
         raise ConfigError("no decoder to run; name one with --plugin NAME (see `harness plugins`).")
+    listed: set[str] = set()
+    for decoder, entry in chosen:
+        identity = json.dumps([entry.name, decoder.params], sort_keys=True, default=str)
+        if identity in listed:
+            shown = f"{entry.name}[{params_text(decoder.params)}]" if decoder.params else entry.name
+            raise ConfigError(f"decoder {shown} is named twice (the same decoder with the same parameters); "
+                              "name it once.")
+        listed.add(identity)
     return chosen
+
+
+def _warner(err: Console) -> Callable[[str], None]:
+    """A reader's ``warn``: each sentence printed as a warning, as data, never as markup."""
+    def warn(sentence: str) -> None:
+        err.print(Text.assemble(("warning", "yellow"), " ", sentence), highlight=False, soft_wrap=True)
+    return warn
 
 
 def _limit_threads(threads: int | None) -> Any:
@@ -380,11 +423,12 @@ def _fixed_problems(sweep: Sweep, memory: int) -> list[tuple[Problem, Dictionary
 Job = tuple[Problem, "Dictionary | None", Decoder, Any]
 
 
-def _stored_runs(jobs: list[Job], settings: RunSettings, store: ResultStore) -> dict[int, dict[str, Any]]:
+def _stored_runs(jobs: list[Job], settings: RunSettings, store: ResultStore,
+                 err: Console) -> dict[int, dict[str, Any]]:
     """The jobs whose measurement the store already holds (a successful record with the
     same problem, decoder, parameters, versions and search settings), by job index."""
     stored: dict[str, dict[str, Any]] = {}
-    for record in well_formed(store.load()):
+    for record in well_formed(store.load(warn=_warner(err))):
         key = stored_measurement_key(record)
         if key is not None and record.get("status") == "ok":
             stored[key] = record
@@ -418,7 +462,9 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
     come back in the order of the jobs, and are the same either way.
     """
     _check_memory(jobs, settings)
-    store = None if args.no_store else ResultStore(args.results)
+    store = None if args.no_store else ResultStore(args.results)  # an absolute path, whatever decoders do
+    if store is not None:
+        store.check_writable()
     workers = parallel.workers()
     limiter = None
     records: list[dict[str, Any] | None] = [None] * len(jobs)
@@ -431,10 +477,10 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
             overall = progress.add_task("runs", total=len(jobs), trials=0)
             total = {"trials": 0}
 
-            def label(index: int) -> str:
+            def label(index: int) -> str:  # the markup of the progress display: names escaped
                 problem, _, _, entry = jobs[index]
-                return (f"{entry.name} d={problem.d} N={problem.n}" if problem.fixed
-                        else f"{entry.name} N={problem.n} k={problem.k}")
+                return escape(f"{entry.name} d={problem.d} N={problem.n}" if problem.fixed
+                              else f"{entry.name} N={problem.n} k={problem.k}")
 
             def finish(index: int, run: DecoderRun, task: Any) -> None:
                 problem, _, _, entry = jobs[index]
@@ -476,7 +522,7 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
                                                   processes=min(processes, len(indices)), on_trials=advance):
                     finish(indices[position], run, task_of(indices[position]))
 
-            reused = _stored_runs(jobs, settings, store) if store is not None and not args.force else {}
+            reused = _stored_runs(jobs, settings, store, err) if store is not None and not args.force else {}
             for index, record in reused.items():
                 records[index] = record
                 progress.add_task(f"{label(index)} (stored)", total=1, completed=1, trials=record["trials"])
@@ -520,10 +566,10 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
         if limiter is not None:
             limiter.unregister()
     if store is not None and len(reused) < len(jobs):
-        err.print(f"records appended to {store.path}", highlight=False)
+        err.print(f"records appended to {store.path}", markup=False, highlight=False)
     if reused and store is not None:
         err.print(f"{len(reused)} of {len(jobs)} runs were already in {store.path} and were reused "
-                  "(--force measures them again)", highlight=False)
+                  "(--force measures them again)", markup=False, highlight=False)
     return [record for record in records if record is not None]
 
 
@@ -536,8 +582,8 @@ def _print_records(records: list[dict[str, Any]], args: argparse.Namespace, out:
         return
     for table in leaderboard_tables(records, title=title):
         out.print(table)
-    for line in error_lines(records):
-        err.print(f"[red]error[/red] {line}", markup=True, highlight=False)
+    for line in error_lines(records):  # a decoder's message is text, whatever brackets it holds
+        err.print(Text.assemble(("error", "red"), " ", line), highlight=False)
 
 
 def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -610,8 +656,8 @@ def command_plugins(args: argparse.Namespace, out: Console, err: Console) -> int
         table.add_column(column, style="cyan" if column == "name" else None)
     for name, entry in sorted(registry.decoders.items()):
         cls = entry.cls
-        table.add_row(name, entry.package, entry.version, cls.description,
-                      _param_text(cls.parameters), "yes" if cls.needs_k else "no",
+        table.add_row(Text(name), Text(entry.package), Text(entry.version), Text(cls.description),
+                      Text(_param_text(cls.parameters)), "yes" if cls.needs_k else "no",
                       "yes" if cls.any_dictionary else "no")
     out.print(table)
     if registry.errors:
@@ -620,7 +666,7 @@ def command_plugins(args: argparse.Namespace, out: Console, err: Console) -> int
         for column in ("plugin", "package", "version", "error"):
             failed.add_column(column)
         for info in registry.errors:
-            failed.add_row(info.name, info.package, info.version, info.error or "")
+            failed.add_row(Text(info.name), Text(info.package), Text(info.version), Text(info.error or ""))
         out.print(failed)
     return 0
 
@@ -651,8 +697,8 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
             verdict = (Text("skip", style="yellow") if result.skipped
                        else Text("pass", style="green") if result.passed
                        else Text("FAIL", style="bold red"))
-            table.add_row(entry.name if i == 0 else "", entry.package if i == 0 else "", result.name,
-                          verdict, result.detail)
+            table.add_row(Text(entry.name if i == 0 else ""), Text(entry.package if i == 0 else ""),
+                          Text(result.name), verdict, Text(result.detail))
         table.add_section()
     out.print(table)
     total = sum(len(results) for _, _, results in report)
@@ -695,7 +741,7 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
     kept = f"the encoder of step {trained.best_step}" if trained.best_step else "the initial encoder"
     err.print(f"SAE written to {directory} ({kept}, the lowest mean loss over 50 steps; SAELens "
               "format; losses.csv holds every step); "
-              f"compare it with `harness gap {directory}`", highlight=False)
+              f"compare it with `harness gap {directory}`", markup=False, highlight=False)
     return 0
 
 
@@ -703,57 +749,65 @@ def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) ->
     store = ResultStore(args.results)
     if not store.path.exists():
         raise StoreError(f"no results in {args.results}; run `harness run` first or pass --results DIR.")
-    loaded = store.load()
+    loaded = store.load(warn=_warner(err))
     records = best_records(well_formed(loaded))
     if len(records) < len(best_records(loaded)):
-        err.print(f"[yellow]warning[/yellow] {store.path} holds malformed records; they are not shown "
-                  "(`harness verify` names them)", highlight=False)
+        err.print(Text.assemble(("warning", "yellow"), f" {store.path} holds malformed records; they are not "
+                                "shown (`harness verify` names them)"), highlight=False)
     if args.json:
         for record in records:
             out.file.write(json.dumps(record, sort_keys=True) + "\n")
         return 0
-    for table in leaderboard_tables(records, title=f"Leaderboard ({store.path})"):
+    for table in leaderboard_tables(records, title=Text(f"Leaderboard ({store.path})")):
         out.print(table)
     return 0
 
 
 def command_publish(args: argparse.Namespace, out: Console, err: Console) -> int:
-    result = publish(args.sources or [args.out], args.out, figures=not args.no_figures)
+    result = publish(args.sources or [args.out], args.out, figures=not args.no_figures, warn=_warner(err))
     for path in result.written:
-        out.print(f"wrote {path}", highlight=False)
+        out.print(Text(f"wrote {path}"))
     if result.figures_skipped:
-        err.print(f"[yellow]warning[/yellow] {result.figures_skipped}", highlight=False)
-    out.print(f"{result.rows} rows from {result.records} records", highlight=False)
+        err.print(Text.assemble(("warning", "yellow"), f" {result.figures_skipped}"))
+    notes = [f"{result.unverifiable} unverifiable"] if result.unverifiable else []
+    notes += [f"{result.withheld} records not shown"] if result.withheld else []
+    out.print(Text(f"{result.rows} rows from {result.records} records"
+                   + (f" ({', '.join(notes)}: see the page's Evidence section)" if notes else "")))
     return 0
 
 
 def command_plot(args: argparse.Namespace, out: Console, err: Console) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise PlotError(f"--out {args.out} is a file, not a directory; name a directory for the figures.")
-    chosen = published(merge(load_sources(args.sources or [DEFAULT_STORE], Path(args.out))))
+    chosen, _, _ = choose(load_sources(args.sources or [DEFAULT_STORE], Path(args.out), warn=_warner(err)))
     records = [item.record for item in chosen]
     if not figure_names(records):
         raise StoreError("none of the records can be drawn: figures need successful runs on generated "
                          "dictionaries.")
     for path in draw_figures(records, args.out, tuple(args.format or FORMATS)):
-        out.print(f"wrote {path}", highlight=False)
+        out.print(Text(f"wrote {path}"))
     return 0
 
 
 def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
     sources = [(f"{path}:{line}", record) for path in record_files(args.records)
-               for line, record in read_records(path)]
+               for line, record in read_records(path, warn=_warner(err))]
     if not sources:
         raise StoreError(f"no records in {', '.join(args.records)}.")
     registry = load_registry()
     sample = None if args.all else args.sample
+    seed = fresh_seed() if args.seed is None else args.seed
+    if not args.json:
+        err.print(f"sample seed {seed} (repeat this check with --seed {seed}); {sample_statement(sample)}",
+                  markup=False, highlight=False)
     verdicts = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True, disable=args.json) as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
+                  disable=args.json) as progress:
         task = progress.add_task("verifying", total=sum(planned_trials(r, sample) for _, r in sources))
         for source, record in sources:
             progress.update(task, description=f"verifying {verify_label(record)}")
-            verdicts.append(verify_record(record, source, registry, sample=sample, seed=args.seed,
+            verdicts.append(verify_record(record, source, registry, sample=sample, seed=seed,
                                           on_trials=lambda n: progress.advance(task, n)))
     if args.json:
         for verdict in verdicts:
@@ -766,10 +820,11 @@ def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
         table.add_column(column, justify="right" if column == "re-run" else "left",
                          overflow="fold" if column == "findings" else "ellipsis")
     for verdict in verdicts:
-        table.add_row(Text(verdict.status, style=styles[verdict.status]), verdict.label, verdict.source,
-                      str(verdict.rerun_trials), "; ".join(verdict.reasons) or "-")
+        table.add_row(Text(verdict.status, style=styles[verdict.status]), Text(verdict.label),
+                      Text(verdict.source), str(verdict.rerun_trials),
+                      Text("; ".join(verdict.reasons) or "-"))
     out.print(table)
-    out.print(summary(verdicts), highlight=False)
+    out.print(summary(verdicts), markup=False, highlight=False)
     return exit_status(verdicts)
 
 
@@ -786,6 +841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     parser = build_parser()
     try:
+        _Parser.argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError(f"no command given; choose one of {', '.join(COMMANDS)} (see `harness --help`).")

@@ -48,6 +48,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .files import RefusedFile, read_regular
 from .problem import DICTIONARY_KINDS, Problem
 from .weights import CONFIG_FILE, SAELENS_WEIGHTS, SIDECAR_SUFFIXES, SPARSIFY_WEIGHTS
 
@@ -297,6 +298,9 @@ def apply_config(sweep: Sweep, data: dict[str, Any], source: str, base: str | Pa
         table = data.get(section, {})
         if key not in table:
             continue
+        if many and table[key] == []:
+            raise ConfigError(f"{key} in [{section}] of {source} is an empty list, which would run nothing; "
+                              "give at least one value, or leave the key out for the default.")
         values = [_expect(v, kinds, key, source)
                   for v in (_listify(table[key]) if many else [table[key]])]
         if isinstance(kinds, tuple) and float in kinds:
@@ -304,6 +308,9 @@ def apply_config(sweep: Sweep, data: dict[str, Any], source: str, base: str | Pa
         setattr(sweep, key, values if many else values[0])
     if directory is not None and "dictionary" in data.get("problem", {}):
         sweep.dictionary = [_config_dictionary(kind, directory, source) for kind in sweep.dictionary]
+    if data.get("decoders") == []:
+        raise ConfigError(f"decoders in {source} is an empty list, which would run nothing; name at least "
+                          "one decoder, or leave the key out for the built-ins.")
     for item in _listify(data.get("decoders", [])):
         text = _expect(item, str, "each entry of decoders", source)
         if text in ("builtin", "all"):
@@ -356,9 +363,12 @@ def read_config(path: str | Path) -> ConfigFile:
         if info.st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"config file {file} has {info.st_size} bytes, more than the "
                               f"{MAX_CONFIG_BYTES} allowed; pass a TOML sweep (a few lines).")
-        text = file.read_text(encoding="utf-8")
+        # A byte-order mark (as some editors write) is not part of the TOML.
+        text = read_regular(file, MAX_CONFIG_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"config file {file} does not exist.") from None
+    except RefusedFile as exc:
+        raise ConfigError(f"config file {file} {exc.problem}; pass a .toml file.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {file}: {_one_line(exc)}.") from None
     try:

@@ -665,6 +665,7 @@ class MatrixDictionary(Dictionary):
         super().__init__(values.shape[0], values.shape[1], **options)
         #: The norms of the matrix's columns as given, before they were normalised.
         self.given_norms = norms
+        self.given_norms.flags.writeable = False
         self._rows = np.ascontiguousarray((values / norms).T)
         self._rows.flags.writeable = False  # one matrix serves every decoder of a sweep
         if offset is not None:

@@ -7,7 +7,9 @@ is contained as follows:
 
 - an exception, a ``sys.exit``, a malformed or out-of-range output: caught by the
   runner and recorded as that decoder's error (``runner._search_both``);
-- NumPy's floating-point error state: saved before each run and restored after it;
+- NumPy's floating-point error state and the working directory: saved before each run
+  and restored after it; ``os._exit`` raises instead of ending the process, and a copy
+  made by ``fork`` ends as soon as its decoder returns (``runner.contained``);
 - writing to standard output: while decoders run, file descriptor 1 points at
   standard error, so ``--json`` output cannot be corrupted, even by compiled code;
 - the dictionary: arrays it hands out are read-only.
@@ -16,8 +18,11 @@ What cannot be contained in a process a decoder shares is **time** (a decoder st
 a loop never returns control) and a crash in compiled code. With ``--timeout SECONDS``
 every run therefore goes to a worker process of its own (``run_isolated``), which is
 stopped when the limit passes and recorded as an error; a worker that dies is recorded
-the same way. The other runs go on either way, and the records already stored are
-never touched.
+the same way. The limit starts once the worker has compiled the harness's own kernels
+(``runner.warm_up``), so it counts the decoder's work, not the worker's start-up; and
+every worker ends within about a second of the harness's death
+(``runner.exit_with_parent``). The other runs go on either way, and the records already
+stored are never touched.
 """
 
 from __future__ import annotations
@@ -32,7 +37,16 @@ from typing import Any
 
 from .decoder import Decoder
 from .problem import Problem
-from .runner import DecoderRun, RunSettings, failed_run, fixed_dictionary, output_to_stderr, run_decoder
+from .runner import (
+    DecoderRun,
+    RunSettings,
+    exit_with_parent,
+    failed_run,
+    fixed_dictionary,
+    output_to_stderr,
+    run_decoder,
+    warm_up,
+)
 
 #: How long a worker process may take to start (import the harness and the plugin)
 #: before its run counts as failed; its time limit starts once it has.
@@ -70,8 +84,9 @@ class IsolatedJob:
     threads: int | None = None
 
 
-def _child(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
-    """A worker process: run one job and send its progress and its run back."""
+def _child(connection: Any, job: IsolatedJob, settings: RunSettings, parent: int) -> None:
+    """A worker process of the harness ``parent``: run one job and send its progress and its run back."""
+    exit_with_parent(parent)
     try:
         _work(connection, job, settings)
     except Exception as exc:  # the harness's own failure here, reported as the job's
@@ -91,6 +106,7 @@ def _work(connection: Any, job: IsolatedJob, settings: RunSettings) -> None:
         except WeightsError as exc:
             connection.send(("failed", f"its dictionary changed while the sweep ran ({exc})"))
             return
+    warm_up(job.problem, dictionary)
     connection.send(("started", None))
     run = run_decoder(job.problem, job.decoder, settings, dictionary=dictionary,
                       on_trials=lambda count: connection.send(("trials", count)))
@@ -129,7 +145,8 @@ def run_isolated(jobs: Sequence[IsolatedJob], settings: RunSettings, *, timeout:
 
     def launch(index: int) -> None:
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(sender, jobs[index], settings), daemon=True)
+        process = context.Process(target=_child, args=(sender, jobs[index], settings, os.getpid()),
+                                  daemon=True)
         process.start()
         sender.close()
         running[receiver] = _Worker(index, process, receiver, time.monotonic())

@@ -17,6 +17,11 @@ def params_text(params: dict[str, Any] | None) -> str:
     return ",".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in sorted(params.items()))
 
 
+def _text(cell: Any) -> Any:
+    """A table cell as text, never markup: records and plugins are data."""
+    return Text(str(cell)) if not isinstance(cell, Text) else cell
+
+
 def _fmt_interval(value: Any, ci: Any) -> str:
     if value is None:
         return "-"
@@ -45,7 +50,7 @@ def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(records, key=key)
 
 
-def leaderboard_table(records: Iterable[dict[str, Any]], title: str = "Leaderboard") -> Table:
+def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Leaderboard") -> Table:
     """A rich table with one row per record: the run's or the store's leaderboard."""
     rows = sort_records(records)
     targets = {r.get("target") for r in rows}
@@ -94,7 +99,7 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str = "Leaderboa
             cells += [str(record.get("d_shannon") or "-"),
                       _fmt_float(record.get("d_star_over_shannon"), 2)]
         cells += [str(record.get("trials", "-")), _fmt_float(record.get("wall_seconds"), 1)]
-        table.add_row(*cells)
+        table.add_row(*map(_text, cells))
     return table
 
 
@@ -103,7 +108,7 @@ def is_fixed(record: dict[str, Any]) -> bool:
     return (record.get("problem") or {}).get("dictionary") == "file"
 
 
-def fixed_table(records: Iterable[dict[str, Any]], title: str = "Fixed dictionaries") -> Table:
+def fixed_table(records: Iterable[dict[str, Any]], title: str | Text = "Fixed dictionaries") -> Table:
     """The fixed-dictionary track's rows: ``k*`` where the generated track has ``d*``."""
     rows = sorted(records, key=lambda r: (
         (r.get("problem") or {}).get("dictionary_sha256", ""), r.get("status") != "ok",
@@ -124,16 +129,17 @@ def fixed_table(records: Iterable[dict[str, Any]], title: str = "Fixed dictionar
         k_cell: Any = (_fmt_interval(record.get("k_star"), record.get("k_star_ci"))
                        if record.get("k_star") is not None else "< 1") if ok \
             else Text("error", style="bold red")
-        table.add_row(record.get("decoder", "?"), params_text(record.get("params")), name,
-                      str(problem.get("d", "?")), str(problem.get("n", "?")), k_cell,
-                      _fmt_float(record.get("entropy_bits"), 1), _fmt_float(record.get("bits_per_dim")),
-                      _fmt_float(record.get("dims_per_bit")),
-                      _fmt_interval(record.get("k_half"), record.get("k_half_ci")),
-                      str(record.get("trials", "-")), _fmt_float(record.get("wall_seconds"), 1))
+        cells = (record.get("decoder", "?"), params_text(record.get("params")), name,
+                 str(problem.get("d", "?")), str(problem.get("n", "?")), k_cell,
+                 _fmt_float(record.get("entropy_bits"), 1),
+                 _fmt_float(record.get("bits_per_dim")), _fmt_float(record.get("dims_per_bit")),
+                 _fmt_interval(record.get("k_half"), record.get("k_half_ci")), str(record.get("trials", "-")),
+                 _fmt_float(record.get("wall_seconds"), 1))
+        table.add_row(*map(_text, cells))
     return table
 
 
-def leaderboard_tables(records: Iterable[dict[str, Any]], title: str = "Leaderboard") -> list[Table]:
+def leaderboard_tables(records: Iterable[dict[str, Any]], title: str | Text = "Leaderboard") -> list[Table]:
     """One table per track present in ``records``: generated dictionaries, then files."""
     records = list(records)
     generated = [r for r in records if not is_fixed(r)]
@@ -142,7 +148,7 @@ def leaderboard_tables(records: Iterable[dict[str, Any]], title: str = "Leaderbo
     if generated or not fixed:
         tables.append(leaderboard_table(generated, title=title))
     if fixed:
-        tables.append(fixed_table(fixed, title=f"{title}: fixed dictionaries"))
+        tables.append(fixed_table(fixed, title=Text.assemble(title, ": fixed dictionaries")))
     return tables
 
 
@@ -159,10 +165,10 @@ def gap_table(records: Iterable[dict[str, Any]]) -> Table:
     base_bits = encoder.get("bits_per_dim") if encoder else None
     for record in sorted(records, key=lambda r: -(r.get("bits_per_dim") or 0.0)):
         k_star, bits = record.get("k_star"), record.get("bits_per_dim")
-        table.add_row(record.get("decoder", "?"), params_text(record.get("params")),
-                      "-" if k_star is None else str(k_star), _fmt_float(bits),
-                      "-" if not (k_star and base_k) else f"{k_star / base_k:.2f}",
-                      "-" if not (bits and base_bits) else f"{bits / base_bits:.2f}")
+        table.add_row(*map(_text, (record.get("decoder", "?"), params_text(record.get("params")),
+                                   "-" if k_star is None else str(k_star), _fmt_float(bits),
+                                   "-" if not (k_star and base_k) else f"{k_star / base_k:.2f}",
+                                   "-" if not (bits and base_bits) else f"{bits / base_bits:.2f}")))
     return table
 
 

@@ -58,7 +58,10 @@ def needed_bytes(problem: Problem, batch_arrays: float, batch_size: int, d: int)
     working = batch_arrays * batch * problem.n * 8
     signals = 4 * batch * d * 8
     scratch = parallel.workers() * min(2 * SCRATCH_BYTES, 2 * 4096 * d * 8)
-    return int(BASE_BYTES + working + signals + scratch)
+    # A draw's subsets are made at once (uniforms, indices and the sort's copy), and its
+    # noise with them (the runner's cache of recent draws, 64 MiB at most, is in BASE_BYTES).
+    draw = problem.subsets_per_draw * (24 * (problem.k or d) + (24 * d if problem.noise > 0 else 0))
+    return int(BASE_BYTES + working + signals + scratch + draw)
 
 
 def check(problem: Problem, batch_arrays: float, batch_size: int, d: int, budget: int,

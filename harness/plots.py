@@ -17,6 +17,7 @@ the machine's fonts, its matplotlib settings or the current directory.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -472,7 +473,25 @@ def _save(figure: Figure, path: Path, fmt: str) -> None:
         figure.savefig(path, format="png", dpi=_DPI,
                        metadata={"Software": f"matplotlib {matplotlib.__version__}"})
     else:
-        figure.savefig(path, format="svg", metadata={"Date": None})
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+        path.write_text(_stable_ids(buffer.getvalue()), encoding="utf-8")
+
+
+#: The ids matplotlib gives clip paths and markers: hashes of their coordinates, whose last
+#: bits differ between CPUs although the drawing is the same to the digits it prints.
+_HASHED_ID = re.compile(r'(?<=["#])([pm])([0-9a-f]{10})(?=[")])')
+
+
+def _stable_ids(svg: str) -> str:
+    """The SVG with each hashed id replaced by its kind and its order of first appearance,
+    so that the same figure has the same bytes on every machine."""
+    names: dict[str, str] = {}
+
+    def rename(match: re.Match[str]) -> str:
+        return names.setdefault(match.group(0), f"{match.group(1)}{len(names):010d}")
+
+    return _HASHED_ID.sub(rename, svg)
 
 
 def draw_figures(records: Iterable[Record], out_dir: str | Path,

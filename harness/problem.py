@@ -98,6 +98,10 @@ class Problem:
         return divmod(trial, self.subsets_per_draw)
 
 
+#: The most subsets a dictionary draw may hold: a draw's subsets are made at once, and
+#: more than this many to one dictionary would make the draws a formality.
+MAX_SUBSETS_PER_DRAW = 1 << 20
+
 #: The noise levels the noisy track accepts: below, a signal is noiseless to float32;
 #: above, no dimension a decoder could be given reaches the Shannon limit.
 NOISE_MIN, NOISE_MAX = 1e-6, 1e3
@@ -137,10 +141,9 @@ def validate_problem(problem: Problem) -> None:
                            f"not {noise!r}.")
     if not _is_int(problem.seed) or problem.seed < 0:
         raise ProblemError(f"seed must be a non-negative integer, not {problem.seed!r}.")
-    if not _is_int(problem.subsets_per_draw) or problem.subsets_per_draw < 1:
-        raise ProblemError(
-            f"subsets_per_draw must be a positive integer, not {problem.subsets_per_draw!r}."
-        )
+    if not _is_int(problem.subsets_per_draw) or not 1 <= problem.subsets_per_draw <= MAX_SUBSETS_PER_DRAW:
+        raise ProblemError(f"subsets_per_draw must be an integer from 1 to {MAX_SUBSETS_PER_DRAW}, "
+                           f"not {problem.subsets_per_draw!r}.")
 
 
 def _is_int(value: object) -> bool:

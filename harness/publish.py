@@ -16,9 +16,23 @@ holds the committed ``leaderboard/`` to that.
 **Merging.** Two records are the same measurement when their problem (seed included),
 decoder, parameters, versions, target and search settings agree
 (``results.stored_measurement_key``). Copies of one measurement are merged into one;
-two successful records of one measurement whose results differ are a conflict that
-``harness verify`` must settle, and publishing stops. Of the measurements of one
-(decoder, parameters, problem, target), the table shows the one with the most trials.
+two successful records of one measurement whose results differ are a conflict, and
+publishing stops, naming both.
+
+**Evidence.** Every record is checked as ``harness verify`` checks it, short of
+re-running trials (``verify.check_without_trials``): its counts must follow from its
+per-trial outcomes, its estimates from its counts (the search replayed), its score from
+its estimates, and the decoder it names must be installed at the package and version it
+names. A record that fails any of it stops publishing: a wrong number never reaches the
+page. A record whose evidence is incomplete (no outcomes, another harness version, a
+decoder that is not installed here) is *unverifiable*; each row says which it is.
+
+**One row per decoder, parameters, problem and target.** Nothing a record merely claims
+(more trials, a later date, a version) decides between two records of the same row:
+a checked record is shown and the unverifiable ones of its row are listed as not shown;
+two checked records of one row (other search settings, say), or two unverifiable ones,
+are conflicting claims, and publishing stops, naming both and how they differ, so that
+a person removes one. An error record is shown only where its row has no measurement.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import io
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +51,17 @@ from typing import Any
 
 from . import plots
 from .leaderboard import params_text
+from .plugins import Registry, load_registry
 from .results import (
     StoreError,
-    best_records,
+    Warn,
     read_records,
     record_files,
+    record_key,
     stored_measurement_key,
     strip_volatile,
 )
+from .verify import FAILED, SKIPPED, VERIFIED, Verdict, check_without_trials, label
 
 #: The generated files, relative to the output directory.
 README, HTML, CSV, JSON = "README.md", "leaderboard.html", "leaderboard.csv", "leaderboard.json"
@@ -70,10 +88,11 @@ def _relative(path: Path, out: Path) -> str:
     return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
 
 
-def load_sources(paths: Iterable[str | os.PathLike[str]], out: Path) -> list[Sourced]:
+def load_sources(paths: Iterable[str | os.PathLike[str]], out: Path,
+                 warn: Warn | None = None) -> list[Sourced]:
     """Every record in the record files under ``paths``, in file and line order."""
     return [Sourced(record, _relative(path, out), line)
-            for path in record_files(paths) for line, record in read_records(path)]
+            for path in record_files(paths) for line, record in read_records(path, warn=warn)]
 
 
 def _without_outcomes(record: dict[str, Any]) -> str:
@@ -83,15 +102,32 @@ def _without_outcomes(record: dict[str, Any]) -> str:
     return json.dumps(stripped, sort_keys=True)
 
 
-def _preference(item: Sourced) -> tuple[Any, ...]:
-    """Among copies of one measurement: the one with per-trial outcomes, then the earliest."""
-    curve = item.record.get("curve") or []
-    complete = bool(curve) and all(isinstance(p, dict) and "outcomes" in p for p in curve)
-    date = str((item.record.get("provenance") or {}).get("date", ""))
-    return (not complete, date, item.path, item.line)
+Evidence = dict[int, Verdict]  # id(record) → what checking it without trials found
 
 
-def merge(items: Sequence[Sourced]) -> list[Sourced]:
+def check_evidence(items: Sequence[Sourced], registry: Registry) -> Evidence:
+    """Each record checked without re-running trials; StoreError, naming the first, if any fails."""
+    evidence = {id(item.record): check_without_trials(item.record, item.where, registry) for item in items}
+    failed = [item for item in items if evidence[id(item.record)].status == FAILED]
+    if failed:
+        first = failed[0]
+        more = f" ({len(failed) - 1} more records fail too)" if len(failed) > 1 else ""
+        raise StoreError(f"{first.where} cannot be published: {evidence[id(first.record)].reasons[0]}{more}; "
+                         f"`harness verify {first.path}` reports every finding, and the record must be fixed "
+                         "or removed.")
+    return evidence
+
+
+def _state(evidence: Evidence, item: Sourced) -> str:
+    return evidence[id(item.record)].status
+
+
+def _preference(evidence: Evidence, item: Sourced) -> tuple[Any, ...]:
+    """Among copies of one measurement: a checked one, then the earliest in file order."""
+    return (_state(evidence, item) != VERIFIED, item.path, item.line)
+
+
+def merge(items: Sequence[Sourced], evidence: Evidence) -> list[Sourced]:
     """One record per measurement: copies merged, errors dropped where the same
     measurement also succeeded; StoreError on two successful copies that disagree."""
     groups: dict[str, list[Sourced]] = {}
@@ -104,24 +140,73 @@ def merge(items: Sequence[Sourced]) -> list[Sourced]:
     merged = []
     for group in groups.values():
         ok = [item for item in group if item.record.get("status") == "ok"]
-        candidates = ok or group
-        if ok:
-            first = sorted(ok, key=_preference)[0]
-            for other in ok:
-                if _without_outcomes(other.record) != _without_outcomes(first.record):
-                    raise StoreError(
-                        f"{first.where} and {other.where} are the same measurement with different results; "
-                        "run `harness verify` on both and remove the one that fails.")
-        merged.append(sorted(candidates, key=_preference)[0])
+        candidates = sorted(ok or group, key=lambda item: _preference(evidence, item))
+        first = candidates[0]
+        for other in candidates[1:] if ok else []:
+            if _without_outcomes(other.record) != _without_outcomes(first.record):
+                raise StoreError(
+                    f"{first.where} ({_describe(evidence, first)}) and {other.where} "
+                    f"({_describe(evidence, other)}) are the same measurement with different results; "
+                    "remove the one that is not checked (`harness verify` both).")
+        merged.append(first)
     return sorted(merged, key=lambda item: (item.path, item.line))
 
 
-def published(items: Sequence[Sourced]) -> list[Sourced]:
-    """The rows of the tables: one per (decoder, parameters, problem, target)."""
-    by_record = {id(item.record): item for item in items}
-    ordered = sorted(items, key=lambda item: (str((item.record.get("provenance") or {}).get("date", "")),
-                                              item.path, item.line))
-    return [by_record[id(record)] for record in best_records(item.record for item in ordered)]
+def _describe(evidence: Evidence, item: Sourced) -> str:
+    verdict = evidence[id(item.record)]
+    if verdict.status == VERIFIED:
+        return "checked"
+    if verdict.status == SKIPPED:
+        return "an error record"
+    return f"unverifiable: {verdict.reasons[0]}" if verdict.reasons else "unverifiable"
+
+
+#: What tells two measurements of one row apart.
+_IDENTITY = (("plugin package", lambda r: r.get("plugin_package")),
+             ("plugin version", lambda r: r.get("plugin_version")),
+             ("harness version", lambda r: (r.get("provenance") or {}).get("harness_version")),
+             ("search settings", lambda r: r.get("search")))
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> str:
+    named = [f"{name} {get(a)!r} against {get(b)!r}" for name, get in _IDENTITY if get(a) != get(b)]
+    return "; ".join(named) or "other settings"
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A record that is not shown, and why."""
+
+    item: Sourced
+    reason: str
+
+
+def published(items: Sequence[Sourced], evidence: Evidence) -> tuple[list[Sourced], list[Withheld]]:
+    """The rows of the tables, one per (decoder, parameters, problem, target), and the
+    measurements left out (see the module's documentation for the rule)."""
+    rows: dict[str, list[Sourced]] = {}
+    for item in items:
+        rows.setdefault(record_key(item.record), []).append(item)
+    shown: list[Sourced] = []
+    withheld: list[Withheld] = []
+    for group in rows.values():
+        ok = [item for item in group if item.record.get("status") == "ok"]
+        if not ok:
+            shown.append(group[0])
+            continue
+        checked = [item for item in ok if _state(evidence, item) == VERIFIED]
+        contenders = checked or ok
+        if len(contenders) > 1:
+            a, b = contenders[:2]
+            kind = "checked" if checked else "unverifiable"
+            raise StoreError(
+                f"{a.where} and {b.where} are two {kind} measurements of one row ({label(a.record)}) that "
+                f"differ in {_differences(a.record, b.record)}; the leaderboard shows one measurement per "
+                "decoder, parameters and problem, so remove one of them.")
+        shown.append(contenders[0])
+        withheld += [Withheld(item, f"superseded by the checked {contenders[0].where}")
+                     for item in ok if item is not contenders[0]]
+    return sorted(shown, key=lambda item: (item.path, item.line)), withheld
 
 
 # ------------------------------------------------------------------------------ rows
@@ -131,8 +216,12 @@ COLUMNS = ("track", "dictionary", "n", "k", "d", "noise", "seed", "decoder", "pa
            "plugin_version", "harness_version", "target", "status", "d_star", "d_star_lo", "d_star_hi",
            "d_half", "d_half_lo", "d_half_hi", "d_max", "k_star", "k_star_lo", "k_star_hi", "k_half",
            "k_half_lo", "k_half_hi", "entropy_bits", "bits_per_dim", "bits_per_dim_lo", "bits_per_dim_hi",
-           "dims_per_bit", "d_shannon", "d_star_over_shannon", "trials", "wall_seconds",
-           "peak_memory_bytes", "cpu", "cores", "date", "git_commit", "source", "error")
+           "dims_per_bit", "d_shannon", "d_star_over_shannon", "trials", "evidence", "evidence_note",
+           "wall_seconds", "peak_memory_bytes", "cpu", "cores", "date", "git_commit", "source", "error")
+
+#: A row's ``evidence``: every number follows from its record's outcomes and its decoder
+#: is installed (``checked``), or its evidence is incomplete (``unverifiable``, and why).
+CHECKED, UNVERIFIABLE = "checked", "unverifiable"
 
 
 def track(record: dict[str, Any]) -> str:
@@ -147,8 +236,8 @@ def _pair(value: Any) -> tuple[Any, Any]:
     return tuple(value[:2]) if isinstance(value, list) and len(value) >= 2 else (None, None)  # type: ignore[return-value]
 
 
-def make_row(item: Sourced) -> dict[str, Any]:
-    """The flat row of one published record (see ``COLUMNS``)."""
+def make_row(item: Sourced, verdict: Verdict | None = None) -> dict[str, Any]:
+    """The flat row of one published record (see ``COLUMNS``), with what checking it found."""
     record = item.record
     problem = record.get("problem") or {}
     prov = record.get("provenance") or {}
@@ -171,6 +260,9 @@ def make_row(item: Sourced) -> dict[str, Any]:
                                                     "wall_seconds", "peak_memory_bytes")})
     row["bits_per_dim_lo"], row["bits_per_dim_hi"] = _pair(record.get("bits_per_dim_ci"))
     row["d_max"] = None if fixed else (record.get("search") or {}).get("d_max")
+    if verdict is not None and verdict.status != SKIPPED:
+        row["evidence"] = CHECKED if verdict.status == VERIFIED else UNVERIFIABLE
+        row["evidence_note"] = "; ".join(verdict.reasons) or None
     row.update({"cpu": prov.get("cpu"), "cores": prov.get("cores"), "date": prov.get("date"),
                 "git_commit": prov.get("git_commit"), "source": item.where, "error": record.get("error")})
     return {column: row.get(column) for column in COLUMNS}
@@ -228,6 +320,8 @@ class Table:
     cells: list[list[str]]
     sort: list[list[Any]]
     figures: list[str]
+    #: The columns whose cells hold text from the records (escaped in Markdown).
+    text_columns: tuple[str, ...] = ("decoder", "params", "version", "machine", "date")
 
 
 def _sections(rows: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
@@ -259,7 +353,7 @@ def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> T
     columns = ["#", "decoder", "params", "k"] + (["σ"] if noisy else []) + [
         "H (bits)", f"d*({q}) [95% CI]", "bits/dim [95% CI]", "dims/bit", "d*(0.5) [95% CI]"]
     columns += ["d_Sh", "d*/d_Sh"] if noisy else []
-    columns += ["trials", "version", "machine", "date"]
+    columns += ["trials", "evidence", "version", "machine", "date"]
     cells, sort = [], []
     rank, previous = 0, None
     for index, row in enumerate(rows):
@@ -279,8 +373,9 @@ def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> T
         if noisy:
             text += [str(row["d_shannon"] or "-"), _float(row["d_star_over_shannon"])]
             keys += [row["d_shannon"], row["d_star_over_shannon"]]
-        text += [str(row["trials"]), _version(row), _machine(row), str(row["date"] or "-")[:10]]
-        keys += [row["trials"], _version(row), _machine(row), row["date"]]
+        text += [str(row["trials"]), row["evidence"] or "-", _version(row), _machine(row),
+                 str(row["date"] or "-")[:10]]
+        keys += [row["trials"], row["evidence"] or "", _version(row), _machine(row), row["date"]]
         cells.append(text)
         sort.append(keys)
     return Table(heading, columns, cells, sort, [])
@@ -289,21 +384,27 @@ def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> T
 def _fixed_table(heading: str, rows: list[dict[str, Any]]) -> Table:
     q = _q(rows)
     columns = ["#", "decoder", "params", "σ", f"k*({q}) [95% CI]", "H(N, k*)", "bits/dim", "dims/bit",
-               "k*(0.5) [95% CI]", "trials", "version", "machine", "date"]
+               "k*(0.5) [95% CI]", "trials", "evidence", "version", "machine", "date"]
     cells, sort = [], []
     for index, row in enumerate(rows):
         cells.append([str(index + 1), row["decoder"], row["params"], f"{row['noise']:g}",
                       _estimate(row, "k_star"), _float(row["entropy_bits"], 1),
                       _float(row["bits_per_dim"], 3), _float(row["dims_per_bit"]), _estimate(row, "k_half"),
-                      str(row["trials"]), _version(row), _machine(row), str(row["date"] or "-")[:10]])
+                      str(row["trials"]), row["evidence"] or "-", _version(row), _machine(row),
+                      str(row["date"] or "-")[:10]])
         sort.append([index, row["decoder"], row["params"], row["noise"], row["k_star"], row["entropy_bits"],
-                     row["bits_per_dim"], row["dims_per_bit"], row["k_half"], row["trials"], _version(row),
-                     _machine(row), row["date"]])
+                     row["bits_per_dim"], row["dims_per_bit"], row["k_half"], row["trials"],
+                     row["evidence"] or "", _version(row), _machine(row), row["date"]])
     return Table(heading, columns, cells, sort, [])
 
 
+#: Marks a summary cell whose row is unverifiable.
+UNVERIFIED_MARK = " †"
+
+
 def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
-    """Decoders against k: each cell ``d*`` (dims/bit); best decoder at the largest k first.
+    """Decoders against k: each cell ``d*`` (dims/bit), marked † when unverifiable; best
+    decoder at the largest k first.
     A decoder run with several parameter settings has a row for each, named with them."""
     ks = sorted({r["k"] for r in rows if r["k"] is not None})
     if len(ks) < 2:
@@ -330,7 +431,8 @@ def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
                 text.append("error" if cell["status"] != "ok" else f"> {cell['d_max']}")
                 keys.append(None)
             else:
-                text.append(f"{cell['d_star']} ({_float(cell['dims_per_bit'])})")
+                mark = UNVERIFIED_MARK if cell["evidence"] == UNVERIFIABLE else ""
+                text.append(f"{cell['d_star']} ({_float(cell['dims_per_bit'])}){mark}")
                 keys.append(cell["d_star"])
         cells.append(text)
         sort.append(keys)
@@ -370,12 +472,32 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+#: Characters that can make Markdown (GitHub's included: tables, strikethrough, raw HTML
+#: and entities) out of text; backslash-escaped in text that comes from records.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#+!|~&])")
+
+
+def md_text(text: Any) -> str:
+    """Text from a record as Markdown that shows exactly that text: every character that
+    could start markup, a link or HTML is escaped, and line breaks become spaces."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def md_code(text: Any) -> str:
+    """Text from a record as a code span when it can be one, else as :func:`md_text`."""
+    flat = " ".join(str(text).split())
+    return f"`{_md_cell(flat)}`" if flat and "`" not in flat else md_text(flat)
+
+
 def _md_table(table: Table) -> list[str]:
     right = {"#", "k", "σ", "H (bits)", "dims/bit", "trials", "d_Sh", "d*/d_Sh", "H(N, k*)", "bits/dim"}
     align = ["---:" if c in right or c.startswith(("d*", "k*", "k =", "bits/dim")) else "---"
              for c in table.columns]
+    texts = [column in table.text_columns for column in table.columns]
     lines = ["| " + " | ".join(table.columns) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.cells]
+    for row in table.cells:
+        cells = (md_text(cell) if text else _md_cell(cell) for cell, text in zip(row, texts, strict=True))
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -423,26 +545,59 @@ FOOTER = """\
 This file is generated by `harness publish`; edit the records, not this file."""
 
 
+EVIDENCE = """\
+`harness publish` checks every record as `harness verify` does, short of re-running its
+trials: a row's counts must follow from its per-trial outcomes, its `d*`, `d*(0.5)` and
+intervals from its counts (the search replayed), its bits/dim from its `d*`. A row is
+**checked** when all of that holds and the decoder it names is installed at the package
+and version it names; it is **unverifiable** when its evidence is incomplete (why is listed
+below; a summary cell marked † is such a row). A record that fails the check is never
+published. `harness verify` also re-runs a random sample of each record's trials. The
+machine, date and timings of a row are what its record states."""
+
+
+@dataclass(frozen=True)
+class Notes:
+    """The rows whose evidence is incomplete, and the records not shown, each as
+    (where, record label, why)."""
+
+    unverifiable: list[tuple[str, str, str]]
+    withheld: list[tuple[str, str, str]]
+
+
+def _link(path: str) -> str:
+    return urllib.parse.quote(path, safe="/")
+
+
 def _commands(commands: list[str], most: int = 3) -> str:
-    shown = "<br>".join(_md_cell(f"`{c}`") for c in commands[:most])
+    shown = "<br>".join(md_code(c) for c in commands[:most])
     return (shown + (f"<br>and {len(commands) - most} more" if len(commands) > most else "")) or "-"
 
 
 def render_markdown(sections: list[tuple[str, list[Table]]], items: Sequence[Sourced],
-                    all_items: Sequence[Sourced]) -> str:
+                    all_items: Sequence[Sourced], notes: Notes) -> str:
     latest, files = _facts(all_items)
     lines = ["# Leaderboard", "", INTRO, "",
              f"Made from {len(all_items)} records in {len(files)} files, latest measured {latest}. "
              f"Also as [HTML]({HTML}), [CSV]({CSV}) and [JSON]({JSON}).", ""]
     lines += ["| records file | records | made with |", "|---|---:|---|"]
-    lines += [f"| [`{path}`]({path}) | {count} | {_commands(commands)} |" for path, count, commands in files]
+    lines += [f"| [{md_code(path)}](<{_link(path)}>) | {count} | {_commands(commands)} |"
+              for path, count, commands in files]
     lines.append("")
     for heading, tables in sections:
-        lines += [f"## {heading}", ""]
+        lines += [f"## {md_text(heading)}", ""]
         for stem in tables[0].figures if tables else []:
             lines += [f"![{_figure_caption(stem)}]({FIGURES}/{stem}.svg)", ""]
         for table in tables:
             lines += [f"**{table.title}**", "", *_md_table(table), ""]
+    lines += ["## Evidence", "", EVIDENCE, ""]
+    if not notes.unverifiable and not notes.withheld:
+        lines += ["Every row is checked, and every record is shown.", ""]
+    for title, entries in (("Unverifiable rows", notes.unverifiable), ("Records not shown", notes.withheld)):
+        if entries:
+            lines += [f"**{title}**", ""]
+            lines += [f"- {md_text(where)} ({md_text(name)}): {md_text(why)}" for where, name, why in entries]
+            lines.append("")
     lines.append(FOOTER)
     return "\n".join(lines) + "\n"
 
@@ -495,7 +650,7 @@ def _html_table(table: Table) -> list[str]:
 
 
 def render_html(sections: list[tuple[str, list[Table]]], items: Sequence[Sourced],
-                all_items: Sequence[Sourced]) -> str:
+                all_items: Sequence[Sourced], notes: Notes) -> str:
     latest, files = _facts(all_items)
     intro = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(INTRO).replace("\n", " "))
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -512,6 +667,17 @@ def render_html(sections: list[tuple[str, list[Table]]], items: Sequence[Sourced
             out.append(f'<p><img src="{FIGURES}/{stem}.svg" alt="{html.escape(_figure_caption(stem))}"></p>')
         for table in tables:
             out += _html_table(table)
+    evidence = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(EVIDENCE).replace("\n", " "))
+    evidence = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", evidence)
+    out += ["<h2>Evidence</h2>", f"<p>{evidence}</p>"]
+    if not notes.unverifiable and not notes.withheld:
+        out.append("<p>Every row is checked, and every record is shown.</p>")
+    for title, entries in (("Unverifiable rows", notes.unverifiable), ("Records not shown", notes.withheld)):
+        if entries:
+            out += [f"<h3>{title}</h3>", "<ul>"]
+            out += [f"<li><code>{html.escape(where)}</code> ({html.escape(name)}): {html.escape(why)}</li>"
+                    for where, name, why in entries]
+            out.append("</ul>")
     out += ["<p>Generated by <code>harness publish</code> from the records; see the README for how to "
             "reproduce, verify and submit results.</p>", f"<script>\n{_SCRIPT}\n</script>",
             "</body>", "</html>"]
@@ -546,27 +712,44 @@ class Published:
     records: int
     rows: int
     figures_skipped: str | None = None
+    unverifiable: int = 0
+    withheld: int = 0
+
+
+def choose(items: Sequence[Sourced], registry: Registry | None = None) -> tuple[list[Sourced], Evidence,
+                                                                                  list[Withheld]]:
+    """The records a leaderboard shows, what checking them found, and the ones it leaves out:
+    every record checked (:func:`check_evidence`), copies merged, one per row
+    (:func:`published`). StoreError on a record that fails or a conflict."""
+    evidence = check_evidence(items, registry if registry is not None else load_registry())
+    chosen, withheld = published(merge(items, evidence), evidence)
+    return chosen, evidence, withheld
 
 
 def publish(sources: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str],
-            figures: bool = True) -> Published:
-    """Merge the records under ``sources`` and write the leaderboard into ``out``."""
+            figures: bool = True, registry: Registry | None = None, warn: Warn | None = None) -> Published:
+    """Check and merge the records under ``sources`` and write the leaderboard into ``out``;
+    the records are checked against ``registry`` (by default the installed plugins)."""
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise StoreError(f"--out {out_dir} is a file, not a directory; name a directory to publish into.")
-    all_items = load_sources(sources, out_dir)
+    all_items = load_sources(sources, out_dir, warn)
     if not all_items:
         raise StoreError(f"no records in {', '.join(str(s) for s in sources)}; nothing to publish.")
-    merged = merge(all_items)
-    chosen = published(merged)
-    rows = sort_rows(make_row(item) for item in chosen)
+    chosen, evidence, withheld = choose(all_items, registry)
+    rows = sort_rows(make_row(item, evidence[id(item.record)]) for item in chosen)
     sections = build_tables(chosen, rows)
+    notes = Notes(
+        unverifiable=[(item.where, label(item.record), "; ".join(evidence[id(item.record)].reasons))
+                      for item in sorted(chosen, key=lambda i: (i.path, i.line))
+                      if evidence[id(item.record)].status not in (VERIFIED, SKIPPED)],
+        withheld=[(w.item.where, label(w.item.record), w.reason) for w in withheld])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create {out_dir}: {exc.strerror}.") from None
-    files = {README: render_markdown(sections, chosen, all_items),
-             HTML: render_html(sections, chosen, all_items),
+    files = {README: render_markdown(sections, chosen, all_items, notes),
+             HTML: render_html(sections, chosen, all_items, notes),
              CSV: render_csv(rows), JSON: render_json(rows, all_items)}
     written = []
     for name, text in files.items():
@@ -588,7 +771,8 @@ def publish(sources: Iterable[str | os.PathLike[str]], out: str | os.PathLike[st
         for stale in sorted(folder.glob("*")):
             if stale.is_file() and stale.suffix[1:] in plots.FORMATS and stale.stem not in wanted:
                 stale.unlink()
-    return Published(written=written, records=len(all_items), rows=len(rows), figures_skipped=skipped)
+    return Published(written=written, records=len(all_items), rows=len(rows), figures_skipped=skipped,
+                     unverifiable=len(notes.unverifiable), withheld=len(notes.withheld))
 
 
 def _write(path: Path, data: bytes) -> None:

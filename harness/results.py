@@ -9,7 +9,9 @@ rather than failing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -23,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .decoder import NAME_PATTERN
+from .files import RefusedFile, check_regular, kind_of, read_regular, virtual_root
 from .problem import Problem, entropy_bits, shannon_dimension
 from .runner import DecoderRun, RunSettings
 
@@ -302,57 +306,120 @@ def provenance(argv: Iterable[str] | None = None, threads: int | None = None,
 # --------------------------------------------------------------------------- store
 
 
+#: A records file larger than this is refused before it is read (a record is a few
+#: kilobytes: this holds hundreds of thousands).
+MAX_RECORDS_BYTES = 1 << 30
+
+#: Called with one sentence for each line a reader skips (a torn write's remains).
+Warn = Callable[[str], None]
+
+
 class ResultStore:
-    """An append-only directory of result records."""
+    """An append-only directory of result records.
+
+    Only the process that made the store object writes through it: a copy of the
+    process (a decoder that forks) cannot add records. The directory is resolved to an
+    absolute path when the store is made, so a decoder that changes the working
+    directory cannot move where records go.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root = Path(os.path.abspath(root))
         self.path = self.root / RECORDS_FILE
+        self._owner = os.getpid()
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Append one record atomically (one locked write of one line, then fsync)."""
-        line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    def check_writable(self) -> None:
+        """StoreError, in one sentence, unless records can be appended here: run before
+        the first measurement, so that a bad ``--results`` costs nothing."""
+        where = f"--results {self.root}"
+        root = virtual_root(self.root)
+        if root is not None:
+            raise StoreError(f"{where} is in {root}, where results cannot be stored; name a directory of "
+                             "your own.")
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{where} is a file, not a directory; name a directory for the results store.")
+        fd = self._open()
+        os.close(fd)
+
+    def _open(self) -> int:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC,
+                         0o644)
         except OSError as exc:
-            raise StoreError(f"cannot write results to {self.path}: {exc.strerror}.") from None
+            raise StoreError(f"cannot write results to {self.path}: {exc.strerror or exc}; name a "
+                             "directory you can write to with --results.") from None
+        try:
+            check_regular(self.path, os.fstat(fd), None)
+        except RefusedFile as exc:
+            os.close(fd)
+            raise StoreError(f"cannot write results to {self.path}: it {exc.problem}.") from None
+        return fd
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record atomically: one locked write of one line, then fsync.
+
+        If the write falls short or fails (a full disk, an I/O error), the file is cut
+        back to the length it had, so it holds every record it held and nothing of this
+        one, and StoreError says what happened.
+        """
+        if os.getpid() != self._owner:
+            raise StoreError(f"a copy of the process that opened {self.path} (a decoder that forked) "
+                             "tried to write to it; only the harness's own process writes records.")
+        line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+        fd = self._open()
         try:
             _lock(fd)
+            size = os.fstat(fd).st_size
             # A torn line left by a killed writer must not swallow this record.
-            if os.fstat(fd).st_size and not _ends_with_newline(self.path):
+            if size and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line
-            written = os.write(fd, line)
-            if written != len(line):
-                raise StoreError(f"short write to {self.path}: {written} of {len(line)} bytes.")
-            os.fsync(fd)
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, f"only {written} of {len(line)} bytes could be written")
+                os.fsync(fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise StoreError(f"cannot write results to {self.path}: {exc.strerror or exc}; the record "
+                                 "was not stored and the file holds what it held before.") from None
         finally:
             os.close(fd)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.load())
 
-    def load(self) -> list[dict[str, Any]]:
-        """Every complete record in the store, in the order written; torn lines, and any
-        other line that is not a record (garbage, JSON that is not a record object), are skipped."""
+    def load(self, warn: Warn | None = None) -> list[dict[str, Any]]:
+        """Every complete record in the store, in the order written. A line that is not a
+        record (a torn write's remains, garbage, JSON that is not a record object) is
+        skipped, with a sentence to ``warn`` for each one that is not the torn last line."""
         if not self.path.exists():
             return []
-        try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise StoreError(f"cannot read results from {self.path}: {exc.strerror}.") from None
+        lines = _read_lines(self.path)
         records = []
-        for line in data.split(b"\n"):  # each line decoded on its own: bad bytes spoil only their line
+        for number, line in enumerate(lines, start=1):  # each line decoded on its own
             value = _parse_record(line)
             if isinstance(value, dict):
                 records.append(value)
+            elif value is not None and number < len(lines) and warn is not None:
+                warn(_skipped(self.path, number, value))
         return records
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def _skipped(path: Path, number: int, why: str) -> str:
+    if why in TORN:
+        return f"{path} line {number} is skipped: it is {why}, the remains of a write that was cut short"
+    return f"{path} line {number} is skipped: it is not a record ({why})"
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    """The lines of a records file, read under :func:`~superposition_harness.files.open_regular`'s rules."""
+    try:
+        data = read_regular(path, MAX_RECORDS_BYTES)
+    except RefusedFile as exc:
+        raise StoreError(f"cannot read records from {path}: it {exc.problem}.") from None
+    return data.split(b"\n")
 
 
 def _lock(fd: int) -> None:
@@ -365,23 +432,35 @@ def _lock(fd: int) -> None:
 
 def record_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """The record files named by ``paths``: a file itself, a directory's ``*.jsonl``
-    files at any depth; StoreError if a path holds none."""
+    files at any depth (regular files only); StoreError if a path holds none, or names
+    something that is not a regular file."""
     found: list[Path] = []
     for given in paths:
         path = Path(given)
+        root = virtual_root(path)
+        if root is not None:
+            raise StoreError(f"{path} is in {root}, which holds no records; pass a records file (.jsonl) "
+                             "or a results directory.")
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            files = sorted(p for p in path.rglob("*.jsonl") if p.is_file() and virtual_root(p) is None)
             if not files:
                 raise StoreError(f"{path} holds no records (*.jsonl files); pass a records file or a store.")
             found += files
         elif path.is_file():
             found.append(path)
+        elif path.exists():
+            raise StoreError(f"{path} is {kind_of(path.stat().st_mode)}, not a regular file; pass a records "
+                             "file (.jsonl) or a results directory.")
         else:
             raise StoreError(f"{path} does not exist; pass a records file (.jsonl) or a results directory.")
     unique: dict[Path, None] = {}
     for path in found:
         unique.setdefault(path, None)
     return list(unique)
+
+
+#: What :func:`_parse_record` says of a line that a write cut short would leave.
+TORN = ("not UTF-8 text", "not valid JSON")
 
 
 def _parse_record(line: str | bytes) -> dict[str, Any] | str | None:
@@ -391,9 +470,9 @@ def _parse_record(line: str | bytes) -> dict[str, Any] | str | None:
     try:
         value = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
     except UnicodeDecodeError:
-        return "not UTF-8 text"
+        return TORN[0]
     except (ValueError, RecursionError):  # bad JSON, an integer too long to convert, nesting too deep
-        return "not valid JSON"
+        return TORN[1]
     if not isinstance(value, dict):
         return f"a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}, not an object"
     if not isinstance(value.get("decoder"), str):
@@ -431,6 +510,9 @@ def record_fault(record: dict[str, Any]) -> str | None:
     """Why ``record`` is not a well-formed result record, or None if it is: every field
     the harness reads has the type it must have, so that a record from elsewhere can
     be shown, published and verified without surprises."""
+    if not isinstance(record.get("decoder"), str) or not NAME_PATTERN.match(record["decoder"]):
+        return (f"its decoder name {record.get('decoder')!r} breaks the decoder-name rule (lower-case "
+                "letters, digits, '_', '-', '.', starting with a letter)")
     for name in ("plugin_package", "plugin_version", "status"):
         if not isinstance(record.get(name), str):
             return f"its {name} is not a string"
@@ -475,24 +557,27 @@ _JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", boo
                type(None): "null"}
 
 
-def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """Every record in a records file with its line number. A torn last line (a killed
-    writer's) is skipped; any other line that is not a well-formed record
-    (``record_fault``) is a StoreError naming it."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise StoreError(f"cannot read records from {path}: {exc.strerror or exc}.") from None
-    lines = data.split(b"\n")
+def read_records(path: Path, warn: Warn | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """Every record in a records file with its line number.
+
+    A line that is not JSON (the remains of a write cut short: a killed writer, a full
+    disk) is skipped, with a sentence to ``warn`` unless it is the last line; any other
+    line that is not a well-formed record (``record_fault``) is a StoreError naming it.
+    """
+    lines = _read_lines(path)
     out = []
     for number, line in enumerate(lines, start=1):
         value = _parse_record(line)  # each line decoded on its own, so that bad bytes name their line
         if isinstance(value, dict) and record_fault(value) is not None:
-            value = record_fault(value)
+            raise StoreError(f"{path} line {number} is not a result record ({record_fault(value)}); "
+                             "fix or remove that line.")
         if isinstance(value, dict):
             out.append((number, value))
-        elif value is None or number == len(lines):  # no newline after it: cut short by a killed writer
+        elif value is None:
             continue
+        elif value in TORN:
+            if number < len(lines) and warn is not None:
+                warn(_skipped(path, number, value))
         else:
             raise StoreError(f"{path} line {number} is not a result record ({value}); "
                              "fix or remove that line.")

@@ -10,12 +10,14 @@ outcome carries the reason and the caller goes on with the next decoder.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -28,9 +30,78 @@ from .search import DimensionSearch, Estimate, SearchError
 #: The success rate of the second, "even odds" estimate (SPEC §2).
 HALF = 0.5
 
+#: A trial runner keeps the subsets of recent draws up to this many bytes.
+SUBSETS_CACHE_BYTES = 64 << 20
+
 
 class DecoderFault(RuntimeError):
     """A decoder's output broke the contract; the message says how."""
+
+
+class ProcessExit(RuntimeError):
+    """A decoder called ``os._exit`` while it ran in the harness's process: recorded as its
+    error, instead of ending the harness."""
+
+
+#: ``os._exit`` itself, for the harness's own use while a decoder runs (see :func:`contained`).
+_exit = os._exit
+
+
+@contextlib.contextmanager
+def contained() -> Iterator[None]:
+    """What a decoder running in the harness's process must not change, kept for the run:
+
+    - NumPy's floating-point error state, restored when the run ends;
+    - the working directory, restored when the run ends (the results store's path is
+      absolute anyway), so a decoder that changes it moves nothing of anyone else's;
+    - the process itself: ``os._exit`` raises :class:`ProcessExit` instead of ending it,
+      and a copy of the process (a decoder that forks) ends as soon as its decoder
+      returns, so it cannot run trials or write records of its own.
+    """
+    owner = os.getpid()
+    directory = os.getcwd()
+    saved = os._exit
+
+    def refuse(status: int) -> NoReturn:
+        if os.getpid() != owner:  # a copy made by fork may end itself
+            _exit(status)
+        raise ProcessExit(f"called os._exit({status}), which would have ended the harness")
+
+    os._exit = refuse
+    try:
+        with np.errstate(**np.geterr()):
+            yield
+    finally:
+        os._exit = saved
+        if os.getpid() != owner:
+            _exit(0)
+        with contextlib.suppress(OSError):
+            if os.getcwd() != directory:
+                os.chdir(directory)
+
+
+def end_copies_of(owner: int) -> None:
+    """End this process at once if it is not ``owner`` but a copy of it (a decoder forked)."""
+    if os.getpid() != owner:
+        _exit(0)
+
+
+def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """In a worker process started by the process ``parent``: end it within about
+    ``poll_seconds`` of that process's death (a harness that was killed, even by SIGKILL,
+    leaves no workers computing for nobody), or at once if it is gone already."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        _exit(1)
+
+    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
+
+
+#: The most trials a probe may run: every outcome is kept, in memory and in the record.
+MAX_TRIALS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,8 +125,8 @@ class RunSettings:
     def validate(self) -> None:
         if not 0 < self.target < 1:
             raise SearchError(f"target must be a success rate strictly between 0 and 1, not {self.target}.")
-        if self.max_trials < 1:
-            raise SearchError(f"trials must be a positive integer, not {self.max_trials}.")
+        if not 1 <= self.max_trials <= MAX_TRIALS:
+            raise SearchError(f"trials must be an integer from 1 to {MAX_TRIALS}, not {self.max_trials}.")
         if self.batch_size < 1:
             raise SearchError(f"batch size must be a positive integer, not {self.batch_size}.")
         if self.d_max is not None and self.d_max < 1:
@@ -195,10 +266,12 @@ class TrialRunner:
         self._subsets: dict[int, np.ndarray] = {}
         self._dictionary: tuple[int, int, Dictionary] | None = None
         self._outcomes: dict[int, dict[int, bool]] = {}  # d -> trial -> decoded exactly
+        self._owner = os.getpid()
 
     def subsets(self, draw: int) -> np.ndarray:
         if draw not in self._subsets:
-            if len(self._subsets) > 64:
+            per_draw = 8 * self.problem.subsets_per_draw * max(1, self.problem.k or 1)
+            if len(self._subsets) >= max(1, min(64, SUBSETS_CACHE_BYTES // per_draw)):
                 self._subsets.clear()
             self._subsets[draw] = draw_subsets(self.problem, draw)
         return self._subsets[draw]
@@ -257,11 +330,29 @@ class TrialRunner:
             batch = subsets[chosen]
             signals = dictionary.superpose(batch, None if noise is None else noise[chosen], problem.noise)
             decoded = self.decoder.decode(dictionary, signals, k=int(problem.k or 0), noise=problem.noise)
+            end_copies_of(self._owner)
             for truth, guess in zip(batch, check_decoded(decoded, len(chosen), problem.n), strict=True):
                 outcomes.append(guess.size == truth.size and bool(np.all(guess == truth)))
             if self.on_trials is not None:
                 self.on_trials(len(chosen))
         return outcomes
+
+
+def warm_up(problem: Problem, dictionary: Dictionary | None = None) -> None:
+    """Compile the harness's own kernels for this kind of problem (numba compiles a kernel
+    on its first call, and that can take seconds on a busy machine): what a worker does
+    before a time limit starts, so that the limit counts the decoder's work alone."""
+    from .dictionary import grid_steps, snap_to_grid
+    from .kernels import top_k_rows
+
+    small = problem.with_k(1)
+    operator = dictionary if dictionary is not None else generated_dictionary(small, 64, 0, cache_bytes=0)
+    subsets = draw_subsets(small, 0)[:2]
+    signals = operator.superpose(subsets)
+    top_k_rows(operator.correlate(snap_to_grid(signals, grid_steps(signals))), 1)
+    operator.correlate(signals)
+    operator.gram_rows(subsets[:, 0])
+    operator.remove(signals, subsets[:, 0])
 
 
 def load_fixed(path: str, max_bytes: int = DEFAULT_MEMORY) -> tuple[MatrixDictionary, str]:
@@ -334,8 +425,7 @@ def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
     """Fill ``run`` with ``convert``-ed estimates at the target and at 0.5, timed and
     isolated: a decoder's exception or broken output becomes ``run.error``."""
     began = time.perf_counter()
-    # NumPy's error state is global: whatever a decoder sets is undone when its run ends.
-    with np.errstate(**np.geterr()):
+    with contained():
         try:
             reliable = search.find(run.settings.target, start=start)
             run.trials_target = search.total_trials
@@ -403,10 +493,11 @@ def output_to_stderr() -> None:
     sys.stdout = sys.stderr
 
 
-def _single_threaded() -> None:
-    """Initialise a job process: one thread for BLAS, numba and the operator, and a
-    decoder's output sent to standard error."""
+def _single_threaded(parent: int) -> None:
+    """Initialise a job process of the harness ``parent``: one thread for BLAS, numba and
+    the operator, a decoder's output sent to standard error, and an end when it ends."""
     from . import parallel
+    exit_with_parent(parent)
     output_to_stderr()
     parallel.use_threads(1)
 
@@ -443,8 +534,8 @@ def run_in_processes(jobs: Sequence[tuple[Problem, Decoder]], settings: RunSetti
 
     context = multiprocessing.get_context("spawn")
     again: list[int] = []
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context,
-                             initializer=_single_threaded) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_single_threaded,
+                             initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_run_job, problem, decoder, settings): index
                    for index, (problem, decoder) in enumerate(jobs)}
         while pending:
@@ -460,7 +551,8 @@ def run_in_processes(jobs: Sequence[tuple[Problem, Decoder]], settings: RunSetti
                     run = _failed(jobs[index], settings, f"{type(exc).__name__}: {exc}")
                 yield index, run
     for index in sorted(again):
-        with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_single_threaded) as alone:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_single_threaded,
+                                 initargs=(os.getpid(),)) as alone:
             try:
                 run = alone.submit(_run_job, *jobs[index], settings).result()
             except Exception as exc:

@@ -1,27 +1,45 @@
-"""Checking result records: do their counts hold up when their trials are run again?
+"""Checking result records: does every number in a record follow from its own evidence?
 
-A record stores, for every probed dimension, how many trials ran, how many succeeded
-and (since per-trial outcomes are kept) which ones. ``harness verify`` checks a record
-in three steps, each of which a hand-edited or mistaken record fails:
+A record stores, for every probed dimension (or ``k``), how many trials ran, how many
+succeeded and which ones: one outcome bit per trial. ``harness verify`` derives again,
+from that evidence alone, every field that the leaderboard shows or ranks by, and says
+a record is **verified** only when all of it holds:
 
-1. **Its counts add up**: each probe's stored outcomes have as many trials as it
-   claims and as many successes; the probes' trials sum to the record's total.
-2. **Its estimates follow from its counts**: the search is replayed on the stored
-   outcomes, with the record's settings, and must probe the same points and reach the
-   same ``d*``, ``d*(0.5)``, intervals and trial counts.
-3. **Its trials happen again**: a random sample of its trials is re-run from the
-   problem's seed with the installed decoder, and each must succeed or fail as stored.
-   A record made before outcomes were stored has whole probes re-run instead.
+1. **Its counts come from its outcomes**: each probe's outcome bits number its trials
+   and add up to its successes; the probes' trials add up to the record's.
+2. **Its estimates come from its counts**: the search is replayed on the stored
+   outcomes with the record's settings, and must probe the same points and reach the
+   same ``d*``, ``d*(0.5)`` (or ``k*``, ``k*(0.5)``), intervals, trial counts and note.
+3. **Its score comes from its estimates**: ``entropy_bits``, ``bits_per_dim`` and its
+   interval, ``dims_per_bit`` and its interval, ``d_shannon`` and ``d_star_over_shannon``
+   are computed again from the problem and the estimates (``results.score_fields``).
+4. **Its outcomes come from its trials**: a random sample of its trials is re-run from
+   the problem's seed with the installed decoder, and each must succeed or fail as stored.
 
-Step 3 needs the very decoder and harness that made the record. A record from another
-decoder or harness version, a decoder that is not installed, or a dictionary file that
-is not at hand is **unverifiable**: reported as such, never as passing. Steps 1 and 2
-need nothing but the record, and run whatever the versions (step 2 only with this
-harness's version, since the search may change between versions).
+Any field that differs from its derivation makes the record **failed** (exit status 1).
+A record whose evidence is incomplete is **unverifiable** (exit status 3), never
+verified: it has no per-trial outcomes, it was made by another harness version (whose
+search cannot be replayed here), its decoder is not installed here at the package and
+version it names, it holds fields this harness does not make, or its dictionary file
+is not here. Steps 1 and 3 run whatever the versions, so an edited count or score fails
+even then. What a record says of where and how it was made (``provenance``: machine,
+date, command; ``wall_seconds``, ``peak_memory_bytes``) is the maker's statement: it
+is shown, never derived.
+
+**The sample.** ``DEFAULT_SAMPLE`` trials (all of them in a smaller record) are drawn
+uniformly without replacement, from a seed taken from fresh entropy unless ``--seed``
+fixes it, so whoever wrote a record cannot know which of its trials will be re-run; the
+seed is reported so that the same check can be repeated. If a fraction ``f`` of a
+record's trials came out otherwise than stored, a sample of ``m`` trials misses all of
+them with probability at most ``(1 − f)^m``: 459 trials catch a record with 1% of its
+trials flipped with probability at least 0.99 (:func:`detection_probability` gives the
+exact figure for a record's size).
 """
 
 from __future__ import annotations
 
+import math
+import secrets
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,16 +48,51 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .decoder import Decoder, ParameterError
-from .plugins import Registry
+from .decoder import Decoder, ParameterError, resolve_params
+from .plugins import DecoderEntry, Registry
 from .problem import Problem, ProblemError
-from .results import decode_outcomes, stored_measurement_key
+from .results import (
+    SCHEMA_VERSION,
+    VOLATILE,
+    decode_outcomes,
+    make_record,
+    score_fields,
+    stored_measurement_key,
+)
 from .runner import RunSettings, TrialRunner, fixed_dictionary, run_decoder
 
-#: Trials re-run per record by default.
-DEFAULT_SAMPLE = 32
+#: The default sample is sized so that a record with this fraction of its trials
+#: flipped is caught with at least this probability.
+DETECT_FRACTION, DETECT_PROBABILITY = 0.01, 0.99
+
+#: Trials re-run per record by default: the smallest ``m`` with ``(1 − f)^m ≤ 1 − p``.
+DEFAULT_SAMPLE = math.ceil(math.log(1 - DETECT_PROBABILITY) / math.log(1 - DETECT_FRACTION))
 
 VERIFIED, FAILED, UNVERIFIABLE, SKIPPED = "verified", "failed", "unverifiable", "skipped"
+
+#: Floats derived again may differ from a record's in their last bits when the record was
+#: made on another platform (``lgamma`` is not correctly rounded everywhere); anything
+#: further apart is a different number.
+RELATIVE_TOLERANCE = 1e-9
+
+
+def detection_probability(trials: int, sample: int, fraction: float = DETECT_FRACTION) -> float:
+    """The probability that re-running ``sample`` of a record's ``trials`` trials, drawn
+    uniformly without replacement, meets at least one of the ``⌈fraction·trials⌉`` that
+    came out otherwise than stored (1 when the sample holds every trial)."""
+    flipped = math.ceil(fraction * trials)
+    if flipped == 0:
+        return 0.0
+    if sample >= trials or trials - flipped < sample:
+        return 1.0
+    missed = math.exp(math.lgamma(trials - flipped + 1) - math.lgamma(trials - flipped - sample + 1)
+                      - math.lgamma(trials + 1) + math.lgamma(trials - sample + 1))
+    return 1.0 - missed
+
+
+def fresh_seed() -> int:
+    """A seed for the sample that nobody could have known when the record was written."""
+    return secrets.randbits(63)
 
 
 @dataclass
@@ -51,6 +104,7 @@ class Verdict:
     status: str = VERIFIED
     reasons: list[str] = field(default_factory=list)
     rerun_trials: int = 0
+    sample_seed: int | None = None
 
     def fail(self, reason: str) -> None:
         self.status = FAILED
@@ -63,7 +117,7 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "record": self.label, "status": self.status,
-                "reasons": self.reasons, "rerun_trials": self.rerun_trials}
+                "reasons": self.reasons, "rerun_trials": self.rerun_trials, "sample_seed": self.sample_seed}
 
 
 def label(record: dict[str, Any]) -> str:
@@ -81,9 +135,51 @@ def _variable(record: dict[str, Any]) -> str:
     return "k" if (record.get("problem") or {}).get("dictionary") == "file" else "d"
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as the JSON of a record, floats to within :data:`RELATIVE_TOLERANCE`."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b if isinstance(a, int) and isinstance(b, int) else \
+            math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE, abs_tol=0.0)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    return type(a) is type(b) and a == b
+
+
+def _problem(record: dict[str, Any], verdict: Verdict) -> Problem | None:
+    """The record's problem, if it reads as one and is stored as the harness stores it."""
+    stored = record.get("problem")
+    try:
+        problem = Problem(**stored)  # type: ignore[arg-type]
+    except (TypeError, ProblemError) as exc:
+        verdict.fail(f"its problem cannot be read ({exc})")
+        return None
+    if not _same(problem.as_record(), stored):
+        verdict.fail(f"its problem {stored!r} is not one the harness writes ({problem.as_record()!r})")
+        return None
+    return problem
+
+
+def _check_score(record: dict[str, Any], problem: Problem, verdict: Verdict) -> None:
+    """Step 3: the score fields, derived again from the problem and the stored estimates."""
+    try:
+        derived = score_fields(problem, record)
+    except (TypeError, ValueError) as exc:
+        verdict.fail(f"its score cannot be derived from its estimates ({exc})")
+        return
+    for key, value in derived.items():
+        if key not in record:
+            verdict.fail(f"it lacks {key}, which its estimates give as {value!r}")
+        elif not _same(record[key], value):
+            verdict.fail(f"its {key} is {record[key]!r} but its estimates give {value!r}")
+
+
 def _stored_outcomes(record: dict[str, Any], verdict: Verdict) -> dict[int, np.ndarray] | None:
-    """Step 1: each probe's outcomes, checked against its counts; None if a probe
-    has none stored (a record made before they were)."""
+    """Step 1: each probe's outcomes, checked against its counts; None if any probe
+    lacks them (the record cannot then be checked trial by trial)."""
     variable = _variable(record)
     curve = record.get("curve")
     if not isinstance(curve, list) or not curve:
@@ -99,6 +195,8 @@ def _stored_outcomes(record: dict[str, Any], verdict: Verdict) -> dict[int, np.n
             verdict.fail(f"a probe lacks its {variable}, trials or successes: {point!r}")
             return None
         total += trials
+        if value in outcomes:
+            verdict.fail(f"it holds two probes at {variable} = {value}")
         if not 0 <= successes <= trials:
             verdict.fail(f"at {variable} = {value} it claims {successes} successes in {trials} trials")
         if "outcomes" not in point:
@@ -115,12 +213,11 @@ def _stored_outcomes(record: dict[str, Any], verdict: Verdict) -> dict[int, np.n
         outcomes[value] = bits
     if total != record.get("trials"):
         verdict.fail(f"its probes hold {total} trials but it claims {record.get('trials')}")
-    return outcomes if complete else None
-
-
-#: The fields a replayed search must reproduce.
-ESTIMATES = ("d_star", "d_star_ci", "d_half", "d_half_ci", "k_star", "k_star_ci", "k_half", "k_half_ci",
-             "trials", "trials_by_estimate")
+    if not complete:
+        verdict.cannot("its probes do not hold their trials' outcomes, so nothing in it can be checked "
+                       "trial by trial (it was made before they were stored, or they were removed)")
+        return None
+    return outcomes
 
 
 def _settings(record: dict[str, Any]) -> RunSettings:
@@ -134,10 +231,6 @@ def _settings(record: dict[str, Any]) -> RunSettings:
     return settings
 
 
-def _problem(record: dict[str, Any]) -> Problem:
-    return Problem(**record["problem"])
-
-
 class _Stored(Decoder):
     """Stands in for the decoder while a search is replayed from stored outcomes."""
 
@@ -148,80 +241,106 @@ class _Stored(Decoder):
         raise AssertionError("a replayed search never decodes")
 
 
-class _Unstored(LookupError):
-    pass
-
-
-def _replay(record: dict[str, Any], outcomes: dict[int, np.ndarray], verdict: Verdict) -> None:
-    """Step 2: the search, replayed on the stored outcomes, must reach the stored estimates."""
+def _replay(record: dict[str, Any], problem: Problem, outcomes: dict[int, np.ndarray],
+            verdict: Verdict) -> None:
+    """Step 2: the search, replayed on the stored outcomes, must give the record back, field
+    by field (the provenance, timings and the outcome bits themselves aside)."""
     try:
-        problem, settings = _problem(record), _settings(record)
-    except (KeyError, TypeError, ValueError, ProblemError) as exc:
-        verdict.fail(f"its problem or search settings cannot be read ({exc})")
+        settings = _settings(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        verdict.fail(f"its search settings cannot be read ({exc})")
         return
     variable = _variable(record)
 
     def stored(value: int, start: int, count: int) -> int:
         bits = outcomes.get(value)
         if bits is None or start + count > bits.size:
-            raise _Unstored(f"the search needs trials {start}..{start + count - 1} at {variable} = {value}, "
-                            "which the record does not hold")
+            raise LookupError(f"the search needs trials {start}..{start + count - 1} at {variable} = "
+                              f"{value}, which the record does not hold")
         return int(bits[start:start + count].sum())
 
-    run = run_decoder(problem, _Stored(), settings, replay=stored)
+    stand_in = _Stored()
+    stand_in.params = dict(record.get("params") or {})
+    run = run_decoder(problem, stand_in, settings, replay=stored)
     if run.error is not None:
         verdict.fail(f"its search does not replay: {run.error.split(': ', 1)[-1]}")
         return
-    replayed: dict[str, Any] = {"trials": run.trials,
-                                "trials_by_estimate": {f"{variable}_star": run.trials_target,
-                                                       f"{variable}_half": run.trials - run.trials_target}}
-    for name, estimate in (("star", run.estimate), ("half", run.half)):
-        replayed[f"{variable}_{name}"] = estimate.d if variable == "d" else estimate.k  # type: ignore[union-attr]
-        replayed[f"{variable}_{name}_ci"] = list(estimate.ci)  # type: ignore[union-attr]
-    for key, value in replayed.items():
-        if record.get(key) != value:
-            verdict.fail(f"its {key} is {record.get(key)!r} but its counts give {value!r}")
-    probed = sorted(p[variable] for p in run.curve)
-    if probed != sorted(outcomes):
-        verdict.fail(f"its search probes {probed}, not the stored {sorted(outcomes)}")
+    run.wall_seconds = float(record.get("wall_seconds") or 0.0)
+    again = make_record(run, decoder_name=str(record.get("decoder")),
+                        plugin_package=str(record.get("plugin_package")),
+                        plugin_version=str(record.get("plugin_version")), provenance={})
+    for key in sorted(set(again) | set(record)):
+        if key in VOLATILE:
+            continue
+        if key not in again:
+            verdict.cannot(f"it holds a field the harness does not make, {key}, which nothing derives")
+        elif key not in record:
+            verdict.fail(f"it lacks {key}, which its counts give as {again[key]!r}")
+        elif key == "curve":
+            bare = [{k: v for k, v in point.items() if k != "outcomes"} for point in record["curve"]]
+            if not _same(bare, again["curve"]):
+                probed = [p.get(variable) for p in again["curve"]]
+                verdict.fail(f"its search probes {probed} with other trial counts than its curve holds")
+        elif not _same(record[key], again[key]):
+            verdict.fail(f"its {key} is {record[key]!r} but its counts give {again[key]!r}")
 
 
-def _decoder(record: dict[str, Any], registry: Registry, verdict: Verdict) -> Decoder | None:
-    """The installed decoder that made the record, or None (and why) if there is none."""
+def _installed(record: dict[str, Any], registry: Registry, verdict: Verdict) -> DecoderEntry | None:
+    """The installed decoder entry the record names (package and version included), or
+    None, and why, if it is not installed so; its parameters must be the decoder's own."""
     name = record.get("decoder")
     entry = registry.decoders.get(str(name))
-    made_by = (record.get("provenance") or {}).get("harness_version")
-    if made_by != __version__:
-        verdict.cannot(f"it was made with harness {made_by}, this is {__version__}")
     if entry is None:
         verdict.cannot(f"decoder {name!r} is not installed")
         return None
     if (entry.package, entry.version) != (record.get("plugin_package"), record.get("plugin_version")):
-        verdict.cannot(f"it was made with {record.get('plugin_package')} {record.get('plugin_version')}; "
-                       f"installed is {entry.package} {entry.version}")
+        verdict.cannot(f"it names {record.get('plugin_package')} {record.get('plugin_version')}, but "
+                       f"decoder {name!r} is installed from {entry.package} {entry.version}")
+        return None
+    params = record.get("params")
     try:
-        return entry.cls(**(record.get("params") or {}))
-    except (ParameterError, TypeError, ValueError, OSError) as exc:
-        verdict.cannot(f"decoder {name!r} cannot be made with the record's parameters ({exc})")
+        resolved = resolve_params(entry.cls, params if isinstance(params, dict) else {})
+    except ParameterError as exc:
+        verdict.fail(f"its params are not {name!r}'s ({exc})")
+        return None
+    if not _same(resolved, params):
+        verdict.fail(f"its params {params!r} are not what {name!r} {entry.version} runs with ({resolved!r})")
+        return None
+    return entry
+
+
+def _decoder(record: dict[str, Any], registry: Registry, verdict: Verdict) -> Decoder | None:
+    """The installed decoder that made the record, made with its parameters, or None (and why)."""
+    entry = _installed(record, registry, verdict)
+    if entry is None:
+        return None
+    try:
+        return entry.cls(**record["params"])
+    except (ParameterError, TypeError, ValueError, OSError) as exc:  # an SAE's weights that are not here
+        verdict.cannot(f"decoder {entry.name!r} cannot be made with the record's parameters ({exc})")
         return None
 
 
-def _fixed_dictionary(problem: Problem, verdict: Verdict) -> Any:
-    from .weights import WeightsError
+def check_without_trials(record: dict[str, Any], source: str, registry: Registry) -> Verdict:
+    """Everything :func:`verify_record` checks short of re-running trials (steps 1–3, and
+    that the decoder it names is installed): what ``harness publish`` checks of every row.
+    ``verified`` then means *checked*: every number follows from the record's outcomes."""
+    verdict = Verdict(source=source, label=label(record))
+    if record.get("status") != "ok":
+        verdict.status = SKIPPED
+        verdict.reasons.append("it records an error, not a measurement")
+        return verdict
+    check_record(record, verdict)
+    if verdict.status != FAILED:
+        _installed(record, registry, verdict)
+    return verdict
 
-    try:
-        return fixed_dictionary(problem)
-    except WeightsError as exc:
-        verdict.cannot(f"its dictionary file cannot be used ({str(exc).rstrip('.')})")
-        return None
 
-
-def _sample(record: dict[str, Any], outcomes: dict[int, np.ndarray] | None, sample: int | None,
-            seed: int) -> list[tuple[int, list[int]]]:
+def _sample(record: dict[str, Any], sample: int | None, seed: int) -> list[tuple[int, list[int]]]:
     """The trials to re-run, as (value, trial indices) pairs: ``sample`` trials drawn
-    uniformly (all if None, none if 0); without stored outcomes, whole probes until ``sample``
-    trials are reached. The draw depends on ``seed`` and the record's measurement,
-    not on where the record sits in its file."""
+    uniformly without replacement (all if None or if the record has no more, none if 0).
+    The draw depends on ``seed`` and the record's measurement, not on where the record
+    sits in its file."""
     if sample == 0:
         return []
     variable = _variable(record)
@@ -229,34 +348,21 @@ def _sample(record: dict[str, Any], outcomes: dict[int, np.ndarray] | None, samp
     key = stored_measurement_key(record) or label(record)
     rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
     total = sum(trials for _, trials in points)
-    if outcomes is not None:
-        chosen = np.arange(total) if sample is None or sample >= total else \
-            np.sort(rng.choice(total, size=sample, replace=False))
-        offsets = np.cumsum([0] + [trials for _, trials in points])
-        picks: list[tuple[int, list[int]]] = []
-        for i, (value, _) in enumerate(points):
-            mine = chosen[(chosen >= offsets[i]) & (chosen < offsets[i + 1])] - offsets[i]
-            if mine.size:
-                picks.append((value, [int(t) for t in mine]))
-        return picks
-    order = rng.permutation(len(points)) if sample is not None else np.arange(len(points))
-    picks, count = [], 0
-    for i in order:
-        value, trials = points[int(i)]
-        if sample is not None and count >= max(sample, 1):
-            break
-        picks.append((value, list(range(trials))))
-        count += trials
+    chosen = np.arange(total) if sample is None or sample >= total else \
+        np.sort(rng.choice(total, size=sample, replace=False))
+    offsets = np.cumsum([0] + [trials for _, trials in points])
+    picks: list[tuple[int, list[int]]] = []
+    for i, (value, _) in enumerate(points):
+        mine = chosen[(chosen >= offsets[i]) & (chosen < offsets[i + 1])] - offsets[i]
+        if mine.size:
+            picks.append((value, [int(t) for t in mine]))
     return picks
 
 
-def _rerun(record: dict[str, Any], decoder: Decoder, dictionary: Any,
-           picks: list[tuple[int, list[int]]], outcomes: dict[int, np.ndarray] | None,
+def _rerun(problem: Problem, variable: str, decoder: Decoder, dictionary: Any,
+           picks: list[tuple[int, list[int]]], outcomes: dict[int, np.ndarray],
            verdict: Verdict, on_trials: Callable[[int], None] | None) -> None:
-    """Step 3: re-run the picked trials and compare them with the record."""
-    problem = _problem(record)
-    variable = _variable(record)
-    counts = {int(p[variable]): int(p["successes"]) for p in record["curve"]}
+    """Step 4: re-run the picked trials and compare them with the record's outcomes."""
     try:
         for value, trials in picks:
             if variable == "k":
@@ -265,50 +371,63 @@ def _rerun(record: dict[str, Any], decoder: Decoder, dictionary: Any,
             else:
                 again = TrialRunner(problem, decoder, 32, on_trials).outcomes_of(value, trials)
             verdict.rerun_trials += len(trials)
-            if outcomes is not None:
-                stored = outcomes[value][trials]
-                differ = [t for t, a, b in zip(trials, again, stored, strict=True) if a != bool(b)]
-                if differ:
-                    shown = ", ".join(str(t) for t in differ[:5]) + (" …" if len(differ) > 5 else "")
-                    verdict.fail(f"at {variable} = {value}, {len(differ)} of {len(trials)} re-run trials "
-                                 f"came out otherwise than stored (trials {shown})")
-            elif sum(again) != counts[value]:
-                verdict.fail(f"at {variable} = {value} it claims {counts[value]} successes in "
-                             f"{len(trials)} trials; re-running them gives {sum(again)}")
+            stored = outcomes[value][trials]
+            differ = [t for t, a, b in zip(trials, again, stored, strict=True) if a != bool(b)]
+            if differ:
+                shown = ", ".join(str(t) for t in differ[:5]) + (" …" if len(differ) > 5 else "")
+                verdict.fail(f"at {variable} = {value}, {len(differ)} of {len(trials)} re-run trials "
+                             f"came out otherwise than stored (trials {shown})")
     except Exception as exc:  # the decoder's failure is a finding about the record
         verdict.fail(f"re-running its trials failed: {type(exc).__name__}: {exc}")
 
 
+def check_record(record: dict[str, Any], verdict: Verdict) -> tuple[Problem, dict[int, np.ndarray]] | None:
+    """Steps 1–3, which need nothing but the record: its problem and outcomes when they
+    hold up, else None with ``verdict`` saying why. ``harness publish`` runs these."""
+    if record.get("schema") != SCHEMA_VERSION:
+        verdict.cannot(f"it is written in record schema {record.get('schema')!r}, not {SCHEMA_VERSION}")
+    made_by = (record.get("provenance") or {}).get("harness_version")
+    if made_by != __version__:
+        verdict.cannot(f"it was made with harness {made_by}, this is {__version__}")
+    problem = _problem(record, verdict)
+    if problem is None:
+        return None
+    _check_score(record, problem, verdict)
+    outcomes = _stored_outcomes(record, verdict)
+    if outcomes is None:
+        return None
+    if made_by == __version__:
+        _replay(record, problem, outcomes, verdict)
+    return problem, outcomes
+
+
 def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
-                  sample: int | None = DEFAULT_SAMPLE, seed: int = 0,
+                  sample: int | None = DEFAULT_SAMPLE, seed: int | None = None,
                   on_trials: Callable[[int], None] | None = None) -> Verdict:
-    """Verify one record (steps 1–3 of this module's docstring); ``sample=None`` re-runs
-    every trial."""
+    """Verify one record (steps 1–4 of this module's docstring); ``sample=None`` re-runs
+    every trial, ``seed=None`` draws the sample from fresh entropy."""
     verdict = Verdict(source=source, label=label(record))
     if record.get("status") != "ok":
         verdict.status = SKIPPED
         verdict.reasons.append("it records an error, not a measurement")
         return verdict
-    outcomes = _stored_outcomes(record, verdict)
+    checked = check_record(record, verdict)
     if verdict.status == FAILED:
         return verdict
-    same_harness = (record.get("provenance") or {}).get("harness_version") == __version__
-    if outcomes is not None and same_harness:
-        _replay(record, outcomes, verdict)
-    elif outcomes is None:
-        verdict.reasons.append("made before trials' outcomes were stored: whole probes are re-run")
     decoder = _decoder(record, registry, verdict)
-    if verdict.status != VERIFIED or decoder is None:
+    if checked is None or decoder is None or verdict.status != VERIFIED:
         return verdict
-    try:
-        problem = _problem(record)
-    except (TypeError, ProblemError) as exc:
-        verdict.fail(f"its problem cannot be read ({exc})")
-        return verdict
-    dictionary = _fixed_dictionary(problem, verdict) if problem.fixed else None
-    if verdict.status != VERIFIED:
-        return verdict
-    _rerun(record, decoder, dictionary, _sample(record, outcomes, sample, seed), outcomes, verdict, on_trials)
+    problem, outcomes = checked
+    dictionary = None
+    if problem.fixed:
+        try:
+            dictionary = fixed_dictionary(problem)
+        except ValueError as exc:  # WeightsError: the file is missing, changed or unusable
+            verdict.cannot(f"its dictionary file cannot be used ({str(exc).rstrip('.')})")
+            return verdict
+    verdict.sample_seed = fresh_seed() if seed is None else seed
+    _rerun(problem, _variable(record), decoder, dictionary, _sample(record, sample, verdict.sample_seed),
+           outcomes, verdict, on_trials)
     return verdict
 
 
@@ -337,5 +456,18 @@ def summary(verdicts: Iterable[Verdict]) -> str:
             f"{counts[SKIPPED]} skipped ({len(verdicts)} records, {trials} trials re-run)")
 
 
-__all__ = ["DEFAULT_SAMPLE", "Verdict", "exit_status", "label", "planned_trials", "summary",
-           "verify_record"]
+def sample_statement(sample: int | None) -> str:
+    """What a sample of ``sample`` trials per record proves about flipped trials."""
+    if sample is None:
+        return "every trial of every record was re-run"
+    if sample == 0:
+        return "no trial was re-run (--sample 0): only the counts, the search and the score were checked"
+    caught = 1.0 - (1.0 - DETECT_FRACTION) ** sample
+    return (f"{sample} trials re-run per record (all of a smaller one): a record with "
+            f"{DETECT_FRACTION:.0%} of its trials flipped is caught with probability at least {caught:.4f}")
+
+
+__all__ = ["DEFAULT_SAMPLE", "DETECT_FRACTION", "DETECT_PROBABILITY", "Verdict", "check_record",
+           "check_without_trials",
+           "detection_probability", "exit_status", "fresh_seed", "label", "planned_trials",
+           "sample_statement", "summary", "verify_record"]

@@ -229,6 +229,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _check_shape(path: Path, label: str, shape: tuple[int, ...]) -> None:
+    """Refuse a shape no array can have: one whose extents (each counted as at least 1, so
+    that an empty array with a huge other dimension is caught too) multiply past what an
+    index of 63 bits can address in bytes."""
+    if math.prod(max(n, 1) for n in shape) * 8 >= 2**63:
+        raise _error(path, f"{label} has shape {shape}, which no array can have (its extents multiply "
+                           "past 2^60 elements); the header is corrupt")
+
+
 # ------------------------------------------------------------------ safetensors
 
 
@@ -283,6 +292,7 @@ def _tensor_entry(path: Path, key: str, spec: Any, data_start: int, data_length:
         raise _error(path, f"tensor {key!r} has no valid dtype in the header")
     if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
         raise _error(path, f"tensor {key!r} has an invalid shape {shape!r} in the header")
+    _check_shape(path, f"tensor {key!r}", tuple(shape))
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) and o >= 0 for o in offsets)
             or offsets[0] > offsets[1]):
         raise _error(path, f"tensor {key!r} has invalid data_offsets {offsets!r} in the header")
@@ -552,6 +562,7 @@ def _npy_header(path: Path, label: str, stream: Any) -> tuple[tuple[int, ...], b
         raise _error(path, f"{label} has an invalid .npy header ({_reason(exc)})") from None
     if any(n < 0 for n in shape):
         raise _error(path, f"{label} has an invalid shape {shape} in its .npy header")
+    _check_shape(path, label, tuple(int(n) for n in shape))
     return tuple(int(n) for n in shape), bool(fortran_order), dtype, len(magic) + width + length
 
 
@@ -624,7 +635,7 @@ def _read_text(path: Path) -> str:
                                  if "allowed" in exc.problem else "")
         raise _error(path, problem) from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not content
     except UnicodeDecodeError as exc:
         raise _error(path, f"file cannot be read as UTF-8 text ({_reason(exc)})") from None
 

@@ -148,6 +148,53 @@ class DividesByZero(_Broken):
         return _top_k(dictionary, signals, k)
 
 
+class Forks(_Broken):
+    """Decodes like top-k in two processes: it forks, and the copy returns as well."""
+
+    name = "bad-forks"
+
+    def decode(self, dictionary, signals, *, k, noise):
+        os.fork()
+        return _top_k(dictionary, signals, k)
+
+
+class ChangesDirectory(_Broken):
+    """Decodes like top-k, after moving the process to another working directory."""
+
+    name = "bad-chdir"
+
+    def decode(self, dictionary, signals, *, k, noise):
+        os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+        return _top_k(dictionary, signals, k)
+
+
+class EndsTheProcess(_Broken):
+    """Ends the process the way sys.exit cannot be caught."""
+
+    name = "bad-os-exit"
+
+    def decode(self, dictionary, signals, *, k, noise):
+        os._exit(0)
+
+
+class SaysMarkup(_Broken):
+    """Fails with a message that rich would read as markup."""
+
+    name = "bad-markup"
+
+    def decode(self, dictionary, signals, *, k, noise):
+        raise RuntimeError("[/4] at [weights=PATH] [bold]x[/bold]")
+
+
+class Instant(_Broken):
+    """Returns at once, every time (an empty set): no machine is too slow for a time limit."""
+
+    name = "instant"
+
+    def decode(self, dictionary, signals, *, k, noise):
+        return [np.empty(0, dtype=np.int64) for _ in signals]
+
+
 class Plain(_Broken):
     """What the top-k-like decoders above decode when they have no side effects."""
 
@@ -158,8 +205,9 @@ class Plain(_Broken):
 
 
 IN_PROCESS = (Plain, Raises, Exits, WrongShape, NotANumber, Duplicates, OutOfRange, Garbage, HugeAllocation,
-              Prints, ChangesNumPy, WritesTheDictionary, DividesByZero)
-ALL = (*IN_PROCESS, Hangs, Crashes)
+              Prints, ChangesNumPy, WritesTheDictionary, DividesByZero, Forks, ChangesDirectory,
+              EndsTheProcess, SaysMarkup)
+ALL = (*IN_PROCESS, Hangs, Crashes, Instant)
 
 
 @hookimpl

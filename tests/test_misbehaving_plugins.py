@@ -27,9 +27,11 @@ EXPECTED = {
     "bad-garbage": "sets for a batch of 32 signals",
     "bad-huge": "raised",
     "bad-writes": "read-only",
+    "bad-os-exit": "raised ProcessExit: called os._exit(0), which would have ended the harness",
+    "bad-markup": "raised RuntimeError: [/4] at [weights=PATH] [bold]x[/bold]",
 }
 #: Misbehaving decoders whose side effects must not reach the record or anyone else's.
-HARMLESS = ("bad-prints", "bad-numpy-state", "divides")
+HARMLESS = ("bad-prints", "bad-numpy-state", "divides", "bad-forks", "bad-chdir")
 
 
 @pytest.fixture
@@ -76,35 +78,42 @@ def test_each_misbehaving_decoder_is_recorded_and_the_others_are_unchanged(with_
         assert "noise from print()" in err and "noise from os.write(1)" in err
 
 
+#: A limit far beyond what the decoders that keep it need (they return at once), and far
+#: below what the one that hangs takes (forever): the outcome cannot depend on the machine's speed.
+GENEROUS = "20"
+
+
 def test_a_hanging_decoder_is_stopped_at_its_time_limit_and_the_run_goes_on(with_misbehaving, capfd):
-    plugins = [arg for name in ("topk", "bad-hangs", "bad-crashes", "bad-prints", "mp")
+    plugins = [arg for name in ("plain", "bad-hangs", "bad-crashes", "bad-prints", "instant")
                for arg in ("--plugin", name)]
-    status, records, _ = run(capfd, *plugins, "--timeout", "3")
+    status, records, _ = run(capfd, *plugins, "--timeout", GENEROUS)
     assert status == 1
     by_name = {r["decoder"]: r for r in records}
-    assert list(by_name) == ["topk", "bad-hangs", "bad-crashes", "bad-prints", "mp"]
+    assert sorted(by_name) == sorted(["plain", "bad-hangs", "bad-crashes", "bad-prints", "instant"])
     hang = by_name["bad-hangs"]
     assert hang["status"] == "error"
-    assert "did not finish within its time limit of 3 s and was stopped" in hang["error"]
-    assert hang["wall_seconds"] >= 3
+    assert f"did not finish within its time limit of {GENEROUS} s and was stopped" in hang["error"]
+    assert hang["wall_seconds"] >= float(GENEROUS)
     assert by_name["bad-crashes"]["status"] == "error"
     assert "stopped its worker process" in by_name["bad-crashes"]["error"]
-    assert by_name["bad-prints"]["status"] == "ok"
-    assert [strip_volatile(by_name["topk"]), strip_volatile(by_name["mp"])] == reference(capfd)
+    for name in ("plain", "bad-prints", "instant"):
+        assert by_name[name]["status"] == "ok", by_name[name]["error"]
+    assert strip_volatile(by_name["bad-prints"])["curve"] == strip_volatile(by_name["plain"])["curve"]
 
 
 def test_a_time_limit_changes_nothing_for_decoders_that_keep_it(capfd):
-    status, records, _ = run(capfd, "--plugin", "topk", "--plugin", "mp", "--timeout", "120")
+    status, records, _ = run(capfd, "--plugin", "topk", "--plugin", "mp", "--timeout", "3600")
     assert status == 0 and [strip_volatile(r) for r in records] == reference(capfd)
 
 
 def test_a_hanging_decoder_on_a_store_leaves_the_finished_records(with_misbehaving, tmp_path, capfd):
     store = tmp_path / "store"
-    status = main(["run", *SMALL[:-2], "--plugin", "topk", "--plugin", "bad-hangs", "--timeout", "2",
+    status = main(["run", *SMALL[:-2], "--plugin", "instant", "--plugin", "bad-hangs", "--timeout", GENEROUS,
                    "--results", str(store)])
     assert status == 1
     lines = [json.loads(line) for line in (store / "records.jsonl").read_text().splitlines()]
-    assert [(r["decoder"], r["status"]) for r in lines] == [("topk", "ok"), ("bad-hangs", "error")]
+    # Runs side by side finish in any order: the store is compared as a set.
+    assert sorted((r["decoder"], r["status"]) for r in lines) == [("bad-hangs", "error"), ("instant", "ok")]
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])

@@ -11,6 +11,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from superposition_harness import plots
 from superposition_harness.cli import main
@@ -160,16 +161,37 @@ def test_records_from_several_files_merge_without_duplicates(records, tmp_path):
     assert all(r["source"].startswith("../ours/records.jsonl") for r in rows)  # the earliest copy
 
 
-def test_two_copies_of_one_measurement_with_different_counts_stop_publishing(records, tmp_path, capsys):
+def test_a_record_whose_counts_do_not_follow_from_its_outcomes_stops_publishing(records, tmp_path, capsys):
     changed = copy.deepcopy(records[0])
     changed["curve"][0]["successes"] += 1
     write(tmp_path / "a.jsonl", records)
     write(tmp_path / "b.jsonl", [changed])
-    with pytest.raises(StoreError, match="same measurement with different results"):
+    with pytest.raises(StoreError, match="b.jsonl line 1 cannot be published: at d = .* claims"):
         publish([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "out", figures=False)
     assert main(["publish", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"),
                  "--out", str(tmp_path / "out")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_two_copies_of_one_measurement_with_different_results_stop_publishing(records, tmp_path):
+    changed = copy.deepcopy(records[0])
+    for point in changed["curve"]:  # without outcomes nothing shows which copy is right
+        del point["outcomes"]
+    changed["wall_seconds"] += 1
+    changed["d_half"] += 1
+    write(tmp_path / "a.jsonl", records)
+    write(tmp_path / "b.jsonl", [changed])
+    with pytest.raises(StoreError, match=r"a.jsonl line 1 \(checked\) and .*b.jsonl line 1 \(unverifiable"):
+        publish([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "out", figures=False)
+
+
+def test_two_checked_measurements_of_one_row_stop_publishing(records, tmp_path, capsys):
+    assert main(["run", *SMALL, "--k", "2", "--plugin", "mp", "--trials", "128", "--no-store", "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    write(tmp_path / "a.jsonl", records)
+    write(tmp_path / "b.jsonl", [other])
+    with pytest.raises(StoreError, match="two checked measurements of one row .* differ in search settings"):
+        publish([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "out", figures=False)
 
 
 def test_an_error_record_gives_way_to_a_success_of_the_same_measurement(records, tmp_path):
@@ -215,20 +237,21 @@ def test_publish_draws_the_figures_and_removes_stale_ones(records, tmp_path):
         "success-vs-d-rademacher-n256.png", "success-vs-d-rademacher-n256.svg"]
 
 
-def test_fixed_and_noisy_tracks_get_their_own_sections(records, tmp_path):
-    noisy = copy.deepcopy(records[0])
-    noisy["problem"]["noise"] = 0.1
-    noisy.update(d_shannon=20, d_star_over_shannon=noisy["d_star"] / 20)
-    fixed = copy.deepcopy(records[1])
-    fixed["problem"].update(dictionary="file", k=None, d=64, dictionary_file="/x/sae.safetensors",
-                            dictionary_sha256="0" * 64)
-    fixed.update(k_star=5, k_star_ci=[4, 6], k_half=7, k_half_ci=[6, 8], d_star=None,
-                 curve=[{"k": 5, "trials": 64, "successes": 62}])
-    write(tmp_path / "records.jsonl", [*records, noisy, fixed])
-    publish([tmp_path], tmp_path, figures=False)
-    readme = (tmp_path / README).read_text()
+def test_fixed_and_noisy_tracks_get_their_own_sections(records, tmp_path, capsys):
+    assert main(["run", *SMALL, "--k", "2", "--plugin", "mp", "--noise", "0.1", "--no-store", "--json"]) == 0
+    noisy = json.loads(capsys.readouterr().out)
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "F.npy", rng.standard_normal((48, 256)).astype(np.float32))
+    assert main(["run", "--dictionary", str(tmp_path / "F.npy"), "--plugin", "mp", "--k-max", "12",
+                 "--no-store", "--json"]) == 0
+    fixed = json.loads(capsys.readouterr().out)
+    assert None not in fixed["k_star_ci"]
+    write(tmp_path / "out" / "records.jsonl", [*records, noisy, fixed])
+    publish([tmp_path / "out"], tmp_path / "out", figures=False)
+    readme = (tmp_path / "out" / README).read_text()
     assert "## Rademacher dictionary, N = 256, noisy" in readme and "| d_Sh | d*/d_Sh |" in readme
-    assert "## Fixed dictionary sae.safetensors: d = 64, N = 256" in readme and "| 5 [4, 6] |" in readme
+    assert "## Fixed dictionary F.npy: d = 48, N = 256" in readme
+    assert f"| {fixed['k_star']} [{fixed['k_star_ci'][0]}, {fixed['k_star_ci'][1]}] |" in readme
 
 
 @pytest.mark.parametrize("content, fragment", [("[1, 2]\n{}\n", "line 1 is not a result record"),
@@ -246,3 +269,48 @@ def test_plot_draws_from_a_store(records, tmp_path, capsys):
     assert main(["plot", str(tmp_path / "store"), "--out", str(tmp_path / "fig"), "--format", "png"]) == 0
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
         "minimal-d-vs-k-rademacher-n256.png", "success-vs-d-rademacher-n256.png"]
+
+
+HOSTILE = {
+    "plugin_package": '<img src=x onerror="alert(1)">',
+    "plugin_version": "[click](javascript:alert(1))",
+    "params": {"x": "</td><script>alert(1)</script>", "y": "a|b\n# heading", "z": "**bold** `code` ~~gone~~"},
+}
+
+
+def test_text_from_a_record_is_text_in_the_markdown_and_the_html(records, tmp_path):
+    """A decoder that is not installed here is published as unverifiable, with whatever text
+    its record holds: none of it may become markup, a link or HTML on either page."""
+    from markdown_it import MarkdownIt
+
+    hostile = copy.deepcopy(records[0])
+    hostile.update(decoder="not-installed", **copy.deepcopy(HOSTILE))
+    hostile["provenance"].update(cpu="AMD | EPYC\n\n<b>x</b>", date="2026-01-01 [a](http://evil)",
+                                 command=["run", "`rm -rf /`", "<script>", "|"])
+    write(tmp_path / "records.jsonl", [hostile])
+    publish([tmp_path], tmp_path, figures=False)
+    page = MarkdownIt("commonmark", {"html": True}).enable("table").render((tmp_path / README).read_text())
+    assert page.count("<img") == 2 and 'onerror="' not in page  # the two figures, nothing else
+    assert "<script" not in page and "<b>" not in page and "<strong>bold" not in page and "<del>" not in page
+    assert "javascript:" not in "".join(re.findall(r'href="([^"]*)"', page))
+    assert "http://evil" not in "".join(re.findall(r'href="([^"]*)"', page))
+    rows = [line for line in (tmp_path / README).read_text().splitlines() if "| not-installed |" in line]
+    assert len(rows) == 1
+    header = next(line for line in (tmp_path / README).read_text().splitlines() if line.startswith("| # |"))
+    assert len(re.findall(r"(?<!\\)\|", rows[0])) == len(re.findall(r"\|", header))  # no cell was added
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page  # shown, as text
+    html_page = _Page()
+    html_page.feed((tmp_path / HTML).read_text())
+    assert html_page.tags.count("script") == 1 and html_page.tags.count("img") == 2
+    assert "b" not in html_page.tags
+
+
+@pytest.mark.parametrize("name", ["MP", "mp|x", "mp [/4]", "<b>mp</b>", ""])
+def test_a_decoder_name_that_breaks_the_rule_is_refused(records, tmp_path, capsys, name):
+    odd = copy.deepcopy(records[0])
+    odd["decoder"] = name
+    write(tmp_path / "records.jsonl", [odd])
+    assert main(["publish", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "line 1 is not a result record" in err and "decoder-name rule" in err
+    assert not (tmp_path / "out").exists()

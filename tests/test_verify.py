@@ -10,11 +10,13 @@ from superposition_harness.cli import main
 from superposition_harness.plugins import load_registry
 from superposition_harness.results import decode_outcomes, encode_outcomes
 from superposition_harness.verify import (
+    DEFAULT_SAMPLE,
     FAILED,
     SKIPPED,
     UNVERIFIABLE,
     VERIFIED,
     _sample,
+    detection_probability,
     exit_status,
     verify_record,
 )
@@ -94,7 +96,7 @@ def test_outcomes_that_do_not_fit_the_trials_fail(store, registry):
 
 
 @pytest.mark.parametrize("edit, fragment", [
-    (lambda r: r.update(plugin_version="9.9"), "installed is superposition-harness"),
+    (lambda r: r.update(plugin_version="9.9"), "is installed from superposition-harness 0.1.0"),
     (lambda r: r.update(decoder="not-installed"), "is not installed"),
     (lambda r: r["provenance"].update(harness_version="0.0.1"), "made with harness 0.0.1"),
 ])
@@ -121,23 +123,89 @@ def test_an_error_record_is_skipped(store, registry):
     assert verdict.status == SKIPPED and exit_status([verdict]) == 0
 
 
-def test_records_made_before_outcomes_were_stored_re_run_whole_probes(store, registry):
+def test_a_record_without_outcomes_is_unverifiable_never_verified(store, registry):
     record = records_of(store)[0]
     for point in record["curve"]:
         del point["outcomes"]
-    verdict = check(record, registry, sample=10)
-    assert verdict.status == VERIFIED, verdict.reasons
-    assert verdict.rerun_trials in {p["trials"] for p in record["curve"]} or verdict.rerun_trials >= 10
-    record["curve"][-1]["successes"] -= 1
-    assert check(record, registry, sample=None).status == FAILED
+    verdict = check(record, registry, sample=None)
+    assert verdict.status == UNVERIFIABLE and verdict.rerun_trials == 0
+    assert any("do not hold their trials' outcomes" in reason for reason in verdict.reasons)
+    assert exit_status([verdict]) == 3
+
+
+def test_outcomes_deleted_with_a_better_d_star_is_not_verified(store, registry):
+    """Without outcomes nothing checks the estimates; a score that does not follow from
+    them fails, and one that does is still only unverifiable."""
+    record = records_of(store)[0]
+    for point in record["curve"]:
+        del point["outcomes"]
+    record["d_star"] -= 5
+    assert check(record, registry).status == FAILED  # bits_per_dim no longer follows from d_star
+    h = record["entropy_bits"]
+    record.update(bits_per_dim=h / record["d_star"], dims_per_bit=record["d_star"] / h)
+    record["bits_per_dim_ci"] = [h / record["d_star_ci"][1], h / record["d_star_ci"][0]]
+    record["dims_per_bit_ci"] = [record["d_star_ci"][0] / h, record["d_star_ci"][1] / h]
+    verdict = check(record, registry)
+    assert verdict.status == UNVERIFIABLE, verdict.reasons
+
+
+@pytest.mark.parametrize("field, value", [
+    ("bits_per_dim", 9.99), ("entropy_bits", 1.0), ("dims_per_bit", 0.1), ("bits_per_dim_ci", [0.5, 9.0]),
+    ("dims_per_bit_ci", [0.01, 0.02])])
+def test_a_raised_score_fails_whatever_else_holds(store, registry, field, value):
+    record = records_of(store)[0]
+    record[field] = value
+    verdict = check(record, registry, sample=0)
+    assert verdict.status == FAILED
+    assert any(reason.startswith(f"its {field} is") for reason in verdict.reasons), verdict.reasons
+
+
+def test_a_field_the_harness_does_not_make_is_unverifiable(store, registry):
+    record = records_of(store)[0]
+    record["certified"] = True
+    verdict = check(record, registry, sample=0)
+    assert verdict.status == UNVERIFIABLE
+    assert any("certified" in reason for reason in verdict.reasons)
+
+
+def test_a_missing_score_field_fails(store, registry):
+    record = records_of(store)[0]
+    del record["bits_per_dim_ci"]
+    assert check(record, registry, sample=0).status == FAILED
+
+
+def test_a_version_that_does_not_exist_is_unverifiable(store, registry):
+    record = records_of(store)[0]
+    record.update(plugin_version="99.0.0")
+    verdict = check(record, registry)
+    assert verdict.status == UNVERIFIABLE and verdict.rerun_trials == 0
+    record.update(plugin_version="0.1.0", plugin_package="superposition-harness-pro")
+    assert check(record, registry).status == UNVERIFIABLE
 
 
 def test_the_sample_depends_on_the_seed_and_the_record_not_on_its_place(store):
     record = records_of(store)[0]
-    first = _sample(record, {}, 16, seed=0)
-    assert first == _sample(json.loads(json.dumps(record)), {}, 16, seed=0)
-    assert first != _sample(record, {}, 16, seed=1)
+    first = _sample(record, 16, seed=0)
+    assert first == _sample(json.loads(json.dumps(record)), 16, seed=0)
+    assert first != _sample(record, 16, seed=1)
     assert sum(len(trials) for _, trials in first) == 16
+    assert sum(len(trials) for _, trials in _sample(record, 10**6, seed=0)) == record["trials"]
+
+
+def test_the_default_sample_is_drawn_from_fresh_entropy_and_reported(store, registry):
+    record = records_of(store)[0]
+    seeds = {check(record, registry, sample=4).sample_seed for _ in range(3)}
+    assert len(seeds) == 3 and None not in seeds
+    assert check(record, registry, sample=4, seed=12345).sample_seed == 12345
+
+
+def test_the_default_sample_catches_one_percent_of_flipped_trials_with_probability_099():
+    assert DEFAULT_SAMPLE == 459
+    assert (1 - 0.01) ** DEFAULT_SAMPLE <= 0.01 < (1 - 0.01) ** (DEFAULT_SAMPLE - 1)
+    for trials in (100, 459, 460, 1000, 4448, 100_000):
+        assert detection_probability(trials, DEFAULT_SAMPLE) >= 0.99
+    assert detection_probability(300, DEFAULT_SAMPLE) == 1.0  # a smaller record is re-run whole
+    assert detection_probability(10_000, 32) < 0.3  # the old default of 32 trials missed most forgeries
 
 
 def test_a_fixed_dictionary_record_needs_its_file(tmp_path, registry, capsys):
@@ -177,7 +245,7 @@ def test_the_command_exits_0_1_or_3_and_names_what_it_found(store, tmp_path, cap
 
 @pytest.mark.parametrize("content, fragment", [
     (None, "does not exist"),
-    ("not json\n{}\n", "line 1 is not a result record"),
+    ("[1, 2]\n{}\n", "line 1 is not a result record"),
 ])
 def test_unreadable_inputs_exit_2_with_one_line(tmp_path, capsys, content, fragment):
     path = tmp_path / "records.jsonl"
