@@ -799,7 +799,7 @@ def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
     seed = fresh_seed() if args.seed is None else args.seed
     if not args.json:
         err.print(f"sample seed {seed} (repeat this check with --seed {seed}); {sample_statement(sample)}",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     verdicts = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
