@@ -144,10 +144,14 @@ def merge(items: Sequence[Sourced], evidence: Evidence) -> list[Sourced]:
         first = candidates[0]
         for other in candidates[1:] if ok else []:
             if _without_outcomes(other.record) != _without_outcomes(first.record):
+                both_checked = _state(evidence, other) == VERIFIED
+                advice = ("both follow from their outcomes, so only re-running trials tells them apart: "
+                          "run `harness verify` on both and remove the one that fails" if both_checked else
+                          "remove the one that is not checked (`harness verify` both)")
                 raise StoreError(
                     f"{first.where} ({_describe(evidence, first)}) and {other.where} "
                     f"({_describe(evidence, other)}) are the same measurement with different results; "
-                    "remove the one that is not checked (`harness verify` both).")
+                    f"{advice}.")
         merged.append(first)
     return sorted(merged, key=lambda item: (item.path, item.line))
 

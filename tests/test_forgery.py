@@ -157,8 +157,12 @@ def test_a_forgery_that_conflicts_with_the_genuine_row_stops_publishing(genuine,
 
 
 def test_the_flipped_forgery_beside_the_genuine_record_stops_publishing(genuine, forged, tmp_path):
-    with pytest.raises(StoreError, match="same measurement with different results"):
+    """Both are checked (each follows from its own outcomes): the refusal says that only
+    re-running trials tells them apart."""
+    with pytest.raises(StoreError, match="same measurement with different results") as refusal:
         _publish(tmp_path, genuine, forged[0])
+    assert "only re-running trials tells them apart" in str(refusal.value)
+    assert "not checked" not in str(refusal.value)
 
 
 def test_a_version_that_does_not_exist_never_displaces_the_genuine_row(genuine, tmp_path):
