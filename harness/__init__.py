@@ -1,27 +1,52 @@
 """superposition-harness: how many dimensions does a sparse decoder need to read a
 superposition code back exactly?
 
-The public API for plugin authors is re-exported here: :class:`Decoder`,
-:class:`Param`, :data:`hookimpl`, the :class:`Dictionary` operator and the
-tie-breaking selection :func:`top_k_rows`.
+The public API for plugin authors is what this package exports, and nothing else: the
+decoder contract (:class:`Decoder`, :class:`Param`, :data:`hookimpl`, :data:`Register`), the
+:class:`Dictionary` operator, and the tools the built-in decoders use, which a third
+party needs as much: the tie-breaking selections :func:`top_k_rows` and
+:func:`keep_largest`, the exact-product grid :func:`grid_steps` and
+:func:`snap_to_grid`, the size above which compiled kernels go parallel
+(:data:`PARALLEL_ENTRIES`), and SAE weight loading (:func:`load_sae`,
+:class:`SAEWeights`, :class:`WeightsError`). The built-ins import nothing else from the
+harness; a test holds them to it.
+
+SAE loading is imported on first use, so that declaring a decoder imports no weight
+reader.
 """
 
 from __future__ import annotations
 
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 from .decoder import Decoder, Param, ParameterError
-from .dictionary import Dictionary, MatrixDictionary
-from .hookspecs import hookimpl
-from .kernels import top_k_rows
+from .dictionary import Dictionary, MatrixDictionary, grid_steps, snap_to_grid
+from .hookspecs import Register, hookimpl
+from .kernels import PARALLEL_ENTRIES, keep_largest, top_k_rows
 from .problem import Problem, ProblemError, entropy_bits
+
+if TYPE_CHECKING:
+    from .weights import SAEWeights, WeightsError, load_sae
 
 try:
     __version__ = metadata.version("superposition-harness")
 except metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
+_LAZY = {"SAEWeights": "weights", "WeightsError": "weights", "load_sae": "weights"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "Decoder", "Dictionary", "MatrixDictionary", "Param", "ParameterError", "Problem",
-    "ProblemError", "__version__", "entropy_bits", "hookimpl", "top_k_rows",
+    "PARALLEL_ENTRIES", "Decoder", "Dictionary", "MatrixDictionary", "Param", "ParameterError", "Problem",
+    "ProblemError", "Register", "SAEWeights", "WeightsError", "__version__", "entropy_bits", "grid_steps",
+    "hookimpl", "keep_largest", "load_sae", "snap_to_grid", "top_k_rows",
 ]

@@ -48,6 +48,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .decoder import AnchoredString
 from .files import RefusedFile, read_regular
 from .problem import DICTIONARY_KINDS, Problem
 from .weights import CONFIG_FILE, SAELENS_WEIGHTS, SIDECAR_SUFFIXES, SPARSIFY_WEIGHTS
@@ -102,7 +103,7 @@ class ConfigFile(dict[str, Any]):
         self.path = path
 
 
-class ConfigString(str):
+class ConfigString(AnchoredString):
     """A decoder parameter's text or value as a config file gave it.
 
     It remembers the config, so that a parameter declared with ``path=True`` resolves it

@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .config import ConfigString
 from .dictionary import Dictionary
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]*$")
@@ -22,6 +21,20 @@ PARAM_TYPES = (int, float, bool, str)
 
 class ParameterError(ValueError):
     """A decoder parameter that is unknown or has an invalid value."""
+
+
+class AnchoredString(str):
+    """A parameter's text from a source that relative paths are anchored to (a config file).
+
+    A parameter declared with ``path=True`` asks it for :meth:`resolve`; any other
+    parameter takes it as the plain string. The contract knows only this interface; the
+    config reader (``ConfigString``) decides what anchoring means, so that declaring a
+    decoder never imports the config parser.
+    """
+
+    def resolve(self, parameter: str, decoder: str) -> str:
+        """The path this text names, as the decoder should open it."""
+        return str(self)
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,7 @@ class Param:
 
     def parse(self, text: str, owner: str = "") -> Any:
         """Convert the text of ``name=value`` to this parameter's type, then check it."""
-        if self.path and isinstance(text, ConfigString):
+        if self.path and isinstance(text, AnchoredString):
             return self.check(text, owner)  # resolved as the config file's path, not stripped
         where = _where(owner, self.name)
         text = text.strip()
@@ -78,7 +91,7 @@ class Param:
     def check(self, value: Any, owner: str = "") -> Any:
         """Return ``value`` converted to this parameter's type, or raise ParameterError."""
         where = _where(owner, self.name)
-        if isinstance(value, ConfigString):
+        if isinstance(value, AnchoredString):
             # A path from a config file is joined to the config's directory (and must stay
             # in it); any other string from a config is the string itself.
             value = value.resolve(self.name, owner) if self.path else str(value)
@@ -146,9 +159,12 @@ class Decoder(ABC):
       holds at once (default 6); the harness budgets memory with it before a run starts.
 
     Parameters are validated and stored unchanged in ``__init__``; ``self.params`` holds
-    them, and each is also an attribute. The work happens in :meth:`decode`, which must
-    treat each signal of the batch independently, so that the decoded set of a signal
-    does not depend on the batch it came in.
+    them, and each is also an attribute. Annotate each one in the class body with its
+    type (``level: float`` beside ``Param("level", float, …)``) so that a type checker
+    knows ``self.level``; an annotation that disagrees with its declaration is refused.
+    The work happens in :meth:`decode`, which must treat each signal of the batch
+    independently, so that the decoded set of a signal does not depend on the batch it
+    came in.
     """
 
     name: ClassVar[str] = ""
@@ -235,10 +251,23 @@ def check_decoder_class(cls: object) -> str | None:
         return (f"decoder {cls.name!r}: parameters must be a tuple of Param, not "
                 f"{type(cls.parameters).__name__} (a single Param needs a trailing comma)")
     seen = set()
+    annotated = _annotations(cls)
     for param in cls.parameters:
         if not isinstance(param, Param):
             return f"decoder {cls.name!r} declares a parameter that is not a Param: {param!r}"
         if param.name in seen:
             return f"decoder {cls.name!r} declares parameter {param.name!r} twice"
         seen.add(param.name)
+        given = annotated.get(param.name, param.type)
+        if given not in (param.type, param.type.__name__):
+            return (f"decoder {cls.name!r} declares parameter {param.name!r} as {param.type.__name__} "
+                    f"but annotates it as {getattr(given, '__name__', given)}")
     return None
+
+
+def _annotations(cls: type) -> dict[str, Any]:
+    """The class-body annotations of ``cls`` and its bases, nearest first (unevaluated)."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        found.update(inspect.get_annotations(klass))
+    return found

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
 import pluggy
+
+if TYPE_CHECKING:
+    from .decoder import Decoder
 
 #: The pluggy project name, also the entry-point group plugins are published under.
 PROJECT = "superposition_harness"
@@ -12,9 +16,13 @@ PROJECT = "superposition_harness"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: The type of the callback that :func:`register_decoders` receives: annotate a hook
+#: implementation ``def register_decoders(register: Register) -> None``.
+Register: TypeAlias = "Callable[[type[Decoder]], None]"
+
 
 @hookspec
-def register_decoders(register: Callable[[type], None]) -> None:
+def register_decoders(register: Register) -> None:
     """Register the decoders this plugin provides.
 
     Call ``register(DecoderClass)`` once for each decoder, where ``DecoderClass`` is

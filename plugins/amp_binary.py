@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from superposition_harness import Param, hookimpl
+from superposition_harness import Param, Register, hookimpl
 
-from .amp import MessagePassing, row_sums
+from ._message_passing import MessagePassing, row_sums
 
 
 def posterior_mean(pseudo: np.ndarray, tau2: np.ndarray | float,
@@ -49,7 +49,7 @@ class BinaryAMP(MessagePassing):
     ``τ²_{t+1} = σ² + (N/d)·mmse(τ_t²)``. ``τ_t²`` is estimated per signal as
     ``max(‖z^t‖²/d, σ²)``; the Onsager term is ``z^t·(N/d)·mean_i η'``. The loop,
     stopping rule and decoded set (the top ``k`` of the posterior means, i.e. of the
-    pseudo-data) are those of :class:`~superposition_harness_builtins.amp.MessagePassing`.
+    pseudo-data) are those of :class:`~superposition_harness_builtins._message_passing.MessagePassing`.
     """
 
     name = "amp-binary"
@@ -70,5 +70,5 @@ class BinaryAMP(MessagePassing):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(BinaryAMP)

@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 from numba import njit
-from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
-from superposition_harness.dictionary import grid_steps
-from superposition_harness.dictionary import snap_to_grid as snap
+from superposition_harness import Decoder, Dictionary, Param, Register, grid_steps, hookimpl, top_k_rows
+from superposition_harness import snap_to_grid as snap
 
-from .lasso_cd import as_penalties, penalties
+from ._penalty import as_penalties, penalties
 
 
 @njit(cache=True)
@@ -23,7 +22,7 @@ def _step(points: np.ndarray, correlations: np.ndarray, previous: np.ndarray, in
     Row ``b`` moves from its point ``z`` (the estimate for ISTA, the extrapolated point
     for FISTA), whose correlations ``⟨f_i, x − F z⟩`` are given, to
     ``y = S_{λ/L}(z + Fᵀ(x − F z) / L)``, rounded to the row's grid (see
-    ``superposition_harness.dictionary.grid_steps``). FISTA then extrapolates
+    ``superposition_harness.grid_steps``). FISTA then extrapolates
     ``z = y + (t − 1)/t' · (y − y_prev)`` with ``t' = (1 + √(1 + 4t²)) / 2``, restarting
     the momentum (``t = 1``) whenever ``⟨z − y, y − y_prev⟩ > 0``, i.e. when the step
     went against the momentum (O'Donoghue and Candès' gradient restart). ``changes[b]``
@@ -183,6 +182,13 @@ class _ProximalGradient(Decoder):
     accelerated = False
     uses_noise = True
 
+    lam_ratio: float
+    noise_lam: float
+    nonnegative: bool
+    max_iter: int
+    tol: float
+    continuation: float
+
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> np.ndarray:
         signals = dictionary.subtract_offset(signals)
@@ -298,6 +304,6 @@ class Fista(_ProximalGradient):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(Ista)
     register(Fista)

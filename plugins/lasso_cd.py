@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
-from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
-from superposition_harness.dictionary import grid_steps
-from superposition_harness.dictionary import snap_to_grid as snap
-from superposition_harness.kernels import keep_largest
+from superposition_harness import (
+    Decoder,
+    Dictionary,
+    Param,
+    Register,
+    grid_steps,
+    hookimpl,
+    keep_largest,
+    top_k_rows,
+)
+from superposition_harness import snap_to_grid as snap
+
+from ._penalty import as_penalties, penalties
 
 #: A round adds to a working set at most this many violators, or as many as it has
 #: non-zero coefficients if that is more.
@@ -25,32 +32,6 @@ GRAM_LIMIT = 1024
 #: Continuation: λ starts at this fraction of the smallest λ whose solution is zero and
 #: is multiplied by it at each stage of the path, down to the target.
 PATH_STEP = 0.2
-
-
-def penalties(correlations: np.ndarray, n: int, noise: float, lam_ratio: float,
-              noise_lam: float) -> np.ndarray:
-    """The penalty ``λ`` of each signal from its correlations ``⟨f_i, x⟩`` (shared by the lasso decoders).
-
-    ``λ = lam_ratio · max_i |⟨f_i, x⟩|``: ``max_i |⟨f_i, x⟩|`` is the smallest ``λ``
-    whose solution is ``y = 0``, so the ratio is scale-free. With noise ``σ > 0``,
-    ``λ`` is at least ``noise_lam · σ · √(2 ln N)``: ``σ √(2 ln N)`` is about the
-    largest correlation of pure noise with any codeword, so the solution does not fit
-    the noise (the default ``noise_lam = 0.5`` lets a little of it in, which costs the
-    top ``k`` less than shrinking the true coefficients).
-    """
-    largest = np.max(np.abs(correlations), axis=1).astype(np.float64)
-    lam = lam_ratio * largest
-    if noise > 0:
-        lam = np.maximum(lam, noise_lam * noise * math.sqrt(2.0 * math.log(max(n, 2))))
-    return lam
-
-
-def as_penalties(lam: float | np.ndarray, batch: int) -> np.ndarray:
-    """``lam`` as one finite non-negative penalty per signal, or ValueError."""
-    values = np.broadcast_to(np.asarray(lam, dtype=np.float64), (batch,)).copy()
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"the penalty λ must be finite and non-negative, not {lam!r}")
-    return values
 
 
 # -- compiled kernels ------------------------------------------------------------------
@@ -319,6 +300,12 @@ class LassoCD(Decoder):
     description = ("Convex: the lasso ½‖x − Fy‖² + λ‖y‖₁ by cyclic coordinate descent on "
                    "working sets; Ŷ = top-k of the solution.")
     uses_noise = True
+    lam_ratio: float
+    noise_lam: float
+    nonnegative: bool
+    tol: float
+    max_sweeps: int
+
     parameters = (
         Param("lam_ratio", float, 0.05,
               "λ as a fraction of max_i |⟨f_i, x⟩| (the smallest λ whose solution is 0)",
@@ -478,5 +465,5 @@ def _flatten(parts: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarr
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(LassoCD)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from superposition_harness import Decoder, Dictionary, hookimpl
-from superposition_harness.kernels import PARALLEL_ENTRIES
+from superposition_harness import PARALLEL_ENTRIES, Decoder, Dictionary, Register, hookimpl
 
 
 def _step_body(correlations: np.ndarray, gram: np.ndarray, best: np.ndarray) -> None:  # pragma: no cover
@@ -65,5 +64,5 @@ class MatchingPursuit(Decoder):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(MatchingPursuit)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from superposition_harness import Decoder, Dictionary, Param, hookimpl
-from superposition_harness.dictionary import grid_steps, snap_to_grid
+from superposition_harness import Decoder, Dictionary, Param, Register, grid_steps, hookimpl, snap_to_grid
 
 #: A new codeword whose squared distance to the span of the chosen ones is below this
 #: (relative to its norm) adds nothing; the signal stops growing its set there.
@@ -96,6 +95,8 @@ class OrthogonalMatchingPursuit(Decoder):
 
     name = "omp"
     description = "Iterative: k greedy picks on the residual's correlations, least-squares refit after each."
+    positive: bool
+
     parameters = (
         Param("positive", bool, True,
               "pick the largest ⟨f_i, r⟩ (the standard problem's coefficients are +1); "
@@ -135,5 +136,5 @@ class OrthogonalMatchingPursuit(Decoder):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(OrthogonalMatchingPursuit)

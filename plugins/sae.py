@@ -5,8 +5,17 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from superposition_harness import Decoder, Dictionary, MatrixDictionary, Param, hookimpl, top_k_rows
-from superposition_harness.weights import SAEWeights, load_sae
+from superposition_harness import (
+    Decoder,
+    Dictionary,
+    MatrixDictionary,
+    Param,
+    Register,
+    SAEWeights,
+    hookimpl,
+    load_sae,
+    top_k_rows,
+)
 
 
 @lru_cache(maxsize=4)
@@ -34,6 +43,10 @@ class SparseAutoencoderEncoder(Decoder):
 
     name = "sae"
     description = "One-step (learned): a sparse-autoencoder encoder loaded from a weight file."
+    weights: str
+    format: str
+    topk: str
+
     parameters = (
         Param("weights", str, "", "the SAE weight file or directory (SAELens, sparsify, "
                                   "Gemma Scope, or a plain .npz/.safetensors with a sidecar)", path=True),
@@ -92,5 +105,5 @@ class SparseAutoencoderEncoder(Decoder):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(SparseAutoencoderEncoder)

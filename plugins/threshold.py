@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from superposition_harness import Decoder, Dictionary, Param, hookimpl
+from superposition_harness import Decoder, Dictionary, Param, Register, hookimpl
 
 
 class ThresholdDecoder(Decoder):
@@ -15,6 +15,8 @@ class ThresholdDecoder(Decoder):
     name = "threshold"
     description = "One-step: every codeword whose correlation with x is at least 1/2."
     batch_arrays = 1.5
+    level: float
+
     parameters = (
         Param("level", float, 0.5, "the correlation a codeword needs to be decoded"),
     )
@@ -27,5 +29,5 @@ class ThresholdDecoder(Decoder):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(ThresholdDecoder)

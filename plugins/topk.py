@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from superposition_harness import Decoder, Dictionary, hookimpl, top_k_rows
+from superposition_harness import Decoder, Dictionary, Register, hookimpl, top_k_rows
 
 
 class TopKDecoder(Decoder):
@@ -22,5 +22,5 @@ class TopKDecoder(Decoder):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(TopKDecoder)

@@ -444,11 +444,22 @@ class Abstract(Decoder):
     (make_decoder(parameters=(Param("width", int, 1, "a"), Param("width", int, 2, "b"))),
      "decoder 'fixture' declares parameter 'width' twice"),
     (make_decoder(parameters=("width",)), "declares a parameter that is not a Param"),
+    (make_decoder(__annotations__={"width": "float"}),
+     "declares parameter 'width' as int but annotates it as float"),
+    (make_decoder(__annotations__={"width": bool}),
+     "declares parameter 'width' as int but annotates it as bool"),
 ], ids=["object", "function", "spaces", "empty-name", "digit-first", "none-name",
-        "no-description", "blank-description", "abstract", "duplicate-params", "not-param"])
+        "no-description", "blank-description", "abstract", "duplicate-params", "not-param",
+        "annotation-disagrees", "annotation-type-disagrees"])
 def test_check_decoder_class_rejects(candidate, expected):
     problem = check_decoder_class(candidate)
     assert problem is not None and expected in problem
+
+
+@pytest.mark.parametrize("annotation", ["int", int])
+def test_a_parameter_annotated_with_its_type_passes(annotation):
+    decoder = make_decoder(__annotations__={"width": annotation})
+    assert check_decoder_class(decoder) is None and decoder().width == 1
 
 
 @pytest.mark.parametrize("name", ["mp", "lasso-cd", "amp_binary", "sae.topk", "omp2"])

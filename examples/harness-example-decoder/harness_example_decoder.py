@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from superposition_harness import Decoder, Dictionary, Param, hookimpl, top_k_rows
+from superposition_harness import Decoder, Dictionary, Param, Register, hookimpl, top_k_rows
 
 
 class InterferenceCancellation(Decoder):
@@ -27,6 +27,7 @@ class InterferenceCancellation(Decoder):
     parameters = (
         Param("rounds", int, 1, "cancellation rounds after the first top-k", minimum=0),
     )
+    rounds: int  # set from the declaration above; annotated so that type checkers know it
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> np.ndarray:
@@ -41,5 +42,5 @@ class InterferenceCancellation(Decoder):
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register: Register) -> None:
     register(InterferenceCancellation)
