@@ -12,7 +12,6 @@ from typing import Any, NoReturn
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,42 +23,32 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__, parallel
+from . import __version__
 from .config import SUITES, ConfigError, Sweep, apply_config, parse_decoder_spec, read_config, read_suite
 from .conformance import run_conformance
-from .decoder import Decoder, ParameterError, parse_params
+from .decoder import ParameterError
 from .dictionary import Dictionary
-from .isolation import IsolatedJob, run_isolated, stdout_to_stderr
-from .leaderboard import error_lines, gap_table, leaderboard_tables, params_text
-from .memory import DEFAULT_MEMORY, BudgetError, check, parse_size
+from .jobs import Job, choose_decoders, execute, fixed_problems, plan, run_settings
+from .leaderboard import error_lines, gap_table, leaderboard_tables
+from .memory import BudgetError, parse_size
 from .plots import FORMATS, PlotError, draw_figures, figure_names
-from .plugins import Registry, UnknownDecoder, load_registry
-from .problem import FILE_DICTIONARY, SAE_OFFSET, Problem, ProblemError
+from .plugins import UnknownDecoder, load_registry
+from .problem import Problem, ProblemError
+from .progress import JobProgress
 from .publish import choose, load_sources, publish
 from .results import (
     DEFAULT_STORE,
     ResultStore,
     StoreError,
     best_records,
-    make_record,
-    measurement_key,
-    provenance,
     read_records,
     record_files,
-    search_fields,
-    stored_measurement_key,
     well_formed,
 )
 from .runner import (
-    DecoderRun,
     RunSettings,
-    can_run_in_a_process,
-    load_fixed,
-    run_decoder,
-    run_in_processes,
-    search_limit,
 )
-from .search import SearchError, min_trials_to_pass
+from .search import SearchError
 from .training import TrainingSpec, train_encoder, write_saelens
 from .verify import (
     DEFAULT_SAMPLE,
@@ -75,7 +64,6 @@ from .verify import (
 from .verify import label as verify_label
 from .weights import WeightsError
 
-BUILTIN_PACKAGE = "superposition-harness"
 USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder,
                StoreError, WeightsError, PlotError)
 
@@ -354,35 +342,6 @@ def _sweep(args: argparse.Namespace, dictionary: list[str] | None = None) -> Swe
     return sweep
 
 
-def _decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, Any]]:
-    chosen: list[tuple[Decoder, Any]] = []
-    seen: set[str] = set()
-    # A decoder tied to particular dictionaries (any_dictionary = False, such as an SAE's
-    # encoder) needs its parameters, so it runs only when named.
-    for which in sweep.decoder_sets:
-        for name, entry in sorted(registry.decoders.items()):
-            if not entry.cls.any_dictionary:
-                continue
-            if (which == "all" or entry.package == BUILTIN_PACKAGE) and name not in seen:
-                seen.add(name)
-                chosen.append((entry.cls(), entry))
-    for spec in sweep.decoders:
-        entry = registry.get(spec.name)
-        given = {**parse_params(entry.cls, dict(spec.texts)), **dict(spec.values)}
-        chosen.append((entry.cls(**given), entry))
-    if not chosen:
-        raise ConfigError("no decoder to run; name one with --plugin NAME (see `harness plugins`).")
-    listed: set[str] = set()
-    for decoder, entry in chosen:
-        identity = json.dumps([entry.name, decoder.params], sort_keys=True, default=str)
-        if identity in listed:
-            shown = f"{entry.name}[{params_text(decoder.params)}]" if decoder.params else entry.name
-            raise ConfigError(f"decoder {shown} is named twice (the same decoder with the same parameters); "
-                              "name it once.")
-        listed.add(identity)
-    return chosen
-
-
 def _warner(err: Console) -> Callable[[str], None]:
     """A reader's ``warn``: each sentence printed as a warning, as data, never as markup."""
     def warn(sentence: str) -> None:
@@ -390,187 +349,24 @@ def _warner(err: Console) -> Callable[[str], None]:
     return warn
 
 
-def _limit_threads(threads: int | None) -> Any:
-    return None if threads is None else parallel.use_threads(threads)
-
-
 def _settings(sweep: Sweep, err: Console, memory: int | None = None) -> RunSettings:
-    settings = RunSettings(target=sweep.target, max_trials=sweep.trials, batch_size=sweep.batch_size,
-                           d_max=sweep.d_max, k_max=sweep.k_max, resolution=sweep.resolution,
-                           memory=memory if memory is not None else DEFAULT_MEMORY)
-    settings.validate()
-    needed = min_trials_to_pass(settings.target, settings.max_trials)
-    if settings.max_trials < needed:
-        err.print(f"[yellow]warning[/yellow] with at most {settings.max_trials} trials per dimension "
-                  f"no dimension can show p ≥ {settings.target:g} with 95% confidence (that takes "
-                  f"{needed}); the upper ends of the intervals will be unknown.", highlight=False)
-    return settings
-
-
-def _fixed_problems(sweep: Sweep, memory: int) -> list[tuple[Problem, Dictionary | None]]:
-    """The fixed-dictionary problems of the sweep, each with its loaded dictionary."""
-    out: list[tuple[Problem, Dictionary | None]] = []
-    for path in sweep.dictionary_files():
-        dictionary, sha256 = load_fixed(path, memory)
-        for noise in sweep.noise:
-            out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise,
-                                seed=sweep.seed, subsets_per_draw=sweep.subsets_per_draw,
-                                d=dictionary.d, dictionary_file=path, dictionary_sha256=sha256,
-                                offset=None if dictionary.offset is None else SAE_OFFSET), dictionary))
-    return out
-
-
-Job = tuple[Problem, "Dictionary | None", Decoder, Any]
-
-
-def _stored_runs(jobs: list[Job], settings: RunSettings, store: ResultStore,
-                 err: Console) -> dict[int, dict[str, Any]]:
-    """The jobs whose measurement the store already holds (a successful record with the
-    same problem, decoder, parameters, versions and search settings), by job index."""
-    stored: dict[str, dict[str, Any]] = {}
-    for record in well_formed(store.load(warn=_warner(err))):
-        key = stored_measurement_key(record)
-        if key is not None and record.get("status") == "ok":
-            stored[key] = record
-    found = {}
-    for index, (problem, _, decoder, entry) in enumerate(jobs):
-        key = measurement_key(decoder=entry.name, plugin_version=entry.version, params=dict(decoder.params),
-                              problem=problem.as_record(), target=settings.target,
-                              search=search_fields(problem, settings, search_limit(problem, settings)),
-                              harness_version=__version__)
-        if key in stored:
-            found[index] = stored[key]
-    return found
-
-
-def _check_memory(jobs: list[Job], settings: RunSettings) -> None:
-    """Refuse, before any trial, a sweep with a run that cannot fit the memory budget."""
-    for problem, dictionary, decoder, entry in jobs:
-        # A loaded dictionary is held twice: the matrix read from its file, and its rows.
-        held = 2 * dictionary.nbytes_dense() if dictionary is not None else 0
-        check(problem, decoder.batch_arrays, settings.batch_size, search_limit(problem, settings)
-              if not problem.fixed else int(problem.d or 0), settings.memory, entry.name, held)
+    return run_settings(sweep, memory, warn=_warner(err))
 
 
 def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
              err: Console) -> list[dict[str, Any]]:
-    """Run every job with a progress bar, storing each record as soon as it is made.
-
-    With several workers, the jobs of small generated problems run side by side in
-    worker processes of one thread each (see ``runner.run_in_processes``); the others
-    run here, one after another, with the workers inside their products. The records
-    come back in the order of the jobs, and are the same either way.
-    """
-    _check_memory(jobs, settings)
+    """Run ``jobs`` (see ``jobs.execute``) with a live progress display on ``err``."""
     store = None if args.no_store else ResultStore(args.results)  # an absolute path, whatever decoders do
-    if store is not None:
-        store.check_writable()
-    workers = parallel.workers()
-    limiter = None
-    records: list[dict[str, Any] | None] = [None] * len(jobs)
-    reused: dict[int, dict[str, Any]] = {}
-    try:
-        limiter = _limit_threads(getattr(args, "threads", None))
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
-                      TimeElapsedColumn(), console=err, transient=False) as progress:
-            overall = progress.add_task("runs", total=len(jobs), trials=0)
-            total = {"trials": 0}
-
-            def label(index: int) -> str:  # the markup of the progress display: names escaped
-                problem, _, _, entry = jobs[index]
-                return escape(f"{entry.name} d={problem.d} N={problem.n}" if problem.fixed
-                              else f"{entry.name} N={problem.n} k={problem.k}")
-
-            def finish(index: int, run: DecoderRun, task: Any) -> None:
-                problem, _, _, entry = jobs[index]
-                record = make_record(run, decoder_name=entry.name, plugin_package=entry.package,
-                                     plugin_version=entry.version,
-                                     provenance=provenance(threads=getattr(args, "threads", None),
-                                                           batch_size=settings.batch_size))
-                if store is not None:
-                    store.append(record)
-                records[index] = record
-                score = f"k*={record['k_star']}" if problem.fixed else f"d*={record['d_star']}"
-                progress.update(task, total=1, completed=1, trials=run.trials,
-                                description=f"{label(index)} {score}" if run.ok
-                                else f"{label(index)} [red]error[/red]")
-                progress.advance(overall)
-
-            def _run_isolated(indices: list[int], processes: int, threads: int | None,
-                              timeout: float) -> None:
-                """Run ``indices`` each in a worker process of its own, stopped at ``timeout``."""
-                if not indices:
-                    return
-                tasks: dict[int, Any] = {}
-                counts: dict[int, int] = {}
-
-                def task_of(index: int) -> Any:
-                    if index not in tasks:
-                        tasks[index] = progress.add_task(label(index), total=None, trials=0)
-                    return tasks[index]
-
-                def advance(position: int, count: int) -> None:
-                    index = indices[position]
-                    total["trials"] += count
-                    counts[index] = counts.get(index, 0) + count
-                    progress.update(task_of(index), trials=counts[index])
-                    progress.update(overall, trials=total["trials"])
-
-                isolated = [IsolatedJob(jobs[i][0], jobs[i][2], threads) for i in indices]
-                for position, run in run_isolated(isolated, settings, timeout=timeout,
-                                                  processes=min(processes, len(indices)), on_trials=advance):
-                    finish(indices[position], run, task_of(indices[position]))
-
-            reused = _stored_runs(jobs, settings, store, err) if store is not None and not args.force else {}
-            for index, record in reused.items():
-                records[index] = record
-                progress.add_task(f"{label(index)} (stored)", total=1, completed=1, trials=record["trials"])
-                progress.advance(overall)
-            side_by_side = [index for index, (problem, dictionary, decoder, _) in enumerate(jobs)
-                            if index not in reused and can_run_in_a_process(problem, decoder, dictionary)]
-            if parallel.workers() < 2 or len(side_by_side) < 2:
-                side_by_side = []
-            timeout = getattr(args, "timeout", None)
-            with stdout_to_stderr():
-                if timeout is not None:
-                    alone = [index for index in range(len(jobs)) if records[index] is None
-                             and index not in side_by_side]
-                    for indices, processes, threads in ((side_by_side, parallel.workers(), 1),
-                                                        (alone, 1, getattr(args, "threads", None))):
-                        _run_isolated(indices, processes, threads, timeout)
-                elif side_by_side:
-                    for position, run in run_in_processes(
-                            [(jobs[i][0], jobs[i][2]) for i in side_by_side], settings,
-                            min(parallel.workers(), len(side_by_side))):
-                        total["trials"] += run.trials
-                        progress.update(overall, trials=total["trials"])
-                        finish(side_by_side[position], run, progress.add_task(
-                            label(side_by_side[position]), total=None, trials=0))
-                for index, (problem, dictionary, decoder, _) in enumerate(jobs):
-                    if records[index] is not None:
-                        continue
-                    task = progress.add_task(label(index), total=None, trials=0)
-                    counter = {"trials": 0}
-
-                    def advance(count: int, task: Any = task, counter: dict[str, int] = counter) -> None:
-                        counter["trials"] += count
-                        total["trials"] += count
-                        progress.update(task, trials=counter["trials"])
-                        progress.update(overall, trials=total["trials"])
-
-                    finish(index, run_decoder(problem, decoder, settings, on_trials=advance,
-                                              dictionary=dictionary), task)
-    finally:
-        parallel.set_workers(workers)
-        if limiter is not None:
-            limiter.unregister()
-    if store is not None and len(reused) < len(jobs):
+    with JobProgress(jobs, err) as display:
+        outcome = execute(jobs, settings, store=store, reuse=not args.force,
+                          timeout=getattr(args, "timeout", None), threads=getattr(args, "threads", None),
+                          events=display, warn=_warner(err))
+    if store is not None and len(outcome.reused) < len(jobs):
         err.print(f"records appended to {store.path}", markup=False, highlight=False)
-    if reused and store is not None:
-        err.print(f"{len(reused)} of {len(jobs)} runs were already in {store.path} and were reused "
+    if outcome.reused and store is not None:
+        err.print(f"{len(outcome.reused)} of {len(jobs)} runs were already in {store.path} and were reused "
                   "(--force measures them again)", markup=False, highlight=False)
-    return [record for record in records if record is not None]
+    return outcome.records
 
 
 def _print_records(records: list[dict[str, Any]], args: argparse.Namespace, out: Console,
@@ -590,10 +386,10 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     sweep = _sweep(args)
     settings = _settings(sweep, err, args.memory)
     problems: list[tuple[Problem, Dictionary | None]] = [(p, None) for p in sweep.problems()]
-    problems += _fixed_problems(sweep, settings.memory)
+    problems += fixed_problems(sweep, settings.memory)
     registry = load_registry()
-    decoders = _decoders(sweep, registry)
-    jobs: list[Job] = [(p, f, d, e) for p, f in problems for d, e in decoders]
+    decoders = choose_decoders(sweep, registry)
+    jobs = plan(problems, decoders)
     records = _execute(jobs, settings, args, err)
     _print_records(records, args, out, err, title="This run")
     return 1 if any(r["status"] != "ok" for r in records) else 0
@@ -614,8 +410,8 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
         sweep.decoder_sets = []
     settings = _settings(sweep, err, args.memory)
     registry = load_registry()
-    decoders = _decoders(sweep, registry)
-    problems = _fixed_problems(sweep, settings.memory)
+    decoders = choose_decoders(sweep, registry)
+    problems = fixed_problems(sweep, settings.memory)
     for _, dictionary in problems[:1]:
         norms = getattr(dictionary, "given_norms", None)
         if norms is not None and np.max(np.abs(norms - 1.0)) > NORM_TOLERANCE:
@@ -623,7 +419,7 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
                       "the codewords are those rows normalised, so an active feature's latent is "
                       "1/‖W_dec[i]‖ in the SAE's units (docs/weights.md, \"The SAE's own frame\")",
                       markup=False, highlight=False)
-    jobs: list[Job] = [(p, f, d, e) for p, f in problems for d, e in decoders]
+    jobs = plan(problems, decoders)
     records = _execute(jobs, settings, args, err)
     _print_records(records, args, out, err, title="Amortisation gap")
     if not args.json:
@@ -676,7 +472,7 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     sweep = Sweep(decoders=[parse_decoder_spec(text) for text in args.decoders],
                   decoder_sets=[] if args.decoders else ["all"])
     report = []
-    for decoder, entry in _decoders(sweep, registry):
+    for decoder, entry in choose_decoders(sweep, registry):
         results = run_conformance(decoder)
         report.append((decoder, entry, results))
     failed = sum(not r.passed for _, _, results in report for r in results)

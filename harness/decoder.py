@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import math
 import re
 from abc import ABC, abstractmethod
@@ -208,6 +209,13 @@ def resolve_params(cls: type[Decoder], given: Mapping[str, Any]) -> dict[str, An
     for name, param in declared.items():
         values[name] = param.check(given[name], cls.name) if name in given else param.default
     return values
+
+
+def params_text(params: Mapping[str, Any] | None) -> str:
+    """Parameters as ``key=value,...`` in key order (strings quoted); ``-`` if none."""
+    if not params:
+        return "-"
+    return ",".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in sorted(params.items()))
 
 
 def parse_params(cls: type[Decoder], pairs: Mapping[str, str]) -> dict[str, Any]:

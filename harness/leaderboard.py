@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-
-def params_text(params: dict[str, Any] | None) -> str:
-    """Parameters as ``key=value,...`` in key order (strings quoted); ``-`` if none."""
-    if not params:
-        return "-"
-    return ",".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in sorted(params.items()))
+from .decoder import params_text
 
 
 def _text(cell: Any) -> Any:

@@ -75,7 +75,7 @@ def test_the_committed_leaderboard_is_what_publish_makes_of_its_records(tmp_path
 
 
 def test_the_committed_leaderboard_shows_every_built_in_on_quick_and_standard():
-    from superposition_harness.cli import BUILTIN_PACKAGE
+    from superposition_harness.jobs import BUILTIN_PACKAGE
     from superposition_harness.plugins import load_registry
 
     builtins = {name for name, entry in load_registry().decoders.items()

@@ -1,0 +1,284 @@
+"""Running jobs: which decoder runs on which problem, where, which runs the store already holds.
+
+A *job* is one decoder on one problem. This room plans the jobs of a sweep, refuses a
+sweep that cannot fit the memory budget before any trial, reuses the runs the store
+already holds (keyed by the one measurement identity that ``results`` owns), runs the
+rest (in this process, side by side in single-threaded worker processes, or each in a
+worker process of its own under a time limit) and turns each run into its record, which
+it stores as soon as it is made. It reports what happens through one progress interface,
+:class:`Events`; it draws nothing and parses nothing, so the command line, the Python
+API and any other front end drive it alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from . import __version__, parallel
+from .config import ConfigError, Sweep
+from .decoder import Decoder, params_text, parse_params
+from .dictionary import Dictionary
+from .isolation import IsolatedJob, run_isolated, stdout_to_stderr
+from .memory import DEFAULT_MEMORY, check
+from .plugins import DecoderEntry, Registry
+from .problem import FILE_DICTIONARY, SAE_OFFSET, Problem
+from .results import (
+    ResultStore,
+    make_record,
+    provenance,
+    search_fields,
+    stored_measurement_key,
+    well_formed,
+)
+from .runner import (
+    DecoderRun,
+    RunSettings,
+    can_run_in_a_process,
+    load_fixed,
+    run_decoder,
+    run_in_processes,
+    search_limit,
+)
+from .search import min_trials_to_pass
+
+#: The distribution of the built-in decoders: ``builtin`` in a sweep selects its decoders.
+BUILTIN_PACKAGE = "superposition-harness"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One decoder (made with its parameters) on one problem; ``dictionary`` is the
+    loaded dictionary of a fixed-dictionary problem, None for a generated one."""
+
+    problem: Problem
+    dictionary: Dictionary | None
+    decoder: Decoder
+    entry: DecoderEntry
+
+    @property
+    def label(self) -> str:
+        """The decoder with its parameters, and the problem: what tells two jobs apart."""
+        name = self.entry.name
+        if self.decoder.params and self.decoder.params != _defaults(self.entry):
+            name += f"[{params_text(_changed(self.decoder.params, self.entry))}]"
+        problem = self.problem
+        where = f"d={problem.d} N={problem.n}" if problem.fixed else f"N={problem.n} k={problem.k}"
+        return f"{name} {where}"
+
+    def measurement_key(self, settings: RunSettings) -> str | None:
+        """The measurement identity the job's record will have (``results.stored_measurement_key``)."""
+        return stored_measurement_key({
+            "decoder": self.entry.name, "plugin_version": self.entry.version,
+            "params": dict(self.decoder.params), "problem": self.problem.as_record(),
+            "target": settings.target,
+            "search": search_fields(self.problem, settings, search_limit(self.problem, settings)),
+            "provenance": {"harness_version": __version__}})
+
+
+def _defaults(entry: DecoderEntry) -> dict[str, Any]:
+    return {param.name: param.default for param in entry.cls.parameters}
+
+
+def _changed(params: dict[str, Any], entry: DecoderEntry) -> dict[str, Any]:
+    defaults = _defaults(entry)
+    return {key: value for key, value in params.items() if defaults.get(key, object()) != value}
+
+
+class Events(Protocol):
+    """What a front end hears of running jobs (each method is called on the calling thread)."""
+
+    def trials(self, index: int, count: int) -> None:
+        """Job ``index`` ran ``count`` more trials (0: it has started)."""
+
+    def finished(self, index: int, record: dict[str, Any], reused: bool) -> None:
+        """Job ``index`` has its record: just made and stored, or ``reused`` from the store."""
+
+
+class _Silent:
+    def trials(self, index: int, count: int) -> None:
+        pass
+
+    def finished(self, index: int, record: dict[str, Any], reused: bool) -> None:
+        pass
+
+
+def run_settings(sweep: Sweep, memory: int | None = None,
+                 warn: Callable[[str], None] | None = None) -> RunSettings:
+    """The search settings of ``sweep``, checked; ``warn`` hears of a trial cap too low to pass."""
+    settings = RunSettings(target=sweep.target, max_trials=sweep.trials, batch_size=sweep.batch_size,
+                           d_max=sweep.d_max, k_max=sweep.k_max, resolution=sweep.resolution,
+                           memory=memory if memory is not None else DEFAULT_MEMORY)
+    settings.validate()
+    needed = min_trials_to_pass(settings.target, settings.max_trials)
+    if settings.max_trials < needed and warn is not None:
+        warn(f"with at most {settings.max_trials} trials per dimension no dimension can show "
+             f"p ≥ {settings.target:g} with 95% confidence (that takes {needed}); the upper ends of "
+             "the intervals will be unknown.")
+    return settings
+
+
+def fixed_problems(sweep: Sweep, memory: int) -> list[tuple[Problem, Dictionary | None]]:
+    """The fixed-dictionary problems of the sweep, each with its loaded dictionary."""
+    out: list[tuple[Problem, Dictionary | None]] = []
+    for path in sweep.dictionary_files():
+        dictionary, sha256 = load_fixed(path, memory)
+        for noise in sweep.noise:
+            out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise,
+                                seed=sweep.seed, subsets_per_draw=sweep.subsets_per_draw,
+                                d=dictionary.d, dictionary_file=path, dictionary_sha256=sha256,
+                                offset=None if dictionary.offset is None else SAE_OFFSET), dictionary))
+    return out
+
+
+def choose_decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, DecoderEntry]]:
+    """The decoders a sweep names, made with their parameters; ConfigError if none or one twice."""
+    chosen: list[tuple[Decoder, DecoderEntry]] = []
+    seen: set[str] = set()
+    # A decoder tied to particular dictionaries (any_dictionary = False, such as an SAE's
+    # encoder) needs its parameters, so it runs only when named.
+    for which in sweep.decoder_sets:
+        for name, entry in sorted(registry.decoders.items()):
+            if not entry.cls.any_dictionary:
+                continue
+            if (which == "all" or entry.package == BUILTIN_PACKAGE) and name not in seen:
+                seen.add(name)
+                chosen.append((entry.cls(), entry))
+    for spec in sweep.decoders:
+        entry = registry.get(spec.name)
+        given = {**parse_params(entry.cls, dict(spec.texts)), **dict(spec.values)}
+        chosen.append((entry.cls(**given), entry))
+    if not chosen:
+        raise ConfigError("no decoder to run; name one with --plugin NAME (see `harness plugins`).")
+    listed: set[str] = set()
+    for decoder, entry in chosen:
+        identity = json.dumps([entry.name, decoder.params], sort_keys=True, default=str)
+        if identity in listed:
+            shown = f"{entry.name}[{params_text(decoder.params)}]" if decoder.params else entry.name
+            raise ConfigError(f"decoder {shown} is named twice (the same decoder with the same parameters); "
+                              "name it once.")
+        listed.add(identity)
+    return chosen
+
+
+def plan(problems: Sequence[tuple[Problem, Dictionary | None]],
+         decoders: Sequence[tuple[Decoder, DecoderEntry]]) -> list[Job]:
+    """Every decoder on every problem, problem by problem."""
+    return [Job(problem, dictionary, decoder, entry) for problem, dictionary in problems
+            for decoder, entry in decoders]
+
+
+def check_memory(jobs: Sequence[Job], settings: RunSettings) -> None:
+    """Refuse (BudgetError), before any trial, a sweep with a run that cannot fit the memory budget."""
+    for job in jobs:
+        # A loaded dictionary is held twice: the matrix read from its file, and its rows.
+        held = 2 * job.dictionary.nbytes_dense() if job.dictionary is not None else 0
+        limit = int(job.problem.d or 0) if job.problem.fixed else search_limit(job.problem, settings)
+        check(job.problem, job.decoder.batch_arrays, settings.batch_size, limit, settings.memory,
+              job.entry.name, held)
+
+
+def stored_runs(jobs: Sequence[Job], settings: RunSettings, store: ResultStore,
+                warn: Callable[[str], None] | None = None) -> dict[int, dict[str, Any]]:
+    """The jobs whose measurement the store already holds (a successful record with the
+    same measurement identity), by job index."""
+    stored: dict[str, dict[str, Any]] = {}
+    for record in well_formed(store.load(warn=warn)):
+        key = stored_measurement_key(record)
+        if key is not None and record.get("status") == "ok":
+            stored[key] = record
+    found = {}
+    for index, job in enumerate(jobs):
+        key = job.measurement_key(settings)
+        if key is not None and key in stored:
+            found[index] = stored[key]
+    return found
+
+
+def _report_position(listen: Events, indices: Sequence[int], position: int, count: int) -> None:
+    """A worker pool's progress (by position in its list of jobs) as the job's."""
+    listen.trials(indices[position], count)
+
+
+@dataclass
+class Outcome:
+    """The records of the jobs, in job order, and which of them were reused from the store."""
+
+    records: list[dict[str, Any]]
+    reused: set[int]
+
+
+def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | None = None,
+            reuse: bool = True, timeout: float | None = None, threads: int | None = None,
+            events: Events | None = None, warn: Callable[[str], None] | None = None,
+            argv: Sequence[str] | None = None, side_by_side: bool = True) -> Outcome:
+    """Run every job, storing each record as soon as it is made.
+
+    With several workers (and ``side_by_side``), the jobs of small generated problems run
+    side by side in worker processes of one thread each (see ``runner.run_in_processes``);
+    the others run here, one after another, with the workers inside their products. With a
+    ``timeout``, every job runs in a worker process of its own and is stopped at the
+    limit. The records come back in the order of the jobs, and are the same either way.
+    ``warn`` hears of what reading the store skipped; ``argv`` is the command the
+    records' provenance states (default: this process's).
+    """
+    check_memory(jobs, settings)
+    if store is not None:
+        store.check_writable()
+    listen: Events = events if events is not None else _Silent()
+    workers = parallel.workers()
+    limiter = None if threads is None else parallel.use_threads(threads)
+    records: list[dict[str, Any] | None] = [None] * len(jobs)
+    try:
+        reused = stored_runs(jobs, settings, store, warn) if store is not None and reuse else {}
+        for index, record in reused.items():
+            records[index] = record
+            listen.finished(index, record, True)
+
+        def finish(index: int, run: DecoderRun) -> None:
+            job = jobs[index]
+            record = make_record(run, decoder_name=job.entry.name, plugin_package=job.entry.package,
+                                 plugin_version=job.entry.version,
+                                 provenance=provenance(argv, threads=threads, batch_size=settings.batch_size))
+            if store is not None:
+                store.append(record)
+            records[index] = record
+            listen.finished(index, record, False)
+
+        pooled = [index for index, job in enumerate(jobs) if side_by_side and index not in reused
+                  and can_run_in_a_process(job.problem, job.decoder, job.dictionary)]
+        if parallel.workers() < 2 or len(pooled) < 2:
+            pooled = []
+        with stdout_to_stderr():
+            if timeout is not None:
+                alone = [index for index in range(len(jobs)) if records[index] is None
+                         and index not in pooled]
+                for indices, processes, job_threads in ((pooled, parallel.workers(), 1),
+                                                        (alone, 1, threads)):
+                    if not indices:
+                        continue
+                    isolated = [IsolatedJob(jobs[i].problem, jobs[i].decoder, job_threads) for i in indices]
+                    for position, run in run_isolated(
+                            isolated, settings, timeout=timeout, processes=min(processes, len(indices)),
+                            on_trials=partial(_report_position, listen, indices)):
+                        finish(indices[position], run)
+            elif pooled:
+                pairs = [(jobs[i].problem, jobs[i].decoder) for i in pooled]
+                for position, run in run_in_processes(pairs, settings, min(parallel.workers(), len(pooled))):
+                    listen.trials(pooled[position], run.trials)
+                    finish(pooled[position], run)
+            for index, job in enumerate(jobs):
+                if records[index] is not None:
+                    continue
+                listen.trials(index, 0)
+                finish(index, run_decoder(job.problem, job.decoder, settings,
+                                          on_trials=partial(listen.trials, index),
+                                          dictionary=job.dictionary))
+    finally:
+        parallel.set_workers(workers)
+        if limiter is not None:
+            limiter.unregister()
+    return Outcome([record for record in records if record is not None], set(reused))
