@@ -11,8 +11,13 @@ party needs as much: the tie-breaking selections :func:`top_k_rows` and
 :class:`SAEWeights`, :class:`WeightsError`). The built-ins import nothing else from the
 harness; a test holds them to it.
 
-SAE loading is imported on first use, so that declaring a decoder imports no weight
-reader.
+For measuring from Python, :func:`score` runs one decoder on one problem and
+:func:`sweep` a grid of them; each returns :class:`Score` objects whose ``record`` is
+the record ``harness run --json`` prints; :func:`records_frame` makes a pandas
+DataFrame of records.
+
+SAE loading and the Python API are imported on first use, so that declaring a decoder
+imports no weight reader and no job runner.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .kernels import PARALLEL_ENTRIES, keep_largest, top_k_rows
 from .problem import Problem, ProblemError, entropy_bits
 
 if TYPE_CHECKING:
+    from .api import Score, records_frame, score, sweep
     from .weights import SAEWeights, WeightsError, load_sae
 
 try:
@@ -34,7 +40,8 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-_LAZY = {"SAEWeights": "weights", "WeightsError": "weights", "load_sae": "weights"}
+_LAZY = {"SAEWeights": "weights", "WeightsError": "weights", "load_sae": "weights",
+         "Score": "api", "records_frame": "api", "score": "api", "sweep": "api"}
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +54,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PARALLEL_ENTRIES", "Decoder", "Dictionary", "MatrixDictionary", "Param", "ParameterError", "Problem",
-    "ProblemError", "Register", "SAEWeights", "WeightsError", "__version__", "entropy_bits", "grid_steps",
-    "hookimpl", "keep_largest", "load_sae", "snap_to_grid", "top_k_rows",
+    "ProblemError", "Register", "SAEWeights", "Score", "WeightsError", "__version__", "entropy_bits",
+    "grid_steps", "hookimpl", "keep_largest", "load_sae", "records_frame", "score", "snap_to_grid", "sweep",
+    "top_k_rows",
 ]
