@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -172,6 +173,9 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="measure again what the store already holds (by default such runs are reused)")
     parser.add_argument("--json", action="store_true",
                         help="print the records as JSON lines instead of the tables")
+    parser.add_argument("--wide", action="store_true",
+                        help="print every column of the tables in full, however wide (default: fit the "
+                             "terminal, or COLUMNS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
                        help=f"results store directory (default ./{DEFAULT_STORE})")
     board.add_argument("--json", action="store_true", help="print the records as JSON lines")
+    board.add_argument("--wide", action="store_true",
+                        help="print every column of the tables in full, however wide (default: fit the "
+                             "terminal, or COLUMNS)")
 
     publish = commands.add_parser("publish", help="write the leaderboard's tables and figures from records",
                                   description=(
@@ -369,6 +376,18 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
     return outcome.records
 
 
+#: The console width with ``--wide``: a bound no table reaches, so that none is cut.
+WIDE = 10_000
+
+
+def _table_width(args: argparse.Namespace, out: Console) -> int | None:
+    """The width tables are fitted to: the terminal's (or COLUMNS), None with ``--wide``."""
+    if getattr(args, "wide", False):
+        out.width = WIDE
+        return None
+    return out.width
+
+
 def _print_records(records: list[dict[str, Any]], args: argparse.Namespace, out: Console,
                    err: Console, title: str) -> None:
     if args.json:
@@ -376,7 +395,7 @@ def _print_records(records: list[dict[str, Any]], args: argparse.Namespace, out:
             out.file.write(json.dumps(record, sort_keys=True) + "\n")
         out.file.flush()
         return
-    for table in leaderboard_tables(records, title=title):
+    for table in leaderboard_tables(records, title=title, width=_table_width(args, out)):
         out.print(table)
     for line in error_lines(records):  # a decoder's message is text, whatever brackets it holds
         err.print(Text.assemble(("error", "red"), " ", line), highlight=False)
@@ -423,7 +442,7 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
     records = _execute(jobs, settings, args, err)
     _print_records(records, args, out, err, title="Amortisation gap")
     if not args.json:
-        out.print(gap_table(records))
+        out.print(gap_table(records, width=_table_width(args, out)))
     return 1 if any(r["status"] != "ok" for r in records) else 0
 
 
@@ -554,7 +573,8 @@ def command_leaderboard(args: argparse.Namespace, out: Console, err: Console) ->
         for record in records:
             out.file.write(json.dumps(record, sort_keys=True) + "\n")
         return 0
-    for table in leaderboard_tables(records, title=Text(f"Leaderboard ({store.path})")):
+    for table in leaderboard_tables(records, title=Text(f"Leaderboard ({store.path})"),
+                                    width=_table_width(args, out)):
         out.print(table)
     return 0
 
@@ -632,8 +652,10 @@ COMMANDS = {"run": command_run, "gap": command_gap, "train-sae": command_train_s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harness`` console script; returns the exit status."""
-    # Tables piped to a file or another program get room for every column.
-    out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    # Tables fit the terminal, or COLUMNS when it is set; piped to a file or another program
+    # without COLUMNS, they get room for every column.
+    fits = sys.stdout.isatty() or os.environ.get("COLUMNS", "").strip().isdigit()
+    out = Console(soft_wrap=False, width=None if fits else 200)
     err = Console(stderr=True)
     parser = build_parser()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
@@ -44,57 +45,103 @@ def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(records, key=key)
 
 
-def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Leaderboard") -> Table:
-    """A rich table with one row per record: the run's or the store's leaderboard."""
+@dataclass
+class _Column:
+    """A column of a terminal table; columns with a higher ``drop`` go first when space is short
+    (0: never dropped)."""
+
+    header: str
+    cells: list[Any]
+    justify: str = "right"
+    style: str | None = None
+    drop: int = 0
+
+
+#: The column that gives way to the others: cut with an ellipsis, never wrapped.
+ELASTIC = "params"
+#: The narrowest the elastic column is cut to before other columns are dropped.
+ELASTIC_MIN = 12
+
+
+def _cell_width(cell: Any) -> int:
+    return _text(cell).cell_len
+
+
+def _fitted(title: str | Text, columns: list[_Column], width: int | None) -> Table:
+    """A table of ``columns`` no wider than ``width`` (None: every column, uncut).
+
+    Columns are dropped, highest ``drop`` first, until the others fit beside the elastic
+    ``params`` column at :data:`ELASTIC_MIN`; ``params`` then gets what is left and is
+    cut with an ellipsis. No row ever wraps onto a second line: ``--json`` and ``--wide``
+    show everything.
+    """
+    def natural(column: _Column) -> int:
+        return max([len(column.header), *map(_cell_width, column.cells)])
+
+    def total(kept: list[_Column], elastic: int) -> int:
+        fixed = sum(natural(c) for c in kept if c.header != ELASTIC)
+        return fixed + (elastic if any(c.header == ELASTIC for c in kept) else 0) + 3 * len(kept) + 1
+
+    kept = list(columns)
+    elastic_width: int | None = None
+    if width is not None:
+        for level in sorted({c.drop for c in columns if c.drop}, reverse=True):
+            if total(kept, min(ELASTIC_MIN, *(natural(c) for c in kept if c.header == ELASTIC))) <= width:
+                break
+            kept = [c for c in kept if c.drop != level]
+        elastic_width = max(len(ELASTIC), width - total(kept, 0))
+    table = Table(title=title, title_justify="left", header_style="bold", show_lines=False)
+    for column in kept:
+        limit = elastic_width if column.header == ELASTIC else None
+        table.add_column(column.header, justify=column.justify,  # type: ignore[arg-type]
+                         style=column.style, no_wrap=True, overflow="ellipsis", max_width=limit)
+    for row in zip(*(c.cells for c in kept), strict=True):
+        table.add_row(*map(_text, row))
+    return table
+
+
+def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Leaderboard",
+                      width: int | None = None) -> Table:
+    """A rich table with one row per record: the run's or the store's leaderboard, fitted to
+    ``width`` columns (None: every column)."""
     rows = sort_records(records)
     targets = {r.get("target") for r in rows}
     noisy = any((r.get("problem") or {}).get("noise", 0) > 0 for r in rows)
     q_header = f"d*({next(iter(targets)):g})" if len(targets) == 1 and None not in targets else "d*(q)"
-    table = Table(title=title, title_justify="left", header_style="bold", show_lines=False)
-    table.add_column("decoder", style="cyan", no_wrap=True)
-    table.add_column("params")
-    table.add_column("dict")
+    problems = [r.get("problem") or {} for r in rows]
+    kinds = {p.get("dictionary", "?") for p in problems}
+
+    def star(record: dict[str, Any]) -> Any:
+        if record.get("status") != "ok":
+            return Text("error", style="bold red")
+        d_star = record.get("d_star")
+        return (_fmt_interval(d_star, record.get("d_star_ci")) if d_star is not None
+                else f"> {(record.get('search') or {}).get('d_max', '?')}")
+
+    columns = [
+        _Column("decoder", [r.get("decoder", "?") for r in rows], "left", "cyan"),
+        _Column(ELASTIC, [params_text(r.get("params")) for r in rows], "left"),
+        _Column("dict", [p.get("dictionary", "?") for p in problems], "left",
+                drop=4 if len(kinds) == 1 else 0),
+    ]
     if noisy:
-        table.add_column("σ", justify="right")
-    table.add_column("N", justify="right")
-    table.add_column("k", justify="right")
-    table.add_column("H (bits)", justify="right")
+        columns.append(_Column("σ", [f"{p.get('noise', 0):g}" for p in problems]))
+    columns += [_Column("N", [str(p.get("n", "?")) for p in problems]),
+                _Column("k", [str(p.get("k", "?")) for p in problems]),
+                _Column("H (bits)", [_fmt_float(r.get("entropy_bits"), 1) for r in rows], drop=3)]
     if len(targets) != 1:
-        table.add_column("q", justify="right")
-    table.add_column(f"{q_header} [95% CI]", justify="right", style="bold")
-    table.add_column("bits/dim", justify="right", style="green")
-    table.add_column("dims/bit", justify="right")
-    table.add_column("d*(0.5)", justify="right")
+        columns.append(_Column("q", [f"{r.get('target', 0):g}" for r in rows]))
+    columns += [_Column(f"{q_header} [95% CI]", [star(r) for r in rows], style="bold"),
+                _Column("bits/dim", [_fmt_float(r.get("bits_per_dim")) for r in rows], style="green"),
+                _Column("dims/bit", [_fmt_float(r.get("dims_per_bit")) for r in rows], drop=3),
+                _Column("d*(0.5)", [_fmt_interval(r.get("d_half"), r.get("d_half_ci")) for r in rows],
+                        drop=2)]
     if noisy:
-        table.add_column("d_Sh", justify="right")
-        table.add_column("d*/d_Sh", justify="right")
-    table.add_column("trials", justify="right")
-    table.add_column("wall (s)", justify="right")
-    for record in rows:
-        problem = record.get("problem") or {}
-        ok = record.get("status") == "ok"
-        cells: list[Any] = [record.get("decoder", "?"), params_text(record.get("params")),
-                            problem.get("dictionary", "?")]
-        if noisy:
-            cells.append(f"{problem.get('noise', 0):g}")
-        cells += [str(problem.get("n", "?")), str(problem.get("k", "?")),
-                  _fmt_float(record.get("entropy_bits"), 1)]
-        if len(targets) != 1:
-            cells.append(f"{record.get('target', 0):g}")
-        if ok:
-            d_star = record.get("d_star")
-            cells.append(_fmt_interval(d_star, record.get("d_star_ci")) if d_star is not None
-                         else f"> {(record.get('search') or {}).get('d_max', '?')}")
-        else:
-            cells.append(Text("error", style="bold red"))
-        cells += [_fmt_float(record.get("bits_per_dim")), _fmt_float(record.get("dims_per_bit")),
-                  _fmt_interval(record.get("d_half"), record.get("d_half_ci"))]
-        if noisy:
-            cells += [str(record.get("d_shannon") or "-"),
-                      _fmt_float(record.get("d_star_over_shannon"), 2)]
-        cells += [str(record.get("trials", "-")), _fmt_float(record.get("wall_seconds"), 1)]
-        table.add_row(*map(_text, cells))
-    return table
+        columns += [_Column("d_Sh", [str(r.get("d_shannon") or "-") for r in rows], drop=2),
+                    _Column("d*/d_Sh", [_fmt_float(r.get("d_star_over_shannon"), 2) for r in rows])]
+    columns += [_Column("trials", [str(r.get("trials", "-")) for r in rows], drop=1),
+                _Column("wall (s)", [_fmt_float(r.get("wall_seconds"), 1) for r in rows], drop=5)]
+    return _fitted(title, columns, width)
 
 
 def is_fixed(record: dict[str, Any]) -> bool:
@@ -102,68 +149,74 @@ def is_fixed(record: dict[str, Any]) -> bool:
     return (record.get("problem") or {}).get("dictionary") == "file"
 
 
-def fixed_table(records: Iterable[dict[str, Any]], title: str | Text = "Fixed dictionaries") -> Table:
+def fixed_table(records: Iterable[dict[str, Any]], title: str | Text = "Fixed dictionaries",
+                width: int | None = None) -> Table:
     """The fixed-dictionary track's rows: ``k*`` where the generated track has ``d*``."""
     rows = sorted(records, key=lambda r: (
         (r.get("problem") or {}).get("dictionary_sha256", ""), r.get("status") != "ok",
         -(r.get("bits_per_dim") or 0.0), r.get("decoder", "")))
     targets = {r.get("target") for r in rows}
     q = f"{next(iter(targets)):g}" if len(targets) == 1 and None not in targets else "q"
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for column, justify in (("decoder", "left"), ("params", "left"), ("dictionary", "left"),
-                            ("d", "right"), ("N", "right"), (f"k*({q}) [95% CI]", "right"),
-                            ("H(N, k*)", "right"), ("bits/dim", "right"), ("dims/bit", "right"),
-                            ("k*(0.5)", "right"), ("trials", "right"), ("wall (s)", "right")):
-        table.add_column(column, justify=justify,  # type: ignore[arg-type]
-                         style="cyan" if column == "decoder" else None)
-    for record in rows:
-        problem = record.get("problem") or {}
-        ok = record.get("status") == "ok"
-        name = str(problem.get("dictionary_file", "?")).rstrip("/").split("/")[-1]
-        k_cell: Any = (_fmt_interval(record.get("k_star"), record.get("k_star_ci"))
-                       if record.get("k_star") is not None else "< 1") if ok \
-            else Text("error", style="bold red")
-        cells = (record.get("decoder", "?"), params_text(record.get("params")), name,
-                 str(problem.get("d", "?")), str(problem.get("n", "?")), k_cell,
-                 _fmt_float(record.get("entropy_bits"), 1),
-                 _fmt_float(record.get("bits_per_dim")), _fmt_float(record.get("dims_per_bit")),
-                 _fmt_interval(record.get("k_half"), record.get("k_half_ci")), str(record.get("trials", "-")),
-                 _fmt_float(record.get("wall_seconds"), 1))
-        table.add_row(*map(_text, cells))
-    return table
+    problems = [r.get("problem") or {} for r in rows]
+
+    def k_cell(record: dict[str, Any]) -> Any:
+        if record.get("status") != "ok":
+            return Text("error", style="bold red")
+        return (_fmt_interval(record.get("k_star"), record.get("k_star_ci"))
+                if record.get("k_star") is not None else "< 1")
+
+    columns = [
+        _Column("decoder", [r.get("decoder", "?") for r in rows], "left", "cyan"),
+        _Column(ELASTIC, [params_text(r.get("params")) for r in rows], "left"),
+        _Column("dictionary", [str(p.get("dictionary_file", "?")).rstrip("/").split("/")[-1]
+                               for p in problems], "left", drop=4),
+        _Column("d", [str(p.get("d", "?")) for p in problems]),
+        _Column("N", [str(p.get("n", "?")) for p in problems]),
+        _Column(f"k*({q}) [95% CI]", [k_cell(r) for r in rows], style="bold"),
+        _Column("H(N, k*)", [_fmt_float(r.get("entropy_bits"), 1) for r in rows], drop=3),
+        _Column("bits/dim", [_fmt_float(r.get("bits_per_dim")) for r in rows], style="green"),
+        _Column("dims/bit", [_fmt_float(r.get("dims_per_bit")) for r in rows], drop=3),
+        _Column("k*(0.5)", [_fmt_interval(r.get("k_half"), r.get("k_half_ci")) for r in rows], drop=2),
+        _Column("trials", [str(r.get("trials", "-")) for r in rows], drop=1),
+        _Column("wall (s)", [_fmt_float(r.get("wall_seconds"), 1) for r in rows], drop=5),
+    ]
+    return _fitted(title, columns, width)
 
 
-def leaderboard_tables(records: Iterable[dict[str, Any]], title: str | Text = "Leaderboard") -> list[Table]:
-    """One table per track present in ``records``: generated dictionaries, then files."""
+def leaderboard_tables(records: Iterable[dict[str, Any]], title: str | Text = "Leaderboard",
+                       width: int | None = None) -> list[Table]:
+    """One table per track present in ``records``: generated dictionaries, then files; each
+    fitted to ``width`` columns (None: every column)."""
     records = list(records)
     generated = [r for r in records if not is_fixed(r)]
     fixed = [r for r in records if is_fixed(r)]
     tables = []
     if generated or not fixed:
-        tables.append(leaderboard_table(generated, title=title))
+        tables.append(leaderboard_table(generated, title=title, width=width))
     if fixed:
-        tables.append(fixed_table(fixed, title=Text.assemble(title, ": fixed dictionaries")))
+        tables.append(fixed_table(fixed, title=Text.assemble(title, ": fixed dictionaries"), width=width))
     return tables
 
 
-def gap_table(records: Iterable[dict[str, Any]]) -> Table:
+def gap_table(records: Iterable[dict[str, Any]], width: int | None = None) -> Table:
     """Each decoder's ``k*`` and bits/dim beside the SAE encoder's, on the SAE's dictionary."""
-    records = [r for r in records if r.get("status") == "ok"]
+    records = sorted((r for r in records if r.get("status") == "ok"),
+                     key=lambda r: -(r.get("bits_per_dim") or 0.0))
     encoder = next((r for r in records if r.get("decoder") == "sae"), None)
-    table = Table(title="Amortisation gap (ratios to the SAE's own encoder)", title_justify="left",
-                  header_style="bold")
-    for column in ("decoder", "params", "k*", "bits/dim", "k* / k*(sae)", "bits/dim / bits/dim(sae)"):
-        table.add_column(column, justify="left" if column in ("decoder", "params") else "right",
-                         style="cyan" if column == "decoder" else None)
     base_k = encoder.get("k_star") if encoder else None
     base_bits = encoder.get("bits_per_dim") if encoder else None
-    for record in sorted(records, key=lambda r: -(r.get("bits_per_dim") or 0.0)):
-        k_star, bits = record.get("k_star"), record.get("bits_per_dim")
-        table.add_row(*map(_text, (record.get("decoder", "?"), params_text(record.get("params")),
-                                   "-" if k_star is None else str(k_star), _fmt_float(bits),
-                                   "-" if not (k_star and base_k) else f"{k_star / base_k:.2f}",
-                                   "-" if not (bits and base_bits) else f"{bits / base_bits:.2f}")))
-    return table
+    k_stars = [r.get("k_star") for r in records]
+    bits = [r.get("bits_per_dim") for r in records]
+    columns = [
+        _Column("decoder", [r.get("decoder", "?") for r in records], "left", "cyan"),
+        _Column(ELASTIC, [params_text(r.get("params")) for r in records], "left"),
+        _Column("k*", ["-" if k is None else str(k) for k in k_stars]),
+        _Column("bits/dim", [_fmt_float(b) for b in bits]),
+        _Column("k* / k*(sae)", ["-" if not (k and base_k) else f"{k / base_k:.2f}" for k in k_stars]),
+        _Column("bits/dim / bits/dim(sae)",
+                ["-" if not (b and base_bits) else f"{b / base_bits:.2f}" for b in bits]),
+    ]
+    return _fitted("Amortisation gap (ratios to the SAE's own encoder)", columns, width)
 
 
 def error_lines(records: Iterable[dict[str, Any]]) -> list[str]:

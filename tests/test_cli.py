@@ -79,7 +79,7 @@ def test_the_record_states_the_resolution_of_its_search(capsys):
 
 
 def test_the_table_names_every_column(tmp_path):
-    result = harness("run", *SMALL, "--plugin", "mp", "--results", str(tmp_path))
+    result = harness("run", *SMALL, "--plugin", "mp", "--results", str(tmp_path), "--wide")
     assert result.returncode == 0, result.stderr
     for column in ("decoder", "params", "N", "k", "H (bits)", "d*(0.95)", "bits/dim", "dims/bit",
                    "d*(0.5)", "trials", "wall (s)"):
