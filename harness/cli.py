@@ -37,6 +37,14 @@ from .plugins import UnknownDecoder, load_registry
 from .problem import Problem, ProblemError
 from .progress import JobProgress
 from .publish import choose, load_sources, publish
+from .reports import (
+    conformance_table,
+    decoder_document,
+    decoder_report,
+    decoders_table,
+    failed_plugins_table,
+    verification_table,
+)
 from .results import (
     DEFAULT_STORE,
     ResultStore,
@@ -255,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list installed decoder plugins",
                                   description="List decoders, the plugins that provide them, "
                                               "and plugins that failed to load.")
+    plugins.add_argument("names", nargs="*", metavar="NAME",
+                         help="show these decoders in full: description, parameters with their types, "
+                              "defaults, bounds and meaning, capabilities, package and version")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     check = commands.add_parser("check", help="run the decoder conformance suite",
@@ -446,43 +457,23 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 1 if any(r["status"] != "ok" for r in records) else 0
 
 
-def _param_text(params: Sequence[Any]) -> str:
-    return ", ".join(f"{p.name}={p.default!r} ({p.type.__name__})" for p in params) or "-"
-
-
 def command_plugins(args: argparse.Namespace, out: Console, err: Console) -> int:
     registry = load_registry()
+    chosen = [registry.get(name) for name in args.names]  # an unknown name: one sentence, exit 2
     if args.json:
-        decoders = []
-        for name, entry in sorted(registry.decoders.items()):
-            cls = entry.cls
-            decoders.append({
-                "name": name, "plugin": entry.plugin, "package": entry.package,
-                "version": entry.version, "description": cls.description,
-                "parameters": [p.describe() for p in cls.parameters],
-                "capabilities": {"needs_k": cls.needs_k, "any_dictionary": cls.any_dictionary,
-                                 "uses_noise": cls.uses_noise},
-            })
-        document = {"decoders": decoders, "plugins": [p.as_dict() for p in registry.plugins]}
+        entries = chosen or [entry for _, entry in sorted(registry.decoders.items())]
+        document: dict[str, Any] = {"decoders": [decoder_document(entry) for entry in entries]}
+        if not chosen:
+            document["plugins"] = [p.as_dict() for p in registry.plugins]
         out.file.write(json.dumps(document, indent=2) + "\n")
         return 0
-    table = Table(title="Decoders", title_justify="left", header_style="bold")
-    for column in ("name", "package", "version", "description", "parameters", "needs k", "any dict"):
-        table.add_column(column, style="cyan" if column == "name" else None)
-    for name, entry in sorted(registry.decoders.items()):
-        cls = entry.cls
-        table.add_row(Text(name), Text(entry.package), Text(entry.version), Text(cls.description),
-                      Text(_param_text(cls.parameters)), "yes" if cls.needs_k else "no",
-                      "yes" if cls.any_dictionary else "no")
-    out.print(table)
+    if chosen:
+        for entry in chosen:
+            out.print(decoder_report(entry))
+        return 0
+    out.print(decoders_table(registry))
     if registry.errors:
-        failed = Table(title="Plugins that failed to load", title_justify="left",
-                       header_style="bold red")
-        for column in ("plugin", "package", "version", "error"):
-            failed.add_column(column)
-        for info in registry.errors:
-            failed.add_row(Text(info.name), Text(info.package), Text(info.version), Text(info.error or ""))
-        out.print(failed)
+        out.print(failed_plugins_table(registry))
     return 0
 
 
@@ -504,17 +495,7 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
                     for decoder, entry, results in report]
         out.file.write(json.dumps(document, indent=2) + "\n")
         return 1 if failed else 0
-    table = Table(title="Conformance", title_justify="left", header_style="bold")
-    for column in ("decoder", "package", "check", "result", "detail"):
-        table.add_column(column, style="cyan" if column == "decoder" else None)
-    for _, entry, results in report:
-        for i, result in enumerate(results):
-            verdict = (Text("skip", style="yellow") if result.skipped
-                       else Text("pass", style="green") if result.passed
-                       else Text("FAIL", style="bold red"))
-            table.add_row(Text(entry.name if i == 0 else ""), Text(entry.package if i == 0 else ""),
-                          Text(result.name), verdict, Text(result.detail))
-        table.add_section()
+    table = conformance_table(report, label=lambda decoder, entry: Job.name_with_params(decoder, entry))
     out.print(table)
     total = sum(len(results) for _, _, results in report)
     skipped = sum(r.skipped for _, _, results in report for r in results)
@@ -630,15 +611,7 @@ def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.file.write(json.dumps(verdict.as_dict(), sort_keys=True) + "\n")
         out.file.flush()
         return exit_status(verdicts)
-    styles = {"verified": "green", "failed": "bold red", "unverifiable": "yellow", "skipped": "dim"}
-    table = Table(title="Verification", title_justify="left", header_style="bold")
-    for column in ("status", "record", "source", "re-run", "findings"):
-        table.add_column(column, justify="right" if column == "re-run" else "left",
-                         overflow="fold" if column == "findings" else "ellipsis")
-    for verdict in verdicts:
-        table.add_row(Text(verdict.status, style=styles[verdict.status]), Text(verdict.label),
-                      Text(verdict.source), str(verdict.rerun_trials),
-                      Text("; ".join(verdict.reasons) or "-"))
+    table = verification_table(verdicts)
     out.print(table)
     out.print(summary(verdicts), markup=False, highlight=False)
     return exit_status(verdicts)

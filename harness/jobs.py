@@ -59,12 +59,17 @@ class Job:
     decoder: Decoder
     entry: DecoderEntry
 
+    @staticmethod
+    def name_with_params(decoder: Decoder, entry: DecoderEntry) -> str:
+        """The decoder's name with the parameters it was given that differ from their defaults:
+        what tells two variants of one decoder apart in a label."""
+        changed = _changed(decoder.params, entry)
+        return f"{entry.name}[{params_text(changed)}]" if changed else entry.name
+
     @property
     def label(self) -> str:
         """The decoder with its parameters, and the problem: what tells two jobs apart."""
-        name = self.entry.name
-        if self.decoder.params and self.decoder.params != _defaults(self.entry):
-            name += f"[{params_text(_changed(self.decoder.params, self.entry))}]"
+        name = self.name_with_params(self.decoder, self.entry)
         problem = self.problem
         where = f"d={problem.d} N={problem.n}" if problem.fixed else f"N={problem.n} k={problem.k}"
         return f"{name} {where}"

@@ -1,0 +1,52 @@
+"""The command reports: one decoder in full, conformance and verification rows labelled by variant."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from superposition_harness.cli import main
+
+
+def test_plugins_name_shows_one_decoder_in_full(capsys):
+    assert main(["plugins", "threshold"]) == 0
+    out = capsys.readouterr().out
+    for fragment in ("decoder", "threshold", "description", "superposition-harness", "needs_k", "no",
+                     "Parameters of threshold", "level", "float", "0.5",
+                     "the correlation a codeword needs to be decoded", "Ŷ = {i : ⟨f_i, x⟩ ≥ level}"):
+        assert fragment in out, fragment
+
+
+def test_plugins_name_shows_bounds_choices_and_paths(capsys):
+    assert main(["plugins", "sae", "amp"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "a path (relative to a config file's folder when given there)" in out  # sae's weights
+    assert "one of 'minimax', 'fixed'" in out  # amp's threshold
+    assert "≥ 1" in out  # amp's iterations
+
+
+def test_a_decoder_without_parameters_says_so(capsys):
+    assert main(["plugins", "mp"]) == 0
+    assert "mp takes no parameters." in capsys.readouterr().out
+
+
+def test_plugins_name_json_holds_only_that_decoder(capsys):
+    assert main(["plugins", "omp", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    [decoder] = document["decoders"]
+    assert decoder["name"] == "omp" and decoder["parameters"][0]["name"] == "positive"
+    assert decoder["capabilities"] == {"needs_k": True, "any_dictionary": True, "uses_noise": False}
+
+
+def test_an_unknown_name_is_one_sentence_and_exit_2(capsys):
+    assert main(["plugins", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no decoder named 'nosuch'" in err
+
+
+@pytest.mark.slow
+def test_check_labels_two_variants_of_one_decoder_apart(capsys):
+    assert main(["check", "threshold", "threshold[level=0.4]"]) == 0
+    out = capsys.readouterr().out
+    assert "threshold[level=0.4]" in out
+    assert out.count("threshold") >= 2
