@@ -7,6 +7,7 @@ label is escaped before rich sees it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
@@ -15,32 +16,52 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
 )
+from rich.text import Text
 
 from .jobs import Job
+
+
+class _Elapsed(ProgressColumn):
+    """A job's time: running, the time so far; finished, its record's own wall time (a job run
+    in a worker process is shown only when it ends); reused, that it came from the store."""
+
+    def render(self, task: Task) -> Text:
+        wall = task.fields.get("wall")
+        if wall == "stored":
+            return Text("stored", style="progress.elapsed")
+        seconds = wall if isinstance(wall, (int, float)) else (task.finished_time if task.finished
+                                                                else task.elapsed) or 0.0
+        return Text(str(timedelta(seconds=int(seconds))), style="progress.elapsed")
 
 
 class JobProgress:
     """Rows for the jobs of a run on ``console``; use it as a context manager.
 
     The display starts at the first event, so that a run refused before any job starts
-    (memory budget, results folder) prints its one sentence and nothing else.
+    (memory budget, results folder) prints its one sentence and nothing else. When the
+    console is not a terminal (a log file, a pipe), there is no live display: one plain
+    line per finished job, as it finishes.
     """
 
     def __init__(self, jobs: Sequence[Job], console: Console) -> None:
         self.jobs = jobs
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                   MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
-                                  TimeElapsedColumn(), console=console, transient=False)
+                                  _Elapsed(), console=console, transient=False)
         self._overall = self._progress.add_task("runs", total=len(jobs), trials=0)
         self._rows: dict[int, TaskID] = {}
         self._trials: dict[int, int] = {}
         self._total = 0
         self._started = False
+        self._console = console
+        self._live = console.is_terminal
+        self._done = 0
 
     def __enter__(self) -> JobProgress:
         return self
@@ -53,7 +74,7 @@ class JobProgress:
         return escape(self.jobs[index].label)
 
     def _row(self, index: int, description: str | None = None) -> TaskID:
-        if not self._started:
+        if not self._started and self._live:
             self._started = True
             self._progress.start()
         if index not in self._rows:
@@ -62,6 +83,8 @@ class JobProgress:
         return self._rows[index]
 
     def trials(self, index: int, count: int) -> None:
+        if not self._live:
+            return
         row = self._row(index)
         if count:
             self._trials[index] = self._trials.get(index, 0) + count
@@ -69,17 +92,35 @@ class JobProgress:
             self._progress.update(row, trials=self._trials[index])
             self._progress.update(self._overall, trials=self._total)
 
+    def _line(self, index: int, record: dict[str, Any], reused: bool) -> None:
+        """One plain line for a finished job, where no live display can be drawn."""
+        self._done += 1
+        problem = self.jobs[index].problem
+        if reused:
+            outcome = "stored, reused"
+        elif record.get("status") != "ok":
+            outcome = f"error: {record.get('error')}"
+        else:
+            score = f"k*={record['k_star']}" if problem.fixed else f"d*={record['d_star']}"
+            outcome = f"{score}, {record['trials']} trials, {record.get('wall_seconds', 0):.1f} s"
+        self._console.print(f"[{self._done}/{len(self.jobs)}] {self.jobs[index].label}: {outcome}",
+                            markup=False, highlight=False, soft_wrap=True)
+
     def finished(self, index: int, record: dict[str, Any], reused: bool) -> None:
+        if not self._live:
+            self._line(index, record, reused)
+            return
         if reused:
             self._row(index, f"{self._label(index)} (stored)")
-            self._progress.update(self._rows[index], total=1, completed=1, trials=record["trials"])
+            self._progress.update(self._rows[index], total=1, completed=1, trials=record["trials"],
+                                  wall="stored")
         else:
             if index not in self._trials:  # a job whose trials were not reported one by one
                 self._total += record["trials"]
                 self._progress.update(self._overall, trials=self._total)
             score = f"k*={record['k_star']}" if self.jobs[index].problem.fixed else f"d*={record['d_star']}"
             ok = record.get("status") == "ok"
+            description = f"{self._label(index)} {score}" if ok else f"{self._label(index)} [red]error[/red]"
             self._progress.update(self._row(index), total=1, completed=1, trials=record["trials"],
-                                  description=f"{self._label(index)} {score}" if ok
-                                  else f"{self._label(index)} [red]error[/red]")
+                                  wall=record.get("wall_seconds"), description=description)
         self._progress.advance(self._overall)

@@ -99,3 +99,34 @@ def test_a_trial_cap_too_low_to_pass_is_a_warning(registry):
     heard: list[str] = []
     run_settings(Sweep(trials=32), warn=heard.append)
     assert len(heard) == 1 and "with at most 32 trials per dimension" in heard[0]
+
+
+# ------------------------------------------------------------------ the display
+
+def _display(registry, terminal: bool, tmp_path) -> str:
+    import io
+
+    from rich.console import Console
+    from superposition_harness.progress import JobProgress
+
+    jobs = jobs_of(registry, "topk", "threshold[level=0.4]")
+    settings = run_settings(Sweep(trials=128))
+    store = ResultStore(tmp_path)
+    execute(jobs[:1], settings, store=store)  # the first job is stored before the run
+    console = Console(file=io.StringIO(), force_terminal=terminal, width=100)
+    with JobProgress(jobs, console) as display:
+        execute(jobs, settings, store=store, events=display, side_by_side=False)
+    return console.file.getvalue()
+
+
+def test_without_a_terminal_each_finished_job_is_one_plain_line(registry, tmp_path):
+    lines = _display(registry, False, tmp_path).splitlines()
+    assert lines[0] == "[1/2] topk N=256 k=3: stored, reused"
+    assert lines[1].startswith("[2/2] threshold[level=0.4] N=256 k=3: d*=") and " trials, " in lines[1]
+    assert len(lines) == 2
+
+
+def test_on_a_terminal_each_job_has_a_live_row(registry, tmp_path):
+    screen = _display(registry, True, tmp_path)
+    assert "topk N=256 k=3 (stored)" in screen and "threshold[level=0.4] N=256 k=3 d*=" in screen
+    assert "runs" in screen
