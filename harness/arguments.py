@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="signals per decoder call (default 32; changes speed only)")
     source = run.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE.toml", help="a TOML sweep (see the README)")
-    source.add_argument("--suite", choices=SUITES, help="a named suite of SPEC §5")
+    source.add_argument("--suite", choices=SUITES, help="a named suite of docs/contract.md §6")
     _add_output_options(run)
 
     gap = commands.add_parser("gap", help="an SAE's encoder against iterative decoders on its own "

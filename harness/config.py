@@ -383,7 +383,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def suite_text(name: str) -> str:
-    """The TOML text of a built-in suite (SPEC §5)."""
+    """The TOML text of a built-in suite (docs/contract.md §6)."""
     if name not in SUITES:
         raise ConfigError(f"no suite named {name!r}; the suites are: {', '.join(SUITES)}.")
     suites = resources.files("superposition_harness").joinpath("suites")

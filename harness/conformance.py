@@ -125,7 +125,7 @@ def _repeated_columns(decoder: Decoder) -> str:
 
 
 def _offset(decoder: Decoder) -> str:
-    # An SAE's dictionary: every signal carries its b_dec (SPEC §1). Gaussian codewords,
+    # An SAE's dictionary: every signal carries its b_dec (docs/contract.md §1). Gaussian codewords,
     # so that no exact ties hang on the last bits that subtracting the offset rounds.
     rng = np.random.default_rng(13)
     matrix = rng.standard_normal((48, 192))

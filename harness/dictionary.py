@@ -130,7 +130,7 @@ class Dictionary(ABC):
 
     #: The vector every signal carries besides its codewords (``(d,)`` float32, read-only),
     #: or None: on a dictionary taken from a sparse autoencoder, the SAE's decoder bias
-    #: ``b_dec``, so that signals are activations in the SAE's own frame (SPEC §1).
+    #: ``b_dec``, so that signals are activations in the SAE's own frame (docs/contract.md §1).
     offset: np.ndarray | None = None
 
     # -- what a subclass provides ---------------------------------------------------
@@ -515,7 +515,7 @@ class GeneratedDictionary(Dictionary):
 
 
 class RademacherDictionary(GeneratedDictionary):
-    """Entries ``±1/√d``, independent and fair (SPEC §1); the base values are the signs.
+    """Entries ``±1/√d``, independent and fair (docs/contract.md §1); the base values are the signs.
 
     Column blocks are kept as sign bits, codeword by codeword (bit ``r`` of word
     ``r // 64``; 1 is −1): ``d/8`` bytes a codeword, so the packed dictionary at

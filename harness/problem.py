@@ -1,4 +1,4 @@
-"""The standard problem: its specification, its instances and its entropy (SPEC §1, §2).
+"""The standard problem: its specification, its instances and its entropy (docs/contract.md §1, §2).
 
 An instance is identified by (problem, seed, draw, subset). Trial ``t`` of a run is
 draw ``t // subsets_per_draw``, subset ``t % subsets_per_draw``; every random number
@@ -166,7 +166,7 @@ def entropy_bits_approx(n: int, k: int) -> float:
 
 
 def shannon_dimension(n: int, k: int, noise: float) -> int | None:
-    """The Shannon limit ``d_Sh`` of the noisy track (SPEC §2).
+    """The Shannon limit ``d_Sh`` of the noisy track (docs/contract.md §2).
 
     The smallest ``d`` with ``(d/2) log2(1 + k / (d σ²)) ≥ H(N, k)``. The left side
     grows with ``d`` towards ``k / (2 σ² ln 2)``; when that supremum is below ``H``

@@ -529,7 +529,8 @@ def _facts(all_items: Sequence[Sourced]) -> tuple[str, list[tuple[str, int, list
 
 
 INTRO = """\
-Each row is one decoder's score on the standard problem (SPEC §1–2): the minimal
+Each row is one decoder's score on the standard problem (§1–2 of the harness's contract,
+`docs/contract.md`): the minimal
 dimension `d*(q)` at which it reads a uniform k-subset of N features back exactly with
 probability at least `q`, with its 95% confidence interval, and its bitrate
 `H(N, k) / d*` in bits per dimension (`H(N, k) = log2 C(N, k)`; higher is better).

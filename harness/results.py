@@ -179,7 +179,7 @@ SCORE_FIELDS = ("entropy_bits", "bits_per_dim", "bits_per_dim_ci", "dims_per_bit
 
 
 def score_fields(problem: Problem, estimates: dict[str, Any]) -> dict[str, Any]:
-    """The score of a run, from its problem and its estimates alone (SPEC §2).
+    """The score of a run, from its problem and its estimates alone (docs/contract.md §2).
 
     ``estimates`` holds ``d_star`` and ``d_star_ci`` (generated track) or ``k_star`` and
     ``k_star_ci`` (fixed track). The entropy ``H``, the bitrate and its interval, dims/bit

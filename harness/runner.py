@@ -27,7 +27,7 @@ from .memory import DEFAULT_MEMORY, needed_bytes
 from .problem import SAE_OFFSET, Problem, draw_noise, draw_subsets, entropy_bits
 from .search import DimensionSearch, Estimate, SearchError
 
-#: The success rate of the second, "even odds" estimate (SPEC §2).
+#: The success rate of the second, "even odds" estimate (docs/contract.md §2).
 HALF = 0.5
 
 #: A trial runner keeps the subsets of recent draws up to this many bytes.

@@ -1,4 +1,4 @@
-"""The search for the minimal dimension ``d*(q)`` and its confidence interval (SPEC §2).
+"""The search for the minimal dimension ``d*(q)`` and its confidence interval (docs/contract.md §2).
 
 The search knows nothing of decoders: it asks a callback for more trials at a
 dimension and gets back how many succeeded. It assumes the success probability

@@ -1,4 +1,4 @@
-"""Sparse-autoencoder weights and dictionary matrices read from files, without PyTorch (SPEC §1, §3)."""
+"""Sparse-autoencoder weights and dictionary matrices read from files, without PyTorch (contract §1, §4)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def _names(names: Iterable[str], limit: int = 12) -> str:
 class SAEWeights:
     """The encoder and decoder of a sparse autoencoder, as float32 arrays.
 
-    The encoder the ``sae`` decoder applies (SPEC §3) is
+    The encoder the ``sae`` decoder applies (docs/contract.md §3) is
     ``pre = (x − b_dec · apply_b_dec_to_input) @ W_enc + b_enc`` followed by the
     activation: ``relu``; ``jumprelu`` (``relu(pre)`` where ``pre > threshold``, else 0);
     or ``topk`` (the ``k`` largest entries of ``pre``, ReLU applied to them, as SAELens
@@ -976,7 +976,7 @@ def _load_plain(weights_path: Path, max_bytes: int) -> SAEWeights:
 
 def load_dictionary_file(path: str | os.PathLike[str], *,
                          max_bytes: int = DEFAULT_MEMORY) -> tuple[np.ndarray, np.ndarray | None]:
-    """A fixed dictionary (SPEC §1) and what its signals carry besides their codewords.
+    """A fixed dictionary (docs/contract.md §1) and what its signals carry besides their codewords.
 
     For an SAE (anything :func:`detect_format` recognises): its decoder, ``W_dec``
     transposed to ``d_in × d_sae``, and its decoder bias ``b_dec``, so that the harness

@@ -54,7 +54,7 @@ def minimax_alpha(rho: float, nonnegative: bool = True) -> float:
 
 
 class SoftThresholdAMP(MessagePassing):
-    """Donoho–Maleki–Montanari AMP with soft thresholding (SPEC §3).
+    """Donoho–Maleki–Montanari AMP with soft thresholding (docs/contract.md §3).
 
     The denoiser is ``η(r; θ) = sign(r)·max(|r| − θ, 0)`` (with ``nonnegative``,
     ``max(r − θ, 0)``), so ``Σ_i η'`` is the number of non-zero entries ``‖y^{t+1}‖₀``,

@@ -40,7 +40,7 @@ def prior_probability(k: int, n: int) -> float:
 
 
 class BinaryAMP(MessagePassing):
-    """AMP whose denoiser is the posterior mean for ``y_i ∈ {0, 1}``, ``P(y_i = 1) = ρ = k/N`` (SPEC §3).
+    """AMP whose denoiser is the posterior mean for ``y_i ∈ {0, 1}``, ``P(y_i = 1) = ρ = k/N`` (contract §3).
 
     ``η(r; τ) = E[y | y + τ·N(0, 1) = r]`` (see :func:`posterior_mean`) is the
     Bayes-optimal scalar denoiser for the standard problem's prior (i.i.d. Bernoulli

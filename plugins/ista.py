@@ -177,7 +177,7 @@ def _parameters(lam_ratio: float, max_iter: int, continuation: float) -> tuple[P
 
 
 class _ProximalGradient(Decoder):
-    """Proximal gradient on ``½‖x − F y‖² + λ‖y‖₁`` (SPEC §3); subclasses choose acceleration."""
+    """Proximal gradient on ``½‖x − F y‖² + λ‖y‖₁`` (docs/contract.md §3); subclasses choose acceleration."""
 
     accelerated = False
     uses_noise = True
@@ -261,7 +261,7 @@ class _ProximalGradient(Decoder):
 
 
 class Ista(_ProximalGradient):
-    """ISTA, proximal gradient on the lasso (SPEC §3), batched over the signals.
+    """ISTA, proximal gradient on the lasso (docs/contract.md §3), batched over the signals.
 
     Minimise ``½‖x − F y‖² + λ‖y‖₁`` (``y ≥ 0`` when ``nonnegative``) by
     ``y ← S_{λ/L}(y + Fᵀ(x − F y) / L)`` with ``L = dictionary.lipschitz()`` (an upper
@@ -286,7 +286,7 @@ class Ista(_ProximalGradient):
 
 
 class Fista(_ProximalGradient):
-    """FISTA, Beck and Teboulle's accelerated proximal gradient on the lasso (SPEC §3).
+    """FISTA, Beck and Teboulle's accelerated proximal gradient on the lasso (docs/contract.md §3).
 
     The ISTA step of ``ista`` taken from an extrapolated point
     ``z = y + (t − 1)/t' · (y − y_prev)``, ``t' = (1 + √(1 + 4t²)) / 2``, with adaptive

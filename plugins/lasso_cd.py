@@ -267,7 +267,7 @@ def _violators(correlations: np.ndarray, rows: np.ndarray, lams: np.ndarray, mem
 
 
 class LassoCD(Decoder):
-    """The lasso by cyclic coordinate descent (SPEC §3), as in the blog post.
+    """The lasso by cyclic coordinate descent (docs/contract.md §3), as in the blog post.
 
     Minimise ``½‖x − F y‖² + λ‖y‖₁`` (with ``y ≥ 0`` when ``nonnegative``) for each
     signal; decode ``Ŷ`` = the ``k`` largest coefficients of the solution

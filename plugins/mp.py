@@ -34,7 +34,7 @@ def subtract_and_pick(correlations: np.ndarray, gram: np.ndarray) -> np.ndarray:
 
 
 class MatchingPursuit(Decoder):
-    """Unit-step matching pursuit (SPEC §3).
+    """Unit-step matching pursuit (docs/contract.md §3).
 
     Start at ``y = 0``; ``k`` times, add 1 to ``y_j`` for
     ``j = argmax_i ⟨f_i, x − F y⟩``; decode the indices with ``y_j > 0``. Because the

@@ -73,7 +73,7 @@ def _extend(atoms: np.ndarray, factor: np.ndarray, projections: np.ndarray, sign
 
 
 class OrthogonalMatchingPursuit(Decoder):
-    """Orthogonal matching pursuit (SPEC §3).
+    """Orthogonal matching pursuit (docs/contract.md §3).
 
     ``k`` greedy steps: pick the codeword with the largest ``⟨f_i, r⟩`` (with
     ``positive=false``, the largest ``|⟨f_i, r⟩|``; ties to the lower index, codewords

@@ -26,7 +26,7 @@ def _weights(path: str, format: str) -> tuple[SAEWeights, np.ndarray]:
 
 
 class SparseAutoencoderEncoder(Decoder):
-    """A sparse-autoencoder encoder read from weights (SPEC §3).
+    """A sparse-autoencoder encoder read from weights (docs/contract.md §3).
 
     ``pre = (x − b_dec·a) W_enc + b_enc`` with ``a`` the file's apply-b_dec-to-input flag,
     then the file's activation: ReLU (``pre > 0``), JumpReLU (``pre > threshold`` and

@@ -78,3 +78,31 @@ def test_the_plugin_packages_helpers_register_no_decoder():
     for path in PLUGINS.glob("*.py"):
         if path.stem not in built_ins and path.stem != "__init__":
             assert "hookimpl" not in path.read_text(), f"{path.name} is a helper and must register nothing"
+
+
+def test_the_contract_is_in_the_repository_and_everything_cites_it():
+    import re
+
+    contract = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
+    for section in ("## Sources", "## §1 The standard problem", "## §2 The score", "## §3 The decoders",
+                    "## §4 The formats", "## §5 What the sources report", "## §6 The named suites"):
+        assert section in contract
+    assert "O'Neill, Alim Gumran and David Klindt" in contract
+    assert "On Bitrates of Very Sparse Superposition Codes" in contract
+    cited = re.compile(r"\bSPEC\b(?!_)")
+    paths = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "SECURITY.md",
+             *(ROOT / "harness").rglob("*.py"), *(ROOT / "harness").rglob("*.toml"),
+             *(ROOT / "plugins").glob("*.py"), *(ROOT / "docs").rglob("*.md"),
+             *(ROOT / "leaderboard").glob("*.md")]
+    for path in paths:
+        assert not cited.search(path.read_text(encoding="utf-8")), f"{path.relative_to(ROOT)} cites a SPEC"
+    assert "docs/contract.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "docs/contract.md" in (ROOT / "leaderboard" / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_command_lines_help_points_at_the_contract(capsys):
+    from superposition_harness.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "docs/contract.md" in " ".join(capsys.readouterr().out.split())

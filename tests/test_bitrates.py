@@ -1,4 +1,4 @@
-"""The measured bitrates reproduce the paper's figures (SPEC §4) on N = 4096, k = 16."""
+"""The measured bitrates reproduce the paper's figures (docs/contract.md §5) on N = 4096, k = 16."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The built-in decoders against their definitions (SPEC §3) and naive references."""
+"""The built-in decoders against their definitions (docs/contract.md §3) and naive references."""
 
 from __future__ import annotations
 

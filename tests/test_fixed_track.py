@@ -1,4 +1,4 @@
-"""The fixed-dictionary track, the sae decoder and `harness gap` (SPEC §2, §3)."""
+"""The fixed-dictionary track, the sae decoder and `harness gap` (docs/contract.md §2, §3)."""
 
 from __future__ import annotations
 
