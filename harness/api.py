@@ -199,8 +199,7 @@ def score(decoder: DecoderLike, *, n: int = 4096, k: int = 16,
 
 def _command(plan_of: Sweep, chosen: Sequence[tuple[Decoder, DecoderEntry]]) -> list[str]:
     """What the records' provenance states as their command."""
-    names = [entry.name + (f"[{','.join(f'{k}={v}' for k, v in sorted(d.params.items()))}]"
-                           if d.params else "") for d, entry in chosen]
+    names = [Job.name_with_params(decoder, entry) for decoder, entry in chosen]
     return ["python-api", *names, f"n={plan_of.n}", f"k={plan_of.k}", f"dictionary={plan_of.dictionary}",
             f"noise={plan_of.noise}", f"seed={plan_of.seed}", f"trials={plan_of.trials}",
             f"target={plan_of.target}"]
