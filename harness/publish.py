@@ -326,6 +326,8 @@ class Table:
     figures: list[str]
     #: The columns whose cells hold text from the records (escaped in Markdown).
     text_columns: tuple[str, ...] = ("decoder", "params", "version", "machine", "date")
+    #: What the pages say, under the title, about the order of the rows.
+    note: str = ""
 
 
 def _sections(rows: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
@@ -405,10 +407,23 @@ def _fixed_table(heading: str, rows: list[dict[str, Any]]) -> Table:
 #: Marks a summary cell whose row is unverifiable.
 UNVERIFIED_MARK = " †"
 
+#: The order of the summary's rows, as the pages state it.
+SUMMARY_ORDER = ("Best first: a decoder that reaches d* at more of these k comes first, then the one "
+                 "with the lower mean dims/bit (the number in brackets) over the k it reaches, then by name "
+                 "and parameters.")
+
+
+def _headline(found: dict[int, dict[str, Any]]) -> tuple[int, float]:
+    """A summary row's place in :data:`SUMMARY_ORDER`: (minus) the number of k it reaches
+    d* at, and its mean dims/bit over them."""
+    reached = [cell["dims_per_bit"] for cell in found.values()
+               if cell["status"] == "ok" and cell["d_star"] is not None and cell["dims_per_bit"] is not None]
+    return -len(reached), sum(reached) / len(reached) if reached else 0.0
+
 
 def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
-    """Decoders against k: each cell ``d*`` (dims/bit), marked † when unverifiable; best
-    decoder at the largest k first.
+    """Decoders against k: each cell ``d*`` (dims/bit), marked † when unverifiable, the rows
+    in the order :data:`SUMMARY_ORDER` states.
     A decoder run with several parameter settings has a row for each, named with them."""
     ks = sorted({r["k"] for r in rows if r["k"] is not None})
     if len(ks) < 2:
@@ -417,13 +432,10 @@ def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
     for row in rows:
         by_decoder.setdefault((row["decoder"], row["params"]), {})[row["k"]] = row
 
-    def rank(item: tuple[tuple[str, str], dict[int, dict[str, Any]]]) -> tuple[Any, ...]:
-        return tuple(_score(item[1][k])[:3] if k in item[1] else (True, True, 0.0) for k in reversed(ks)) \
-            + item[0]
-
     settings = {decoder: sum(d == decoder for d, _ in by_decoder) for decoder, _ in by_decoder}
+    entries = sorted(by_decoder.items(), key=lambda item: (*_headline(item[1]), *item[0]))
     cells, sort = [], []
-    for (decoder, params), found in sorted(by_decoder.items(), key=rank):
+    for (decoder, params), found in entries:
         text: list[str] = [decoder if settings[decoder] == 1 else f"{decoder} [{params}]"]
         keys: list[Any] = [decoder]
         for k in ks:
@@ -440,7 +452,8 @@ def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
                 keys.append(cell["d_star"])
         cells.append(text)
         sort.append(keys)
-    return Table(f"d*({_q(rows)}) and dims/bit by k", ["decoder", *(f"k = {k}" for k in ks)], cells, sort, [])
+    return Table(f"d*({_q(rows)}) and dims/bit by k", ["decoder", *(f"k = {k}" for k in ks)], cells, sort, [],
+                 note=SUMMARY_ORDER)
 
 
 def build_tables(items: Sequence[Sourced], rows: list[dict[str, Any]]) -> list[tuple[str, list[Table]]]:
@@ -594,7 +607,8 @@ def render_markdown(sections: list[tuple[str, list[Table]]], items: Sequence[Sou
         for stem in tables[0].figures if tables else []:
             lines += [f"![{_figure_caption(stem)}]({FIGURES}/{stem}.svg)", ""]
         for table in tables:
-            lines += [f"**{table.title}**", "", *_md_table(table), ""]
+            note = [table.note, ""] if table.note else []
+            lines += [f"**{table.title}**", "", *note, *_md_table(table), ""]
     lines += ["## Evidence", "", EVIDENCE, ""]
     if not notes.unverifiable and not notes.withheld:
         lines += ["Every row is checked, and every record is shown.", ""]
@@ -610,26 +624,38 @@ def render_markdown(sections: list[tuple[str, list[Table]]], items: Sequence[Sou
 _STYLE = """\
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:90rem;\
 padding:0 1rem;color:#222}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.85rem}
+h1,h2,h3,p,li{overflow-wrap:anywhere}
+.scroll{overflow:auto;max-width:100%;max-height:80vh;margin:.5rem 0 1.5rem}
+table{border-collapse:separate;border-spacing:0;font-size:.85rem}
 th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}
+th{cursor:pointer;background:#f4f4f4;position:sticky;top:0;z-index:1}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 img{max-width:100%;height:auto}code{background:#f4f4f4;padding:0 .2rem}"""
 
+#: Sorts a table by the clicked column: best first on the first click (``data-best``: ``low``
+#: or ``high``; other columns ascending, as numbers in ``num`` columns, else as text),
+#: reversed on the next; cells without a value stay last, ties keep the page's order, and
+#: the rank column is renumbered 1..n in the new order.
 _SCRIPT = """\
 document.querySelectorAll("table.sortable").forEach(function(table){
-  table.querySelectorAll("th").forEach(function(th,col){
+  var heads=Array.prototype.slice.call(table.tHead.rows[0].cells),body=table.tBodies[0];
+  var rank=heads.findIndex(function(h){return h.classList.contains("rank");});
+  Array.prototype.forEach.call(body.rows,function(r,i){r.dataset.index=i;});
+  heads.forEach(function(th,col){
     th.addEventListener("click",function(){
-      var up=th.getAttribute("aria-sort")!=="ascending";
-      table.querySelectorAll("th").forEach(function(h){h.removeAttribute("aria-sort");});
-      th.setAttribute("aria-sort",up?"ascending":"descending");
-      var body=table.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+      var first=th.dataset.best==="high"?"descending":"ascending";
+      var dir=th.getAttribute("aria-sort")!==first?first:first==="ascending"?"descending":"ascending";
+      heads.forEach(function(h){h.removeAttribute("aria-sort");});
+      th.setAttribute("aria-sort",dir);
+      var sign=dir==="ascending"?1:-1,numeric=th.classList.contains("num");
+      var rows=Array.prototype.slice.call(body.rows);
       rows.sort(function(a,b){
-        var x=a.cells[col].dataset.sort,y=b.cells[col].dataset.sort,p=parseFloat(x),q=parseFloat(y);
-        if(x===""&&y!=="")return 1;if(y===""&&x!=="")return -1;
-        var c=(!isNaN(p)&&!isNaN(q))?p-q:x.localeCompare(y);return up?c:-c;});
-      rows.forEach(function(r){body.appendChild(r);});});});});"""
+        var x=a.cells[col].dataset.sort,y=b.cells[col].dataset.sort,i=a.dataset.index-b.dataset.index;
+        if(x===""||y==="")return (x==="")-(y==="")||i;
+        return sign*((numeric?Number(x)-Number(y):x.localeCompare(y))||i);});
+      rows.forEach(function(r,n){body.appendChild(r);if(rank>=0)r.cells[rank].textContent=String(n+1);});
+    });});});"""
 
 
 def _sort_text(value: Any) -> str:
@@ -638,19 +664,34 @@ def _sort_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _best(column: str) -> str | None:
+    """Which end of a score column is best (``low`` or ``high``); None for other columns."""
+    if column == "#" or column == "dims/bit" or column.startswith(("d*", "k =")):
+        return "low"  # a rank, d* (or d*(0.5), d*/d_Sh), and the summary's d* by k
+    if column.startswith(("bits/dim", "k*", "H(N, k*)")):
+        return "high"
+    return None
+
+
 def _html_table(table: Table) -> list[str]:
     numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in table.sort)
                for i in range(len(table.columns))]
-    out = [f"<h3>{html.escape(table.title)}</h3>", '<table class="sortable">', "<thead><tr>"]
-    out += [f'<th{" class=num" if numeric[i] else ""}>{html.escape(c)}</th>'
-            for i, c in enumerate(table.columns)]
+    out = [f"<h3>{html.escape(table.title)}</h3>"]
+    if table.note:
+        out.append(f"<p>{html.escape(table.note)}</p>")
+    out += ['<div class="scroll">', '<table class="sortable">', "<thead><tr>"]
+    for i, column in enumerate(table.columns):
+        classes = " ".join(name for name, on in (("num", numeric[i]), ("rank", column == "#")) if on)
+        best = _best(column)
+        attributes = (f' class="{classes}"' if classes else "") + (f" data-best={best}" if best else "")
+        out.append(f"<th{attributes}>{html.escape(column)}</th>")
     out += ["</tr></thead>", "<tbody>"]
     for cells, keys in zip(table.cells, table.sort, strict=True):
+        row = zip(cells, keys, strict=True)
         tds = "".join(f'<td{" class=num" if numeric[i] else ""} data-sort="{html.escape(_sort_text(key))}">'
-                      f"{html.escape(cell)}</td>"
-                      for i, (cell, key) in enumerate(zip(cells, keys, strict=True)))
+                      f"{html.escape(cell)}</td>" for i, (cell, key) in enumerate(row))
         out.append(f"<tr>{tds}</tr>")
-    out += ["</tbody>", "</table>"]
+    out += ["</tbody>", "</table>", "</div>"]
     return out
 
 
@@ -665,7 +706,7 @@ def render_html(sections: list[tuple[str, list[Table]]], items: Sequence[Sourced
            f"<p>Made from {len(all_items)} records in {len(files)} files, latest measured {latest}: "
            + ", ".join(f"<code>{html.escape(p)}</code> ({n})" for p, n, _ in files)
            + f'. Also as <a href="{CSV}">CSV</a> and <a href="{JSON}">JSON</a>. '
-             "Click a column's header to sort by it.</p>"]
+             "Click a column's header to sort by it, best first; click again to reverse.</p>"]
     for heading, tables in sections:
         out.append(f"<h2>{html.escape(heading)}</h2>")
         for stem in tables[0].figures if tables else []:
