@@ -33,14 +33,15 @@ from .problem import Problem, ProblemError, entropy_bits
 
 if TYPE_CHECKING:
     from .api import Score, records_frame, score, sweep
-    from .weights import SAEWeights, WeightsError, load_sae
+    from .tensors import WeightsError
+    from .weights import SAEWeights, load_sae
 
 try:
     __version__ = metadata.version("superposition-harness")
 except metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-_LAZY = {"SAEWeights": "weights", "WeightsError": "weights", "load_sae": "weights",
+_LAZY = {"SAEWeights": "weights", "WeightsError": "tensors", "load_sae": "weights",
          "Score": "api", "records_frame": "api", "score": "api", "sweep": "api"}
 
 

@@ -14,9 +14,9 @@ from typing import NoReturn
 
 from . import __version__
 from .config import SUITES
-from .memory import BudgetError, parse_size
 from .plots import FORMATS
 from .results import DEFAULT_STORE
+from .units import BudgetError, parse_size
 from .verify import DEFAULT_SAMPLE, DETECT_FRACTION, DETECT_PROBABILITY
 
 

@@ -5,16 +5,16 @@ decoder's working arrays (``batch_arrays`` arrays of ``B × N`` float64, declare
 decoder), each worker's buffer for unpacked dictionary parts, and whatever is left of
 the budget as a cache of dictionary blocks (for a Rademacher dictionary, its sign
 bits). :func:`needed_bytes` adds up what cannot be cached; a run whose need exceeds the
-budget is refused before any trial, with the budget it would take.
+budget is refused before any trial, with the budget it would take. Sizes as users write
+them and as messages show them are read and written by :mod:`.units`.
 """
 
 from __future__ import annotations
 
-import re
-
 from . import parallel
 from .dictionary import SCRATCH_BYTES
 from .problem import Problem
+from .units import BudgetError, format_size
 
 #: The default budget of a run (``--memory``).
 DEFAULT_MEMORY = 4 << 30
@@ -22,34 +22,6 @@ DEFAULT_MEMORY = 4 << 30
 #: What the interpreter, NumPy, numba's compiled kernels and the harness take before
 #: any trial (measured resident size after one small run: about 250 MiB), with room.
 BASE_BYTES = 384 << 20
-
-_UNITS = {"": 1 << 30, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tb": 10**12,
-          "tib": 1 << 40}
-
-
-class BudgetError(ValueError):
-    """A size that cannot be read, or a run that does not fit its budget."""
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``"4GiB"``, ``"512MiB"``, ``"1.5G"`` or ``"4"`` (a bare number is GiB)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _UNITS:
-        raise BudgetError(f"cannot read the memory size {text!r}; write it like 4GiB, 512MiB or 8 (GiB).")
-    size = int(float(match.group(1)) * _UNITS[unit])
-    if size <= 0:
-        raise BudgetError(f"the memory budget must be positive, not {text!r}.")
-    return size
-
-
-def format_size(size: float) -> str:
-    """``size`` bytes in the largest binary unit that keeps it at least 1, like ``2.5 GiB``."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{int(size)} B"
 
 
 def needed_bytes(problem: Problem, batch_arrays: float, batch_size: int, d: int) -> int:

@@ -140,7 +140,7 @@ def train_encoder(spec: TrainingSpec,
 def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
     """Write ``trained`` as a SAELens SAE (``cfg.json`` + ``sae_weights.safetensors``) and
     its loss curve (``losses.csv``); return the directory."""
-    from .weights import write_safetensors
+    from .tensors import write_safetensors
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
 EXAMPLES = sorted((ROOT / "examples").rglob("*.py"))
 #: Modules that importing the decoder contract must not bring in.
-HEAVY = ("config", "weights", "memory", "runner", "cli", "results", "verify", "publish", "plots")
+HEAVY = ("config", "weights", "tensors", "memory", "runner", "cli", "results", "verify", "publish", "plots")
 
 
 def _entry_point_modules() -> set[str]:

@@ -22,7 +22,8 @@ from superposition_harness.cli import main
 from superposition_harness.config import ConfigError, ConfigString, Sweep, apply_config, read_config
 from superposition_harness.decoder import Param, parse_params, resolve_params
 from superposition_harness.results import ResultStore, StoreError, read_records
-from superposition_harness.weights import WeightsError, load_matrix, load_sae
+from superposition_harness.tensors import WeightsError
+from superposition_harness.weights import load_matrix, load_sae
 from superposition_harness_builtins.sae import SparseAutoencoderEncoder
 from test_weights import (
     RELU_SIDECAR,

@@ -7,8 +7,9 @@ import pytest
 from superposition_harness.cli import main
 from superposition_harness.dictionary import generated_dictionary
 from superposition_harness.problem import Problem
+from superposition_harness.tensors import read_safetensors, write_safetensors
 from superposition_harness.training import TrainingSpec, _training_batch, train_encoder, write_saelens
-from superposition_harness.weights import load_matrix, load_sae, read_safetensors, write_safetensors
+from superposition_harness.weights import load_matrix, load_sae
 
 SMALL = dict(n=256, d=48, k=3, steps=60, batch_size=64, learning_rate=3e-3)
 

@@ -12,15 +12,8 @@ from typing import Any, cast
 import numpy as np
 import pytest
 from superposition_harness import MatrixDictionary
-from superposition_harness.weights import (
-    MAX_HEADER_BYTES,
-    SAEWeights,
-    WeightsError,
-    detect_format,
-    load_matrix,
-    load_sae,
-    read_safetensors,
-)
+from superposition_harness.tensors import MAX_HEADER_BYTES, WeightsError, read_safetensors
+from superposition_harness.weights import SAEWeights, detect_format, load_matrix, load_sae
 
 D_IN, D_SAE = 6, 10
 RELU_SIDECAR = 'activation = "relu"\napply_b_dec_to_input = true\n'
