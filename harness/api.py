@@ -20,6 +20,7 @@ from .config import DecoderSpec, Sweep, parse_decoder_spec
 from .decoder import Decoder, parse_params
 from .jobs import Job, execute, fixed_problems, plan, run_settings
 from .plugins import DecoderEntry, Registry, load_registry
+from .problem import FIXED, track_of
 from .results import ResultStore, read_records, record_files
 
 if TYPE_CHECKING:
@@ -99,18 +100,18 @@ class Score:
     @property
     def curve(self) -> list[tuple[int, int, int]]:
         """The success curve: ``(d or k, trials, successes)`` of every probe, in probe order."""
-        variable = "k" if self.record["problem"].get("dictionary") == "file" else "d"
+        variable = track_of(self.record["problem"]).variable
         return [(point[variable], point["trials"], point["successes"]) for point in self.record["curve"]]
 
     def __repr__(self) -> str:
         problem = self.record["problem"]
-        where = (f"d={problem.get('d')} N={problem['n']}" if problem.get("dictionary") == "file"
-                 else f"N={problem['n']} k={problem['k']}")
+        track = track_of(problem)
+        where = track.where(problem)
         name = self.decoder + (f"[{','.join(f'{k}={v}' for k, v in sorted(self.params.items()))}]"
                                if self.params else "")
         if not self.ok:
             return f"<Score {name} {where}: error: {self.error}>"
-        if self.k_star is not None or problem.get("dictionary") == "file":
+        if track is FIXED:
             lo, hi = self.k_star_ci
             return f"<Score {name} {where}: k*={self.k_star} [{lo}, {hi}], {self.bits_per_dim:.3f} bits/dim>"
         lo, hi = self.d_star_ci

@@ -22,7 +22,6 @@ from . import __version__, parallel
 from .config import ConfigError, Sweep
 from .decoder import Decoder, params_text, parse_params
 from .dictionary import Dictionary
-from .isolation import IsolatedJob, run_isolated, stdout_to_stderr
 from .memory import DEFAULT_MEMORY, check
 from .plugins import DecoderEntry, Registry
 from .problem import FILE_DICTIONARY, SAE_OFFSET, Problem
@@ -34,16 +33,9 @@ from .results import (
     stored_measurement_key,
     well_formed,
 )
-from .runner import (
-    DecoderRun,
-    RunSettings,
-    can_run_in_a_process,
-    load_fixed,
-    run_decoder,
-    run_in_processes,
-    search_limit,
-)
+from .runner import DecoderRun, RunSettings, load_fixed, run_decoder, search_limit
 from .search import min_trials_to_pass
+from .workers import WorkerJob, can_run_in_a_process, run_in_workers, stdout_to_stderr
 
 #: The distribution of the built-in decoders: ``builtin`` in a sweep selects its decoders.
 BUILTIN_PACKAGE = "superposition-harness"
@@ -70,9 +62,7 @@ class Job:
     def label(self) -> str:
         """The decoder with its parameters, and the problem: what tells two jobs apart."""
         name = self.name_with_params(self.decoder, self.entry)
-        problem = self.problem
-        where = f"d={problem.d} N={problem.n}" if problem.fixed else f"N={problem.n} k={problem.k}"
-        return f"{name} {where}"
+        return f"{name} {self.problem.track.where(self.problem.as_record())}"
 
     def measurement_key(self, settings: RunSettings) -> str | None:
         """The measurement identity the job's record will have (``results.stored_measurement_key``)."""
@@ -96,15 +86,16 @@ def _changed(params: dict[str, Any], entry: DecoderEntry) -> dict[str, Any]:
 class Events(Protocol):
     """What a front end hears of running jobs (each method is called on the calling thread)."""
 
-    def trials(self, index: int, count: int) -> None:
-        """Job ``index`` ran ``count`` more trials (0: it has started)."""
+    def trials(self, index: int, count: int, value: int | None) -> None:
+        """Job ``index`` ran ``count`` more trials at ``value`` (its dimension ``d``, or ``k``
+        on the fixed track); ``count`` 0 and ``value`` None: it has started."""
 
     def finished(self, index: int, record: dict[str, Any], reused: bool) -> None:
         """Job ``index`` has its record: just made and stored, or ``reused`` from the store."""
 
 
 class _Silent:
-    def trials(self, index: int, count: int) -> None:
+    def trials(self, index: int, count: int, value: int | None) -> None:
         pass
 
     def finished(self, index: int, record: dict[str, Any], reused: bool) -> None:
@@ -203,9 +194,13 @@ def stored_runs(jobs: Sequence[Job], settings: RunSettings, store: ResultStore,
     return found
 
 
-def _report_position(listen: Events, indices: Sequence[int], position: int, count: int) -> None:
+def _report_position(listen: Events, indices: Sequence[int], position: int, count: int, value: int) -> None:
     """A worker pool's progress (by position in its list of jobs) as the job's."""
-    listen.trials(indices[position], count)
+    listen.trials(indices[position], count, value)
+
+
+def _report(listen: Events, index: int, count: int, value: int) -> None:
+    listen.trials(index, count, value)
 
 
 @dataclass
@@ -223,10 +218,10 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
     """Run every job, storing each record as soon as it is made.
 
     With several workers (and ``side_by_side``), the jobs of small generated problems run
-    side by side in worker processes of one thread each (see ``runner.run_in_processes``);
-    the others run here, one after another, with the workers inside their products. With a
-    ``timeout``, every job runs in a worker process of its own and is stopped at the
-    limit. The records come back in the order of the jobs, and are the same either way.
+    side by side in worker processes of one thread each (``workers.run_in_workers``); the
+    others run here, one after another, with the workers inside their products. With a
+    ``timeout``, every job runs in a worker process and is stopped at the limit. The
+    records come back in the order of the jobs, and are the same either way.
     ``warn`` hears of what reading the store skipped; ``argv`` is the command the
     records' provenance states (default: this process's).
     """
@@ -257,30 +252,27 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
                   and can_run_in_a_process(job.problem, job.decoder, job.dictionary)]
         if parallel.workers() < 2 or len(pooled) < 2:
             pooled = []
+        # Side by side: a single-threaded worker per core. Under a time limit, the rest too,
+        # one at a time, each worker with the run's threads. Otherwise, the rest here.
+        groups: list[tuple[list[int], int, int | None]] = [(pooled, parallel.workers(), 1)]
+        if timeout is not None:
+            groups.append(([index for index in range(len(jobs)) if index not in reused
+                            and index not in pooled], 1, threads))
         with stdout_to_stderr():
-            if timeout is not None:
-                alone = [index for index in range(len(jobs)) if records[index] is None
-                         and index not in pooled]
-                for indices, processes, job_threads in ((pooled, parallel.workers(), 1),
-                                                        (alone, 1, threads)):
-                    if not indices:
-                        continue
-                    isolated = [IsolatedJob(jobs[i].problem, jobs[i].decoder, job_threads) for i in indices]
-                    for position, run in run_isolated(
-                            isolated, settings, timeout=timeout, processes=min(processes, len(indices)),
-                            on_trials=partial(_report_position, listen, indices)):
-                        finish(indices[position], run)
-            elif pooled:
-                pairs = [(jobs[i].problem, jobs[i].decoder) for i in pooled]
-                for position, run in run_in_processes(pairs, settings, min(parallel.workers(), len(pooled))):
-                    listen.trials(pooled[position], run.trials)
-                    finish(pooled[position], run)
+            for indices, processes, job_threads in groups:
+                if not indices:
+                    continue
+                for position, run in run_in_workers(
+                        [WorkerJob(jobs[i].problem, jobs[i].decoder) for i in indices], settings,
+                        processes=min(processes, len(indices)), threads=job_threads, timeout=timeout,
+                        on_trials=partial(_report_position, listen, indices)):
+                    finish(indices[position], run)
             for index, job in enumerate(jobs):
                 if records[index] is not None:
                     continue
-                listen.trials(index, 0)
+                listen.trials(index, 0, None)
                 finish(index, run_decoder(job.problem, job.decoder, settings,
-                                          on_trials=partial(listen.trials, index),
+                                          on_trials=partial(_report, listen, index),
                                           dictionary=job.dictionary))
     finally:
         parallel.set_workers(workers)

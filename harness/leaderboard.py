@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .decoder import params_text
+from .problem import FIXED, track_of
 
 
 def _text(cell: Any) -> Any:
@@ -146,7 +147,7 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Le
 
 def is_fixed(record: dict[str, Any]) -> bool:
     """Whether a record belongs to the fixed-dictionary track."""
-    return (record.get("problem") or {}).get("dictionary") == "file"
+    return track_of(record.get("problem") or {}) is FIXED
 
 
 def fixed_table(records: Iterable[dict[str, Any]], title: str | Text = "Fixed dictionaries",

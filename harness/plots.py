@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .problem import entropy_bits
+from .problem import FIXED, entropy_bits, track_of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -112,7 +112,7 @@ def _usable(records: Iterable[Record]) -> list[Record]:
     for record in records:
         problem = _problem(record)
         dictionary = problem.get("dictionary")
-        if record.get("status") != "ok" or not isinstance(dictionary, str) or dictionary == "file":
+        if record.get("status") != "ok" or not isinstance(dictionary, str) or track_of(problem) is FIXED:
             continue
         if _is_int(problem.get("n")) and _is_int(problem.get("k")):
             out.append(record)

@@ -40,6 +40,66 @@ class ProblemError(ValueError):
 
 
 @dataclass(frozen=True)
+class Track:
+    """What a measurement varies, decided once per problem (docs/contract.md §2).
+
+    On the **generated** track the dictionary is drawn at every dimension and the search
+    varies ``d`` (estimates ``d*``); on the **fixed** track the dictionary is a file's,
+    ``d`` is its own and the search varies ``k`` (estimates ``k*``). The runner, the
+    search, the records, the checks and the tables read the names below instead of
+    asking which track they are on.
+    """
+
+    name: str
+    #: What the search varies, and what a curve point is keyed by: ``"d"`` or ``"k"``.
+    variable: str
+    #: The record field of the cap on trials per probed value.
+    trials_field: str
+    #: Whether the search narrows to a relative ``resolution`` (the generated track's
+    #: dimensions span hundreds; the fixed track's ``k`` is searched exactly).
+    narrows: bool
+
+    @property
+    def estimate(self) -> str:
+        """The record field of the headline estimate: ``d_star`` or ``k_star``."""
+        return f"{self.variable}_star"
+
+    @property
+    def half(self) -> str:
+        """The record field of the even-odds estimate: ``d_half`` or ``k_half``."""
+        return f"{self.variable}_half"
+
+    @property
+    def limit(self) -> str:
+        """The record field of where the search stops: ``d_max`` or ``k_max``."""
+        return f"{self.variable}_max"
+
+    def where(self, problem: dict[str, Any]) -> str:
+        """A problem (as a record holds it) in a label: what is fixed on this track."""
+        if self is FIXED:
+            return f"d={problem.get('d')} N={problem.get('n')}"
+        return f"N={problem.get('n')} k={problem.get('k')}"
+
+    def unreached(self, target: float, limit: int) -> str:
+        """A successful run's note when no probed value reached ``target``."""
+        if self is FIXED:
+            return f"p(k) ≥ {target} was not reached even at k = 1"
+        return f"p(d) ≥ {target} was not reached for d ≤ {limit}"
+
+
+#: Dictionaries drawn by the harness; the search finds ``d*``.
+GENERATED = Track(name="generated", variable="d", trials_field="max_trials_per_dimension", narrows=True)
+#: A dictionary read from a file; the search finds ``k*``.
+FIXED = Track(name="fixed", variable="k", trials_field="max_trials_per_k", narrows=False)
+
+
+def track_of(problem: Any) -> Track:
+    """The track of a :class:`Problem`, or of a problem as a record holds it (a mapping)."""
+    kind = problem.get("dictionary") if isinstance(problem, dict) else getattr(problem, "dictionary", None)
+    return FIXED if kind == FILE_DICTIONARY else GENERATED
+
+
+@dataclass(frozen=True)
 class Problem:
     """The standard problem ``P(N, k, dictionary, σ)`` at every dimension ``d``.
 
@@ -68,9 +128,14 @@ class Problem:
         validate_problem(self)
 
     @property
+    def track(self) -> Track:
+        """The problem's track: :data:`FIXED` for a dictionary from a file, else :data:`GENERATED`."""
+        return track_of(self)
+
+    @property
     def fixed(self) -> bool:
         """Whether the dictionary comes from a file (the fixed-dictionary track)."""
-        return self.dictionary == FILE_DICTIONARY
+        return self.track is FIXED
 
     def with_k(self, k: int | None) -> Problem:
         """The same problem with ``k`` active features."""

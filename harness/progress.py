@@ -52,9 +52,10 @@ class JobProgress:
     def __init__(self, jobs: Sequence[Job], console: Console) -> None:
         self.jobs = jobs
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TextColumn("{task.fields[trials]} trials"),
+                                  MofNCompleteColumn(), TextColumn("{task.fields[probe]}"),
+                                  TextColumn("{task.fields[trials]} trials"),
                                   _Elapsed(), console=console, transient=False)
-        self._overall = self._progress.add_task("runs", total=len(jobs), trials=0)
+        self._overall = self._progress.add_task("runs", total=len(jobs), trials=0, probe="")
         self._rows: dict[int, TaskID] = {}
         self._trials: dict[int, int] = {}
         self._total = 0
@@ -79,13 +80,15 @@ class JobProgress:
             self._progress.start()
         if index not in self._rows:
             self._rows[index] = self._progress.add_task(description or self._label(index), total=None,
-                                                        trials=0)
+                                                        trials=0, probe="")
         return self._rows[index]
 
-    def trials(self, index: int, count: int) -> None:
+    def trials(self, index: int, count: int, value: int | None) -> None:
         if not self._live:
             return
         row = self._row(index)
+        if value is not None:  # the value being probed: the dimension, or k on the fixed track
+            self._progress.update(row, probe=f"{self.jobs[index].problem.track.variable}={value}")
         if count:
             self._trials[index] = self._trials.get(index, 0) + count
             self._total += count
@@ -95,13 +98,13 @@ class JobProgress:
     def _line(self, index: int, record: dict[str, Any], reused: bool) -> None:
         """One plain line for a finished job, where no live display can be drawn."""
         self._done += 1
-        problem = self.jobs[index].problem
+        estimate = self.jobs[index].problem.track.estimate
         if reused:
             outcome = "stored, reused"
         elif record.get("status") != "ok":
             outcome = f"error: {record.get('error')}"
         else:
-            score = f"k*={record['k_star']}" if problem.fixed else f"d*={record['d_star']}"
+            score = f"{estimate[0]}*={record[estimate]}"
             outcome = f"{score}, {record['trials']} trials, {record.get('wall_seconds', 0):.1f} s"
         self._console.print(f"[{self._done}/{len(self.jobs)}] {self.jobs[index].label}: {outcome}",
                             markup=False, highlight=False, soft_wrap=True)
@@ -118,9 +121,10 @@ class JobProgress:
             if index not in self._trials:  # a job whose trials were not reported one by one
                 self._total += record["trials"]
                 self._progress.update(self._overall, trials=self._total)
-            score = f"k*={record['k_star']}" if self.jobs[index].problem.fixed else f"d*={record['d_star']}"
+            estimate = self.jobs[index].problem.track.estimate
+            score = f"{estimate[0]}*={record[estimate]}"
             ok = record.get("status") == "ok"
             description = f"{self._label(index)} {score}" if ok else f"{self._label(index)} [red]error[/red]"
             self._progress.update(self._row(index), total=1, completed=1, trials=record["trials"],
-                                  wall=record.get("wall_seconds"), description=description)
+                                  wall=record.get("wall_seconds"), description=description, probe="")
         self._progress.advance(self._overall)

@@ -27,7 +27,7 @@ import numpy as np
 
 from .decoder import NAME_PATTERN
 from .files import RefusedFile, check_regular, kind_of, read_regular, virtual_root
-from .problem import Problem, entropy_bits, shannon_dimension
+from .problem import FIXED, Problem, entropy_bits, shannon_dimension, track_of
 from .runner import DecoderRun, RunSettings
 
 #: Version of the record layout; bump it when a field changes meaning.
@@ -58,7 +58,7 @@ def _common_fields(run: DecoderRun, *, decoder_name: str, plugin_package: str,
         "decoder": decoder_name,
         "plugin_package": plugin_package,
         "plugin_version": plugin_version,
-        "params": dict(run.decoder.params),
+        "params": dict(run.params),
         "problem": run.problem.as_record(),
         "target": run.settings.target,
         "trials": run.trials,
@@ -100,10 +100,11 @@ def _with_outcomes(point: dict[str, int], outcomes: list[bool] | None) -> dict[s
 
 def search_fields(problem: Problem, settings: RunSettings, limit: int) -> dict[str, Any]:
     """The search settings a record states (``limit``: its ``d_max``, or ``k_max``)."""
-    if problem.fixed:
-        return {"max_trials_per_k": settings.max_trials, "k_max": limit}
-    return {"max_trials_per_dimension": settings.max_trials, "d_max": limit,
-            "resolution": settings.resolution}
+    track = problem.track
+    fields: dict[str, Any] = {track.trials_field: settings.max_trials, track.limit: limit}
+    if track.narrows:
+        fields["resolution"] = settings.resolution
+    return fields
 
 
 def measurement_key(*, decoder: str, plugin_version: str, params: dict[str, Any],
@@ -132,44 +133,25 @@ def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
     """The result record of ``run`` (see the README's record schema)."""
     record = _common_fields(run, decoder_name=decoder_name, plugin_package=plugin_package,
                             plugin_version=plugin_version, provenance=provenance)
-    if run.variable == "k":
-        record.update(_fixed_fields(run))
-    else:
-        record.update(_generated_fields(run))
+    record.update(_estimate_fields(run))
     return record
 
 
-def _generated_fields(run: DecoderRun) -> dict[str, Any]:
-    """``d*`` and the bitrate ``H(N, k) / d*`` of a generated-dictionary run."""
+def _estimate_fields(run: DecoderRun) -> dict[str, Any]:
+    """The search settings and the two estimates of the run's track with their intervals
+    (``d*`` on generated dictionaries, ``k*`` on a fixed one), then the score they give."""
+    track = run.problem.track
     est, half = run.estimate, run.half
-    d_star = est.d if est else None
     fields: dict[str, Any] = {
         "search": search_fields(run.problem, run.settings, run.d_max),
-        "d_star": d_star,
-        "d_star_ci": list(est.ci) if est else [None, None],
-        "d_half": half.d if half else None,
-        "d_half_ci": list(half.ci) if half else [None, None],
+        track.estimate: est.d if est else None,
+        f"{track.estimate}_ci": list(est.ci) if est else [None, None],
+        track.half: half.d if half else None,
+        f"{track.half}_ci": list(half.ci) if half else [None, None],
     }
     fields.update(score_fields(run.problem, fields))
-    if run.ok and d_star is None:
-        fields["note"] = f"p(d) ≥ {run.settings.target} was not reached for d ≤ {run.d_max}"
-    return fields
-
-
-def _fixed_fields(run: DecoderRun) -> dict[str, Any]:
-    """``k*`` where the generated track has ``d*``, and ``bits/dim = H(N, k*) / d``."""
-    est, half = run.estimate, run.half
-    k_star = est.k if est else None
-    fields: dict[str, Any] = {
-        "search": search_fields(run.problem, run.settings, run.d_max),
-        "k_star": k_star,
-        "k_star_ci": list(est.ci) if est else [None, None],
-        "k_half": half.k if half else None,
-        "k_half_ci": list(half.ci) if half else [None, None],
-    }
-    fields.update(score_fields(run.problem, fields))
-    if run.ok and k_star is None:
-        fields["note"] = f"p(k) ≥ {run.settings.target} was not reached even at k = 1"
+    if run.ok and fields[track.estimate] is None:
+        fields["note"] = track.unreached(run.settings.target, run.d_max)
     return fields
 
 
@@ -528,7 +510,8 @@ def record_fault(record: dict[str, Any]) -> str | None:
             or problem["noise"] < 0 or not _is_int(problem.get("seed")) \
             or not _is_int(problem.get("subsets_per_draw"), 1):
         return "its problem's dictionary, noise, seed or subsets_per_draw is malformed"
-    if problem["dictionary"] == "file" and not (_is_int(problem.get("d"), 1)
+    track = track_of(problem)
+    if track is FIXED and not (_is_int(problem.get("d"), 1)
                                                 and isinstance(problem.get("dictionary_file"), str)):
         return "its fixed-dictionary problem lacks d or dictionary_file"
     target: Any = record.get("target")
@@ -539,7 +522,7 @@ def record_fault(record: dict[str, Any]) -> str | None:
     if not isinstance(record.get("provenance"), dict):
         return "its provenance is not an object"
     curve = record.get("curve")
-    variable = "k" if problem["dictionary"] == "file" else "d"
+    variable = track.variable
     if not isinstance(curve, list) or (record["status"] == "ok" and not curve):
         return "its curve is not a list of probes"
     for point in curve:

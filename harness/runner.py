@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NoReturn
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from .decoder import Decoder
 from .dictionary import Dictionary, MatrixDictionary, generated_dictionary
 from .memory import DEFAULT_MEMORY, needed_bytes
-from .problem import SAE_OFFSET, Problem, draw_noise, draw_subsets, entropy_bits
+from .problem import FIXED, SAE_OFFSET, Problem, draw_noise, draw_subsets, entropy_bits
 from .search import DimensionSearch, Estimate, SearchError
 
 #: The success rate of the second, "even odds" estimate (docs/contract.md §2).
@@ -84,20 +85,6 @@ def end_copies_of(owner: int) -> None:
     """End this process at once if it is not ``owner`` but a copy of it (a decoder forked)."""
     if os.getpid() != owner:
         _exit(0)
-
-
-def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
-    """In a worker process started by the process ``parent``: end it within about
-    ``poll_seconds`` of that process's death (a harness that was killed, even by SIGKILL,
-    leaves no workers computing for nobody), or at once if it is gone already."""
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_seconds)
-        _exit(1)
-
-    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 
 
 #: The most trials a probe may run: every outcome is kept, in memory and in the record.
@@ -187,16 +174,16 @@ def first_k_guess(n: int, d: int, k_max: int) -> int:
 class DecoderRun:
     """What one decoder did on one problem: estimates, the success curve, or its error.
 
-    ``variable`` is what the search varied: ``"d"`` (generated dictionaries; estimates
-    are ``d*``) or ``"k"`` (a fixed dictionary; estimates are ``k*`` and ``d_max`` is
-    the largest ``k`` tried). The curve's points are keyed by it.
+    The problem's track says what the search varied (``variable``): ``"d"`` on generated
+    dictionaries (estimates are ``d*``) or ``"k"`` on a fixed dictionary (estimates are
+    ``k*`` and ``d_max`` is the largest ``k`` tried). The curve's points are keyed by it.
     """
 
     problem: Problem
-    decoder: Decoder
     settings: RunSettings
     d_max: int
-    variable: str = "d"
+    #: The parameters the decoder was made with.
+    params: dict[str, Any] = field(default_factory=dict)
     estimate: Estimate | None = None
     half: Estimate | None = None
     curve: list[dict[str, int]] = field(default_factory=list)
@@ -207,6 +194,10 @@ class DecoderRun:
     wall_seconds: float = 0.0
     peak_memory_bytes: int | None = None
     error: str | None = None
+
+    @property
+    def variable(self) -> str:
+        return self.problem.track.variable
 
     @property
     def ok(self) -> bool:
@@ -381,192 +372,113 @@ def fixed_dictionary(problem: Problem, max_bytes: int = DEFAULT_MEMORY) -> Matri
     return dictionary
 
 
+#: What a search asks of its trials: the successes among trials ``start .. start+count-1``
+#: at ``value`` (the dimension ``d``, or ``k`` on the fixed track).
+Evaluate = Callable[[int, int, int], int]
+
+
 def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
-                on_trials: Callable[[int], None] | None = None,
-                dictionary: Dictionary | None = None,
-                replay: Callable[[int, int, int], int] | None = None) -> DecoderRun:
+                on_trials: Callable[[int, int], None] | None = None,
+                dictionary: Dictionary | None = None) -> DecoderRun:
     """Search ``d*(target)`` and ``d*(0.5)`` of ``decoder`` on ``problem``, or, on the
-    fixed track (``problem.fixed``, with its ``dictionary`` given), ``k*`` of both.
+    fixed track (with the problem's own ``dictionary`` given), ``k*`` of both.
 
     Exceptions raised by the decoder, and outputs that break the contract, end this
-    run with ``error`` set; they never propagate.
-
-    ``replay(value, start, count)``, if given, answers the search instead of the
-    decoder: the successes among trials ``start .. start+count-1`` at ``d`` (or ``k``),
-    as a record stored them. ``harness verify`` replays a record's search this way to
-    check that its estimates follow from its counts.
+    run with ``error`` set; they never propagate. ``on_trials(count, value)`` hears of
+    every batch: ``count`` more trials at ``value`` (the dimension, or ``k``).
     """
-    if problem.fixed:
-        if replay is None and (dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n)):
-            raise ValueError("the fixed track needs the problem's own d × N dictionary")
-        return _run_fixed(problem, decoder, settings, on_trials, dictionary, replay)
-    d_max = search_limit(problem, settings)
-    run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=d_max)
-    need = needed_bytes(problem, decoder.batch_arrays, settings.batch_size, d_max)
-    trials = TrialRunner(problem, decoder, settings.batch_size, on_trials,
-                         cache_bytes=max(0, settings.memory - need))
-    search = DimensionSearch(replay or trials, d_max=d_max, max_trials=settings.max_trials,
-                             resolution=settings.resolution)
-    start = math.ceil(problem.entropy_bits)
-    _search_both(run, search, start, lambda estimate: estimate)
-    run.outcomes = _curve_outcomes(run.curve, "d", lambda d, n: trials.outcomes(d, n))
-    return run
+    fixed = problem.track is FIXED
+    if fixed and (dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n)):
+        raise ValueError("the fixed track needs the problem's own d × N dictionary")
+    run = DecoderRun(problem=problem, settings=settings, d_max=search_limit(problem, settings),
+                     params=dict(decoder.params))
+    runners: dict[int, TrialRunner] = {}
+    cache = None if fixed else max(0, settings.memory - needed_bytes(
+        problem, decoder.batch_arrays, settings.batch_size, run.d_max))
 
+    def runner(value: int) -> TrialRunner:
+        """The trials at ``value``: one runner on the generated track (it draws the
+        dictionary of each dimension), one per ``k`` on the fixed one."""
+        key = value if fixed else 0
+        if key not in runners:
+            runners[key] = TrialRunner(problem.with_k(value) if fixed else problem, decoder,
+                                       settings.batch_size, fixed=dictionary, cache_bytes=cache)
+        return runners[key]
 
-def _curve_outcomes(curve: list[dict[str, int]], variable: str,
-                    lookup: Callable[[int, int], list[bool] | None]) -> dict[int, list[bool]]:
-    """Each curve point's outcomes, keyed by its ``variable`` value."""
-    found = {p[variable]: lookup(p[variable], p["trials"]) for p in curve}
-    return {key: value for key, value in found.items() if value is not None}
+    def evaluate(value: int, start: int, count: int) -> int:
+        trials = runner(value)
+        trials.on_trials = None if on_trials is None else partial(_report, on_trials, value)
+        return trials(int(problem.d) if fixed else value, start, count)  # type: ignore[arg-type]
 
-
-def _search_both(run: DecoderRun, search: DimensionSearch, start: int,
-                 convert: Callable[[Estimate], Estimate]) -> None:
-    """Fill ``run`` with ``convert``-ed estimates at the target and at 0.5, timed and
-    isolated: a decoder's exception or broken output becomes ``run.error``."""
     began = time.perf_counter()
     with contained():
         try:
-            reliable = search.find(run.settings.target, start=start)
-            run.trials_target = search.total_trials
-            run.estimate = convert(reliable)
-            run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
+            measure(run, evaluate)
         except DecoderFault as fault:
-            run.error = f"decoder {run.decoder.name!r} {fault}"
+            run.error = f"decoder {decoder.name!r} {fault}"
         except (Exception, SystemExit) as exc:  # a plugin's failure is recorded, never propagated
-            run.error = f"decoder {run.decoder.name!r} raised {type(exc).__name__}: {exc}"
+            run.error = f"decoder {decoder.name!r} raised {type(exc).__name__}: {exc}"
     run.wall_seconds = time.perf_counter() - began
     run.peak_memory_bytes = peak_memory_bytes()
-    run.curve = search.curve_points()
-    run.trials = search.total_trials
-
-
-def _run_fixed(problem: Problem, decoder: Decoder, settings: RunSettings,
-               on_trials: Callable[[int], None] | None, dictionary: Dictionary | None,
-               replay: Callable[[int, int, int], int] | None = None) -> DecoderRun:
-    """``k*(q)``, the largest ``k`` with ``p(k) ≥ q`` on a fixed dictionary.
-
-    The same search does it: with ``m = k_max + 1 − k`` the success rate grows with
-    ``m``, so the smallest passing ``m`` is the largest passing ``k``, and the interval
-    maps across the same way.
-    """
-    assert problem.d is not None
-    k_max = search_limit(problem, settings)
-    run = DecoderRun(problem=problem, decoder=decoder, settings=settings, d_max=k_max, variable="k")
-    runners: dict[int, TrialRunner] = {}
-
-    def evaluate(m: int, start: int, count: int) -> int:
-        k = k_max + 1 - m
-        if replay is not None:
-            return replay(k, start, count)
-        if k not in runners:
-            runners[k] = TrialRunner(problem.with_k(k), decoder, settings.batch_size, on_trials,
-                                     fixed=dictionary)
-        return runners[k](problem.d, start, count)  # type: ignore[arg-type]
-
-    def to_k(estimate: Estimate) -> Estimate:
-        lo, hi = estimate.ci
-        return Estimate(q=estimate.q, d=None if estimate.d is None else k_max + 1 - estimate.d,
-                        ci=(None if hi is None else k_max + 1 - hi, None if lo is None else k_max + 1 - lo))
-
-    search = DimensionSearch(evaluate, d_max=k_max, max_trials=settings.max_trials)
-    _search_both(run, search, k_max + 1 - first_k_guess(problem.n, problem.d, k_max), to_k)
-    run.curve = sorted(({"k": k_max + 1 - p["d"], "trials": p["trials"], "successes": p["successes"]}
-                        for p in run.curve), key=lambda p: p["k"])
-    d = problem.d
-    run.outcomes = _curve_outcomes(run.curve, "k", lambda k, n: runners[k].outcomes(d, n)
-                                   if k in runners else None)
+    found = {point[run.variable]: runner(point[run.variable]).outcomes(
+        int(problem.d) if fixed else point["d"], point["trials"]) for point in run.curve}  # type: ignore[arg-type]
+    run.outcomes = {value: outcomes for value, outcomes in found.items() if outcomes is not None}
     return run
 
 
-#: Jobs of problems with at most this many features run side by side in worker processes
-#: (each on one thread): their products are too small to keep two cores busy inside
-#: one process, and a process per core has no threads to fight over the cores.
-PROCESS_JOBS_MAX_N = 1 << 16
+def _report(on_trials: Callable[[int, int], None], value: int, count: int) -> None:
+    on_trials(count, value)
 
 
-def output_to_stderr() -> None:
-    """In a worker process: everything written to standard output, by Python or by
-    compiled code, goes to standard error, away from the harness's own output."""
-    import os
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+def measure(run: DecoderRun, evaluate: Evaluate) -> None:
+    """The search of both tracks, the one that every run and ``harness verify`` use: fill
+    ``run`` with its estimates at the target and at 0.5, its curve and its trial counts,
+    asking ``evaluate`` for successes.
 
-
-def _single_threaded(parent: int) -> None:
-    """Initialise a job process of the harness ``parent``: one thread for BLAS, numba and
-    the operator, a decoder's output sent to standard error, and an end when it ends."""
-    from . import parallel
-    exit_with_parent(parent)
-    output_to_stderr()
-    parallel.use_threads(1)
-
-
-def _run_job(problem: Problem, decoder: Decoder, settings: RunSettings) -> DecoderRun:
-    return run_decoder(problem, decoder, settings)
-
-
-def can_run_in_a_process(problem: Problem, decoder: Decoder, dictionary: Dictionary | None) -> bool:
-    """Whether a job may go to a worker process: a small generated problem and a decoder
-    that can be sent there (its class importable by name)."""
-    if dictionary is not None or problem.fixed or problem.n > PROCESS_JOBS_MAX_N:
-        return False
-    import pickle
-    try:
-        pickle.loads(pickle.dumps(decoder))
-    except Exception:  # defined where no other process can import it (a test, a notebook)
-        return False
-    return True
-
-
-def run_in_processes(jobs: Sequence[tuple[Problem, Decoder]], settings: RunSettings,
-                     processes: int) -> Iterator[tuple[int, DecoderRun]]:
-    """Run ``jobs`` in ``processes`` worker processes, one thread each; yield
-    ``(index, run)`` as they finish.
-
-    A process that dies (a crash in compiled code, say) takes the pool's unfinished jobs
-    with it; those are run again one at a time, each in a process of its own, so the job
-    that kills its process becomes a run with ``error`` set and the others finish.
+    ``k*(q)`` on the fixed track is the largest ``k`` with ``p(k) ≥ q``. The same search
+    finds it: with ``m = k_max + 1 − k`` the success rate grows with ``m``, so the smallest
+    passing ``m`` is the largest passing ``k``, and the interval maps across the same way.
+    An exception from ``evaluate`` propagates; ``run`` then holds the probes made so far.
     """
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+    problem, settings, limit = run.problem, run.settings, run.d_max
+    if problem.track is FIXED:
+        assert problem.d is not None
 
-    context = multiprocessing.get_context("spawn")
-    again: list[int] = []
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_single_threaded,
-                             initargs=(os.getpid(),)) as pool:
-        pending = {pool.submit(_run_job, problem, decoder, settings): index
-                   for index, (problem, decoder) in enumerate(jobs)}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                index = pending.pop(future)
-                try:
-                    run = future.result()
-                except BrokenProcessPool:
-                    again.append(index)
-                    continue
-                except Exception as exc:  # the run itself records decoder errors; this is the pool's
-                    run = _failed(jobs[index], settings, f"{type(exc).__name__}: {exc}")
-                yield index, run
-    for index in sorted(again):
-        with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_single_threaded,
-                                 initargs=(os.getpid(),)) as alone:
-            try:
-                run = alone.submit(_run_job, *jobs[index], settings).result()
-            except Exception as exc:
-                run = _failed(jobs[index], settings, f"{type(exc).__name__}: {exc}")
-        yield index, run
+        def to_value(m: int) -> int:
+            return limit + 1 - m
 
+        def convert(estimate: Estimate) -> Estimate:
+            lo, hi = estimate.ci
+            return Estimate(q=estimate.q, d=None if estimate.d is None else to_value(estimate.d),
+                            ci=(None if hi is None else to_value(hi), None if lo is None else to_value(lo)))
 
-def _failed(job: tuple[Problem, Decoder], settings: RunSettings, reason: str) -> DecoderRun:
-    return failed_run(*job, settings, f"stopped its worker process ({reason})")
+        search = DimensionSearch(lambda m, start, count: evaluate(to_value(m), start, count),
+                                 d_max=limit, max_trials=settings.max_trials)
+        start = to_value(first_k_guess(problem.n, problem.d, limit))
+    else:
+        def convert(estimate: Estimate) -> Estimate:
+            return estimate
+
+        search = DimensionSearch(evaluate, d_max=limit, max_trials=settings.max_trials,
+                                 resolution=settings.resolution)
+        start = math.ceil(problem.entropy_bits)
+    try:
+        reliable = search.find(settings.target, start=start)
+        run.trials_target = search.total_trials
+        run.estimate = convert(reliable)
+        run.half = convert(search.find(HALF, start=reliable.d if reliable.d is not None else start))
+    finally:
+        curve = search.curve_points()
+        if problem.track is FIXED:
+            curve = sorted(({"k": limit + 1 - p["d"], "trials": p["trials"], "successes": p["successes"]}
+                            for p in curve), key=lambda p: p["k"])
+        run.curve = curve
+        run.trials = search.total_trials
 
 
 def failed_run(problem: Problem, decoder: Decoder, settings: RunSettings, error: str,
                seconds: float = 0.0) -> DecoderRun:
     """A run that ended before its search could: ``error`` says how (after the decoder's name)."""
-    return DecoderRun(problem=problem, decoder=decoder, settings=settings,
-                      d_max=search_limit(problem, settings), variable="k" if problem.fixed else "d",
-                      error=f"decoder {decoder.name!r} {error}", wall_seconds=seconds)
+    return DecoderRun(problem=problem, settings=settings, d_max=search_limit(problem, settings),
+                      params=dict(decoder.params), error=f"decoder {decoder.name!r} {error}",
+                      wall_seconds=seconds)

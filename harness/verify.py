@@ -50,7 +50,7 @@ import numpy as np
 from . import __version__
 from .decoder import Decoder, ParameterError, resolve_params
 from .plugins import DecoderEntry, Registry
-from .problem import Problem, ProblemError
+from .problem import Problem, ProblemError, Track, track_of
 from .results import (
     SCHEMA_VERSION,
     VOLATILE,
@@ -59,7 +59,7 @@ from .results import (
     score_fields,
     stored_measurement_key,
 )
-from .runner import RunSettings, TrialRunner, fixed_dictionary, run_decoder
+from .runner import DecoderRun, RunSettings, TrialRunner, fixed_dictionary, measure, search_limit
 
 #: The default sample is sized so that a record with this fraction of its trials
 #: flipped is caught with at least this probability.
@@ -127,12 +127,15 @@ def label(record: dict[str, Any]) -> str:
     text = str(record.get("decoder", "?"))
     if params:
         text += "[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]"
-    where = f"d={problem.get('d')}" if problem.get("dictionary") == "file" else f"k={problem.get('k')}"
-    return f"{text} N={problem.get('n')} {where} seed={problem.get('seed')}"
+    return f"{text} {_track(record).where(problem)} seed={problem.get('seed')}"
+
+
+def _track(record: dict[str, Any]) -> Track:
+    return track_of(record.get("problem") or {})
 
 
 def _variable(record: dict[str, Any]) -> str:
-    return "k" if (record.get("problem") or {}).get("dictionary") == "file" else "d"
+    return _track(record).variable
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -222,23 +225,12 @@ def _stored_outcomes(record: dict[str, Any], verdict: Verdict) -> dict[int, np.n
 
 def _settings(record: dict[str, Any]) -> RunSettings:
     search: dict[str, Any] = record.get("search") or {}
-    limit: Any = search.get("k_max") if _variable(record) == "k" else search.get("d_max")
-    trials: Any = search.get("max_trials_per_k", search.get("max_trials_per_dimension"))
-    settings = RunSettings(target=float(record["target"]), max_trials=int(trials),
+    track = _track(record)
+    settings = RunSettings(target=float(record["target"]), max_trials=int(search[track.trials_field]),
                            resolution=float(search.get("resolution", RunSettings.resolution)),
-                           **({"k_max": int(limit)} if _variable(record) == "k" else {"d_max": int(limit)}))
+                           **{track.limit: int(search[track.limit])})
     settings.validate()
     return settings
-
-
-class _Stored(Decoder):
-    """Stands in for the decoder while a search is replayed from stored outcomes."""
-
-    name = "stored"
-    description = "Answers nothing: a replay reads stored outcomes."
-
-    def decode(self, dictionary: Any, signals: np.ndarray, *, k: int, noise: float) -> Any:
-        raise AssertionError("a replayed search never decodes")
 
 
 def _replay(record: dict[str, Any], problem: Problem, outcomes: dict[int, np.ndarray],
@@ -259,11 +251,12 @@ def _replay(record: dict[str, Any], problem: Problem, outcomes: dict[int, np.nda
                               f"{value}, which the record does not hold")
         return int(bits[start:start + count].sum())
 
-    stand_in = _Stored()
-    stand_in.params = dict(record.get("params") or {})
-    run = run_decoder(problem, stand_in, settings, replay=stored)
-    if run.error is not None:
-        verdict.fail(f"its search does not replay: {run.error.split(': ', 1)[-1]}")
+    run = DecoderRun(problem=problem, settings=settings, d_max=search_limit(problem, settings),
+                     params=dict(record.get("params") or {}))
+    try:
+        measure(run, stored)
+    except Exception as exc:  # the search needs trials the record does not hold, or its counts break it
+        verdict.fail(f"its search does not replay: {exc}")
         return
     run.wall_seconds = float(record.get("wall_seconds") or 0.0)
     again = make_record(run, decoder_name=str(record.get("decoder")),

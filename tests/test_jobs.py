@@ -32,8 +32,8 @@ class Heard:
     def __init__(self) -> None:
         self.events: list[tuple] = []
 
-    def trials(self, index: int, count: int) -> None:
-        self.events.append(("trials", index, count))
+    def trials(self, index: int, count: int, value: int | None) -> None:
+        self.events.append(("trials", index, count, value))
 
     def finished(self, index: int, record: dict, reused: bool) -> None:
         self.events.append(("finished", index, record["decoder"], reused))
@@ -66,8 +66,11 @@ def test_events_report_every_trial_and_every_record(registry, side_by_side):
     for index, record in enumerate(outcome.records):
         reported = sum(e[2] for e in heard.events if e[0] == "trials" and e[1] == index)
         assert reported == record["trials"]
+        # each batch names the dimension it probed: the curve's, and only those
+        probed = {e[3] for e in heard.events if e[0] == "trials" and e[1] == index and e[2]}
+        assert probed == {point["d"] for point in record["curve"]}
         if not side_by_side:  # a job in this process is announced before it runs
-            assert heard.events.index(("trials", index, 0)) < heard.events.index(
+            assert heard.events.index(("trials", index, 0, None)) < heard.events.index(
                 ("finished", index, record["decoder"], False))
 
 

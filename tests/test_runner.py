@@ -150,7 +150,7 @@ class ExitsItsProcess(Decoder):
 
 def test_only_small_generated_problems_with_importable_decoders_go_to_processes():
     from superposition_harness.dictionary import MatrixDictionary
-    from superposition_harness.runner import PROCESS_JOBS_MAX_N, can_run_in_a_process
+    from superposition_harness.workers import PROCESS_JOBS_MAX_N, can_run_in_a_process
 
     class Local(TopKDecoder):
         name = "local"
@@ -164,11 +164,17 @@ def test_only_small_generated_problems_with_importable_decoders_go_to_processes(
 
 
 def test_jobs_in_processes_give_the_runs_of_this_process():
-    from superposition_harness.runner import run_in_processes
+    from superposition_harness.workers import WorkerJob, run_in_workers
     settings = RunSettings(max_trials=64)
     jobs = [(Problem(n=256, k=3, seed=2), MatchingPursuit()), (Problem(n=256, k=5, seed=2), TopKDecoder())]
     here = [run_decoder(problem, decoder, settings) for problem, decoder in jobs]
-    there = dict(run_in_processes(jobs, settings, 2))
+    heard: list[tuple[int, int, int]] = []
+    there = dict(run_in_workers([WorkerJob(*job) for job in jobs], settings, processes=2,
+                                on_trials=lambda *event: heard.append(event)))
+    # progress comes through live: every trial, and at the dimensions the curves probed
+    for index, run in enumerate(here):
+        assert sum(count for i, count, _ in heard if i == index) == run.trials
+        assert {d for i, _, d in heard if i == index} == {p["d"] for p in run.curve}
     assert sorted(there) == [0, 1]
     for index, run in enumerate(here):
         assert there[index].ok and there[index].curve == run.curve
@@ -176,11 +182,11 @@ def test_jobs_in_processes_give_the_runs_of_this_process():
 
 
 def test_a_job_whose_process_dies_becomes_an_error_and_the_others_finish():
-    from superposition_harness.runner import run_in_processes
+    from superposition_harness.workers import WorkerJob, run_in_workers
     settings = RunSettings(max_trials=32)
     jobs = [(Problem(n=256, k=3, seed=1), ExitsItsProcess()), (Problem(n=256, k=3, seed=1), TopKDecoder())]
     jobs += [(Problem(n=256, k=4, seed=1), MatchingPursuit())]
-    runs = dict(run_in_processes(jobs, settings, 2))
+    runs = dict(run_in_workers([WorkerJob(*job) for job in jobs], settings, processes=2))
     assert set(runs) == {0, 1, 2}
     assert not runs[0].ok and "'exits'" in runs[0].error and "worker process" in runs[0].error
     assert runs[1].ok and runs[2].ok
