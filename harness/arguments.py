@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="show these decoders in full: description, parameters with their types, "
                               "defaults, bounds and meaning, capabilities, package and version")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    plugins.add_argument("--wide", action="store_true",
+                         help="print every column of the table in full, however wide (default: fit the "
+                              "terminal, or COLUMNS)")
 
     check = commands.add_parser("check", help="run the decoder conformance suite",
                                 description="Check that decoders keep the contract every decoder must "

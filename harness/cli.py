@@ -30,7 +30,6 @@ from .decoder import ParameterError
 from .dictionary import Dictionary
 from .jobs import Job, choose_decoders, execute, fixed_problems, plan, run_settings
 from .leaderboard import error_lines, gap_table, leaderboard_tables
-from .memory import BudgetError
 from .plots import FORMATS, PlotError, draw_figures, figure_names
 from .plugins import UnknownDecoder, load_registry
 from .problem import Problem, ProblemError
@@ -42,6 +41,7 @@ from .reports import (
     decoder_report,
     decoders_table,
     failed_plugins_table,
+    unchecked_note,
     verification_table,
 )
 from .results import (
@@ -53,11 +53,11 @@ from .results import (
     record_files,
     well_formed,
 )
-from .runner import (
-    RunSettings,
-)
+from .runner import RunSettings
 from .search import SearchError
+from .tensors import WeightsError
 from .training import TrainingSpec, train_encoder, write_saelens
+from .units import BudgetError
 from .verify import (
     exit_status,
     fresh_seed,
@@ -67,7 +67,6 @@ from .verify import (
     verify_record,
 )
 from .verify import label as verify_label
-from .weights import WeightsError
 
 USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder,
                StoreError, WeightsError, PlotError)
@@ -212,7 +211,7 @@ def command_plugins(args: argparse.Namespace, out: Console, err: Console) -> int
         for entry in chosen:
             out.print(decoder_report(entry))
         return 0
-    out.print(decoders_table(registry))
+    out.print(decoders_table(registry, width=_table_width(args, out)))
     if registry.errors:
         out.print(failed_plugins_table(registry))
     return 0
@@ -226,6 +225,9 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     for decoder, entry in choose_decoders(sweep, registry):
         results = run_conformance(decoder)
         report.append((decoder, entry, results))
+    note = None if args.decoders else unchecked_note(registry)
+    if note:
+        err.print(note, markup=False, highlight=False, soft_wrap=True)
     failed = sum(not r.passed for _, _, results in report for r in results)
     if args.json:
         document = [{"decoder": entry.name, "package": entry.package, "version": entry.version,

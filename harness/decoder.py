@@ -153,8 +153,12 @@ class Decoder(ABC):
     - ``description``: one sentence;
     - ``parameters``: a tuple of :class:`Param`, each with a default;
     - capabilities: ``needs_k`` (uses the number of active features ``k``),
-      ``any_dictionary`` (works on any unit-norm dictionary, not only generated ones),
-      ``uses_noise`` (uses the noise level σ);
+      ``any_dictionary`` (works on any unit-norm dictionary, not only generated ones;
+      a decoder that does not implements :meth:`own_dictionary`),
+      ``uses_noise`` (uses the noise level σ). They decide which decoders a sweep of
+      ``builtin``/``all`` runs (``any_dictionary``) and which conformance checks apply:
+      a decoder that declares it ignores ``k`` or σ is checked to decode the same sets
+      whatever it is told;
     - ``version`` (optional): defaults to the version of the package that registered it;
     - ``batch_arrays`` (optional): how many ``B × N`` float64 arrays :meth:`decode`
       holds at once (default 6); the harness budgets memory with it before a run starts.
@@ -193,6 +197,15 @@ class Decoder(ABC):
         ``B`` one-dimensional integer arrays (sets of any size). Indices must lie in
         ``[0, N)`` and must not repeat within a set.
         """
+
+    def own_dictionary(self) -> Dictionary | None:
+        """The dictionary a decoder tied to its own (``any_dictionary = False``, such as an
+        SAE's encoder) was made for, or None for one that works on any dictionary.
+
+        The conformance suite checks such a decoder on it; an error here (the weights it
+        needs were not given, say) is reported as every check's failure.
+        """
+        return None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

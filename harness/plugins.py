@@ -77,6 +77,8 @@ class Registry:
 
     plugins: list[PluginInfo]
     decoders: dict[str, DecoderEntry]
+    #: The plugins :data:`LOAD_ENV` let load, or None when it is unset (every plugin loads).
+    allowed: frozenset[str] | None = None
 
     def get(self, name: str) -> DecoderEntry:
         """The decoder called ``name``; raise UnknownDecoder naming close matches."""
@@ -87,6 +89,15 @@ class Registry:
         close = difflib.get_close_matches(name, list(self.decoders), n=3)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         known = ", ".join(sorted(self.decoders)) or "none"
+        if self.allowed is not None:  # the decoder may be installed, in a plugin left out
+            if not self.allowed:
+                raise UnknownDecoder(f"no decoder named {name!r}: {LOAD_ENV} is set but empty, so no plugin "
+                                     "loads (unset it to load every installed plugin).")
+            only = ",".join(sorted(self.allowed))
+            raise UnknownDecoder(
+                f"no decoder named {name!r} among the plugins {LOAD_ENV}={only!r} loads; {hint}their "
+                f"decoders: {known} (add its plugin to {LOAD_ENV}, or unset it to load every plugin)."
+            ) from None
         raise UnknownDecoder(
             f"no decoder named {name!r}; {hint}installed decoders: {known} "
             "(see `harness plugins`)."
@@ -217,4 +228,5 @@ def load_registry(extra_plugins: Iterable[object] = (),
             decoders[cls.name] = DecoderEntry(cls=cls, plugin=info.name, package=info.package,
                                               version=cls.version or info.version)
             info.decoders.append(cls.name)
-    return Registry(plugins=list(infos.values()), decoders=decoders)
+    return Registry(plugins=list(infos.values()), decoders=decoders,
+                    allowed=None if allowed is None else frozenset(allowed))

@@ -31,20 +31,59 @@ def _yes(flag: bool) -> str:
 
 
 def param_summary(params: Sequence[Param]) -> str:
-    """``name=default (type)`` for each parameter, as the decoders table lists them."""
+    """``name=default (type)`` for each parameter."""
     return ", ".join(f"{p.name}={p.default!r} ({p.type.__name__})" for p in params) or "-"
 
 
-def decoders_table(registry: Registry) -> Table:
-    """Every registered decoder, one row each."""
-    table = Table(title="Decoders", title_justify="left", header_style="bold")
-    for column in ("name", "package", "version", "description", "parameters", "needs k", "any dict"):
-        table.add_column(column, style="cyan" if column == "name" else None)
-    for name, entry in sorted(registry.decoders.items()):
-        cls = entry.cls
-        table.add_row(Text(name), Text(entry.package), Text(entry.version), Text(cls.description),
-                      Text(param_summary(cls.parameters)), _yes(cls.needs_k), _yes(cls.any_dictionary))
+def uses(cls: type[Decoder]) -> str:
+    """A decoder's capabilities in a few characters: what it uses (``k``, ``σ``) and, for a
+    decoder tied to its own dictionary, ``own dict``."""
+    used = [name for name, flag in (("k", cls.needs_k), ("σ", cls.uses_noise)) if flag]
+    if not cls.any_dictionary:
+        used.append("own dict")
+    return ", ".join(used) or "-"
+
+
+def decoders_table(registry: Registry, width: int | None = None) -> Table:
+    """Every registered decoder, one line each, fitted to ``width`` columns (None: in full):
+    its name, the plugin (entry point) and package that registered it, what it uses, its
+    parameters' names and its description. The names are never cut; the package, the
+    parameters and the description end in an ellipsis where they do not fit (in full:
+    ``harness plugins NAME``, ``--json``, ``--wide``)."""
+    headers = ("name", "plugin", "package", "uses", "parameters", "description")
+    rows = [(name, entry.plugin, f"{entry.package} {entry.version}", uses(entry.cls),
+             ", ".join(p.name for p in entry.cls.parameters) or "-", entry.cls.description)
+            for name, entry in sorted(registry.decoders.items())]
+    natural = [max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)]
+    widths: list[int | None] = [None] * len(headers)
+    if width is not None:
+        spare = width - (3 * len(headers) + 1) - sum(natural[:2]) - natural[3]
+        # what is left goes to the package, the parameters and the description, in that order of need
+        package = min(natural[2], max(8, spare // 5))
+        parameters = min(natural[4], max(10, (spare - package) // 3))
+        widths[2], widths[4], widths[5] = package, parameters, max(11, spare - package - parameters)
+    table = Table(title="Decoders", title_justify="left", header_style="bold",
+                  caption="uses: k = the number of active features, σ = the noise level, own dict = "
+                          "only its own dictionary. `harness plugins NAME` shows one in full.",
+                  caption_justify="left")
+    for header, limit in zip(headers, widths, strict=True):
+        table.add_column(header, style="cyan" if header == "name" else None, no_wrap=True,
+                         overflow="ellipsis", max_width=limit)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
     return table
+
+
+def unchecked_note(registry: Registry) -> str | None:
+    """What ``harness check`` without names leaves out, and how to check it: the decoders
+    tied to their own dictionary, which need their parameters (an SAE's weights)."""
+    tied = sorted(name for name, entry in registry.decoders.items() if not entry.cls.any_dictionary)
+    if not tied:
+        return None
+    which = "which works only on its own dictionary" if len(tied) == 1 else \
+        "which work only on their own dictionaries"
+    return (f"not checked: {', '.join(tied)}, {which}; check one with its parameters, "
+            f"e.g. harness check '{tied[0]}[weights=PATH]'.")
 
 
 def failed_plugins_table(registry: Registry) -> Table:

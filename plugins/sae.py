@@ -56,7 +56,7 @@ class SparseAutoencoderEncoder(Decoder):
                                       "is measured at every k) or the file's own k",
               choices=("problem", "file")),
     )
-    needs_k = False
+    # needs_k: a TopK SAE keeps the problem's k latents by default (topk = "problem").
     any_dictionary = False
 
     def __init__(self, **params: object) -> None:

@@ -74,7 +74,7 @@ def clueless(dictionary, signals, k):
 ])
 def test_each_check_catches_the_fault_it_names(body, check):
     results = {r.name: r for r in run_conformance(make("faulty", body))}
-    assert set(results) == set(CHECKS)
+    assert set(results) == {check.name for check in CHECKS}
     assert not results[check].passed
     assert "faulty" in results[check].detail or "raised" in results[check].detail
 
@@ -99,7 +99,7 @@ class _FaultyPlugin:
 
 def test_check_command_exits_0_on_built_ins_and_1_on_a_faulty_plugin(monkeypatch, capsys):
     assert cli_module.main(["check", "topk", "mp"]) == 0
-    assert "20 of 20 checks passed" in capsys.readouterr().err
+    assert "22 of 22 checks passed" in capsys.readouterr().err  # 11 each: 'k unused' is not theirs
     real = cli_module.load_registry
     monkeypatch.setattr(cli_module, "load_registry", lambda: real(extra_plugins=[_FaultyPlugin()]))
     assert cli_module.main(["check", "faulty", "--json"]) == 1
@@ -117,7 +117,7 @@ def test_a_decoder_tied_to_its_own_dictionary_is_checked_on_it(tmp_path):
     path = write_saelens(tmp_path / "sae", matrix, matrix.T, k=3)
     results = {r.name: r for r in run_conformance(SparseAutoencoderEncoder(weights=str(path)))}
     ran = {name for name, r in results.items() if not r.skipped}
-    assert ran == {"valid output", "deterministic", "batch independent", "noise"}
+    assert ran == {"valid output", "deterministic", "batch independent", "noise", "noise unused"}
     assert all(results[name].passed for name in ran)
     unconfigured = run_conformance(SparseAutoencoderEncoder())
     assert not any(r.passed for r in unconfigured)  # no weights: own_dictionary() fails
@@ -133,3 +133,37 @@ def make_tied():
         def decode(self, dictionary, signals, *, k, noise):
             return top(dictionary, signals, k)
     return Tied()
+
+
+class _TellsK(Decoder):
+    name = "tells-k"
+    description = "Keeps the k largest correlations but declares that it ignores k."
+    needs_k = False
+
+    def decode(self, dictionary, signals, *, k, noise):
+        return top(dictionary, signals, k)
+
+
+class _TellsNoise(Decoder):
+    name = "tells-noise"
+    description = "Keeps one more codeword in noise but declares that it ignores the noise level."
+
+    def decode(self, dictionary, signals, *, k, noise):
+        return top(dictionary, signals, k + (noise > 0))
+
+
+def test_declared_capabilities_are_held_to():
+    """A decoder that declares it ignores k or σ is checked to decode the same sets whatever it is told."""
+    k_results = {r.name: r for r in run_conformance(_TellsK())}
+    assert not k_results["k unused"].passed and "needs_k = True" in k_results["k unused"].detail
+    noise_results = {r.name: r for r in run_conformance(_TellsNoise())}
+    assert noise_results["k unused"].skipped and "declares needs_k = True" in noise_results["k unused"].detail
+    assert not noise_results["noise unused"].passed
+    assert "uses_noise = True" in noise_results["noise unused"].detail
+    threshold = {r.name: r for r in run_conformance(load_registry().get("threshold").cls())}
+    assert threshold["k unused"].passed and not threshold["k unused"].skipped
+
+
+def test_own_dictionary_is_part_of_the_contract():
+    assert Decoder.own_dictionary(make("plain", top)) is None
+    assert all(r.skipped and "none was given" in r.detail for r in run_conformance(make_tied()))

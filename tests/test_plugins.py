@@ -377,11 +377,19 @@ def test_unknown_decoder_without_close_names_lists_the_installed_ones():
     with pytest.raises(UnknownDecoder) as caught:
         registry.get("lasso-coordinate-descent")
     assert "did you mean" not in str(caught.value)
-    assert "installed decoders: mp, threshold, topk" in str(caught.value)
+    # the plugins left out by HARNESS_LOAD_PLUGINS are not called "not installed"
+    assert "their decoders: mp, threshold, topk" in str(caught.value)
+    assert f"add its plugin to {LOAD_ENV}" in str(caught.value)
+    assert "installed decoders" not in str(caught.value)
 
 
-def test_unknown_decoder_with_nothing_installed_says_none():
-    with pytest.raises(UnknownDecoder, match="installed decoders: none"):
+def test_unknown_decoder_among_every_installed_plugin_lists_them():
+    with pytest.raises(UnknownDecoder, match="installed decoders: .*mp.*topk"):
+        load_registry(env={}).get("lasso-coordinate-descent")
+
+
+def test_unknown_decoder_with_no_plugin_loaded_says_why():
+    with pytest.raises(UnknownDecoder, match=f"{LOAD_ENV} is set but empty, so no plugin loads"):
         load_registry(env={LOAD_ENV: ""}).get("mp")
 
 

@@ -50,3 +50,30 @@ def test_check_labels_two_variants_of_one_decoder_apart(capsys):
     out = capsys.readouterr().out
     assert "threshold[level=0.4]" in out
     assert out.count("threshold") >= 2
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_the_decoders_table_is_one_line_per_decoder_within_the_width(capsys, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["plugins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    header = next(line for line in lines if "name" in line and "plugin" in line)
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == [
+        "name", "plugin", "package", "uses", "parameters", "description"]
+    rows = [line for line in lines if line.startswith("│ ")]
+    names = [row.split("│")[1].strip() for row in rows]
+    assert {"mp", "sae", "lasso-cd", "amp-binary"} <= set(names)  # names in full, one line each
+    fista = next(row for row in rows if row.split("│")[1].strip() == "fista")
+    assert fista.split("│")[2].strip() == "ista"  # the plugin (entry point) that registered it
+    sae = next(row for row in rows if row.split("│")[1].strip() == "sae")
+    assert sae.split("│")[4].strip() == "k, own dict"
+
+
+def test_check_without_names_says_which_decoders_it_leaves_out(capsys):
+    assert main(["check", "topk"]) == 0
+    assert "not checked" not in capsys.readouterr().err  # named: nothing left out
+    from superposition_harness.plugins import load_registry
+    from superposition_harness.reports import unchecked_note
+    note = unchecked_note(load_registry())
+    assert note is not None and "not checked: sae" in note and "harness check 'sae[weights=PATH]'" in note
