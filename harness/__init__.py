@@ -22,8 +22,17 @@ imports no weight reader and no job runner.
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+# Threads waiting for work at the end of a parallel region sleep instead of spinning:
+# on a machine shared with other work (a CI runner, a cluster node), a spinning thread
+# holds a core that another process needs, and a sweep then ran several times slower
+# than its idle time (benchmarks/test_contention.py). Read by OpenMP when numba's
+# threading layer loads it, so it is set before any kernel runs; a value set by the
+# user is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .decoder import Decoder, Param, ParameterError
 from .dictionary import Dictionary, MatrixDictionary, grid_steps, snap_to_grid

@@ -89,3 +89,19 @@ def test_threaded_parts_run_with_one_blas_thread_each(workers):
     parallel.run_parts(lambda part: seen.append(threading.current_thread().name), [0, 1, 2],
                        threaded=False)
     assert set(seen) == {threading.current_thread().name}
+
+
+def test_waiting_threads_sleep_unless_the_user_says_otherwise():
+    """OpenMP's waiting threads must not spin on a core that another process needs
+    (benchmarks/test_contention.py); a policy the user set is kept."""
+    import os
+    import subprocess
+    import sys
+    code = "import os, superposition_harness; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if given is not None:
+            env["OMP_WAIT_POLICY"] = given
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True)
+        assert done.stdout.strip() == expected
