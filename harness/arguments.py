@@ -117,6 +117,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                         help="stop a decoder's run after this long and record it as an error; each run "
                              "then goes to a worker process of its own (default: no limit, in-process)")
+    parser.add_argument("--scheduler", metavar="WHERE",
+                        help="run the jobs on Dask: local[:W] (W single-threaded worker processes "
+                             "started here) or a scheduler's address, like tcp://host:8786 (default: "
+                             "the config's [run] scheduler, else $HARNESS_SCHEDULER, else this machine); "
+                             "changes speed only; needs pip install 'superposition-harness[dask]'")
     parser.add_argument("--results", metavar="DIR", default=DEFAULT_STORE,
                         help=f"results store directory (default ./{DEFAULT_STORE})")
     parser.add_argument("--no-store", action="store_true", help="do not append the records to the store")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from rich.text import Text
 from .arguments import Parser, UsageError, build_parser
 from .config import ConfigError, Sweep, apply_config, parse_decoder_spec, read_config, read_suite
 from .conformance import run_conformance
+from .dask_backend import BackendError, choose_scheduler, connect
 from .decoder import ParameterError
 from .dictionary import Dictionary
 from .jobs import Job, choose_decoders, execute, fixed_problems, plan, run_settings
@@ -69,7 +71,7 @@ from .verify import (
 from .verify import label as verify_label
 
 USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder,
-               StoreError, WeightsError, PlotError)
+               StoreError, WeightsError, PlotError, BackendError)
 
 
 # ------------------------------------------------------------------------ commands
@@ -111,14 +113,18 @@ def _settings(sweep: Sweep, err: Console, memory: int | None = None) -> RunSetti
     return run_settings(sweep, memory, warn=_warner(err))
 
 
-def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace,
-             err: Console) -> list[dict[str, Any]]:
-    """Run ``jobs`` (see ``jobs.execute``) with a live progress display on ``err``."""
+def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace, err: Console,
+             sweep: Sweep) -> list[dict[str, Any]]:
+    """Run ``jobs`` (see ``jobs.execute``) with a live progress display on ``err``, here or
+    on the Dask scheduler that ``--scheduler``, the config or the environment names."""
     store = None if args.no_store else ResultStore(args.results)  # an absolute path, whatever decoders do
-    with JobProgress(jobs, err) as display:
+    scheduler = choose_scheduler(args.scheduler, sweep.scheduler)
+    with contextlib.ExitStack() as stack:
+        backend = stack.enter_context(connect(scheduler)) if scheduler is not None else None
+        display = stack.enter_context(JobProgress(jobs, err))
         outcome = execute(jobs, settings, store=store, reuse=not args.force,
                           timeout=getattr(args, "timeout", None), threads=getattr(args, "threads", None),
-                          events=display, warn=_warner(err))
+                          events=display, warn=_warner(err), backend=backend)
     if store is not None and len(outcome.reused) < len(jobs):
         err.print(f"records appended to {store.path}", markup=False, highlight=False)
     if outcome.reused and store is not None:
@@ -160,7 +166,7 @@ def command_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     registry = load_registry()
     decoders = choose_decoders(sweep, registry)
     jobs = plan(problems, decoders)
-    records = _execute(jobs, settings, args, err)
+    records = _execute(jobs, settings, args, err, sweep)
     _print_records(records, args, out, err, title="This run")
     return 1 if any(r["status"] != "ok" for r in records) else 0
 
@@ -190,7 +196,7 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
                       "1/‖W_dec[i]‖ in the SAE's units (docs/weights.md, \"The SAE's own frame\")",
                       markup=False, highlight=False)
     jobs = plan(problems, decoders)
-    records = _execute(jobs, settings, args, err)
+    records = _execute(jobs, settings, args, err, sweep)
     _print_records(records, args, out, err, title="Amortisation gap")
     if not args.json:
         out.print(gap_table(records, width=_table_width(args, out)))

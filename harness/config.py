@@ -75,6 +75,7 @@ FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], bool]] = {
     ("search", "k_max"): (int, False),
     ("search", "resolution"): ((int, float), False),
     ("run", "batch_size"): (int, False),
+    ("run", "scheduler"): (str, False),
 }
 SECTIONS: dict[str, tuple[str, ...]] = {
     section: tuple(key for (owner, key) in FIELDS if owner == section)
@@ -227,6 +228,8 @@ class Sweep:
     k_max: int | None = None
     resolution: float = 0.01
     batch_size: int = 32
+    #: Where jobs run: None (this machine), ``local``, ``local:W`` or a Dask scheduler's address.
+    scheduler: str | None = None
     decoders: list[DecoderSpec] = field(default_factory=list)
     decoder_sets: list[str] = field(default_factory=list)  # "builtin" / "all"
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from . import __version__, parallel
 from .config import ConfigError, Sweep
+from .dask_backend import Backend, run_on_dask
 from .decoder import Decoder, params_text, parse_params
 from .dictionary import Dictionary
 from .memory import DEFAULT_MEMORY, check
@@ -214,14 +215,17 @@ class Outcome:
 def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | None = None,
             reuse: bool = True, timeout: float | None = None, threads: int | None = None,
             events: Events | None = None, warn: Callable[[str], None] | None = None,
-            argv: Sequence[str] | None = None, side_by_side: bool = True) -> Outcome:
+            argv: Sequence[str] | None = None, side_by_side: bool = True,
+            backend: Backend | None = None) -> Outcome:
     """Run every job, storing each record as soon as it is made.
 
     With several workers (and ``side_by_side``), the jobs of small generated problems run
     side by side in worker processes of one thread each (``workers.run_in_workers``); the
     others run here, one after another, with the workers inside their products. With a
-    ``timeout``, every job runs in a worker process and is stopped at the limit. The
-    records come back in the order of the jobs, and are the same either way.
+    ``timeout``, every job runs in a worker process and is stopped at the limit. With a
+    distributed ``backend`` (``dask_backend.connect``), every job runs there, its trials
+    spread over the workers in tasks. The records come back in the order of the jobs, and
+    are the same either way; their provenance says which way each was made.
     ``warn`` hears of what reading the store skipped; ``argv`` is the command the
     records' provenance states (default: this process's).
     """
@@ -238,16 +242,23 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
             records[index] = record
             listen.finished(index, record, True)
 
-        def finish(index: int, run: DecoderRun) -> None:
+        def finish(index: int, run: DecoderRun, where: dict[str, Any]) -> None:
             job = jobs[index]
+            made = {**provenance(argv, threads=threads, batch_size=settings.batch_size), **where}
             record = make_record(run, decoder_name=job.entry.name, plugin_package=job.entry.package,
-                                 plugin_version=job.entry.version,
-                                 provenance=provenance(argv, threads=threads, batch_size=settings.batch_size))
+                                 plugin_version=job.entry.version, provenance=made)
             if store is not None:
                 store.append(record)
             records[index] = record
             listen.finished(index, record, False)
 
+        if backend is not None:
+            remote = [index for index in range(len(jobs)) if index not in reused]
+            for position, run, tasks in run_on_dask(
+                    backend, [(jobs[i].problem, jobs[i].decoder) for i in remote], settings, timeout=timeout,
+                    on_trials=partial(_report_position, listen, remote)):
+                finish(remote[position], run, {**backend.provenance(), "tasks": tasks})
+            return Outcome([record for record in records if record is not None], set(reused))
         pooled = [index for index, job in enumerate(jobs) if side_by_side and index not in reused
                   and can_run_in_a_process(job.problem, job.decoder, job.dictionary)]
         if parallel.workers() < 2 or len(pooled) < 2:
@@ -266,14 +277,14 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
                         [WorkerJob(jobs[i].problem, jobs[i].decoder) for i in indices], settings,
                         processes=min(processes, len(indices)), threads=job_threads, timeout=timeout,
                         on_trials=partial(_report_position, listen, indices)):
-                    finish(indices[position], run)
+                    finish(indices[position], run, {"backend": "worker processes", "workers": processes})
             for index, job in enumerate(jobs):
                 if records[index] is not None:
                     continue
                 listen.trials(index, 0, None)
                 finish(index, run_decoder(job.problem, job.decoder, settings,
                                           on_trials=partial(_report, listen, index),
-                                          dictionary=job.dictionary))
+                                          dictionary=job.dictionary), {"backend": "in-process"})
     finally:
         parallel.set_workers(workers)
         if limiter is not None:

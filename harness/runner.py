@@ -14,11 +14,12 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
@@ -48,6 +49,10 @@ class ProcessExit(RuntimeError):
 _exit = os._exit
 
 
+_contained_lock = threading.Lock()
+_contained_depth = 0
+
+
 @contextlib.contextmanager
 def contained() -> Iterator[None]:
     """What a decoder running in the harness's process must not change, kept for the run:
@@ -58,22 +63,31 @@ def contained() -> Iterator[None]:
     - the process itself: ``os._exit`` raises :class:`ProcessExit` instead of ending it,
       and a copy of the process (a decoder that forks) ends as soon as its decoder
       returns, so it cannot run trials or write records of its own.
+
+    Runs on several threads at once (a worker of a distributed backend) nest: ``os._exit``
+    is replaced by the first to start and put back by the last to end.
     """
+    global _contained_depth
     owner = os.getpid()
     directory = os.getcwd()
-    saved = os._exit
 
     def refuse(status: int) -> NoReturn:
         if os.getpid() != owner:  # a copy made by fork may end itself
             _exit(status)
         raise ProcessExit(f"called os._exit({status}), which would have ended the harness")
 
-    os._exit = refuse
+    with _contained_lock:
+        if _contained_depth == 0:
+            os._exit = refuse
+        _contained_depth += 1
     try:
         with np.errstate(**np.geterr()):
             yield
     finally:
-        os._exit = saved
+        with _contained_lock:
+            _contained_depth -= 1
+            if _contained_depth == 0:
+                os._exit = _exit
         if os.getpid() != owner:
             _exit(0)
         with contextlib.suppress(OSError):
@@ -377,38 +391,75 @@ def fixed_dictionary(problem: Problem, max_bytes: int = DEFAULT_MEMORY) -> Matri
 Evaluate = Callable[[int, int, int], int]
 
 
+class LocalTrials:
+    """Trials run here, on this process's threads: the harness's default source of outcomes.
+
+    ``outcomes(value, trials)`` decodes the given trials at ``value`` (the dimension, or
+    ``k`` on the fixed track) and returns whether each was read back exactly. One
+    :class:`TrialRunner` serves the generated track (it draws the dictionary of each
+    dimension); the fixed track has one per ``k``. A backend that runs trials elsewhere
+    makes one of these where it runs them (``dask_backend``).
+    """
+
+    def __init__(self, problem: Problem, decoder: Decoder, settings: RunSettings,
+                 dictionary: Dictionary | None = None,
+                 on_trials: Callable[[int, int], None] | None = None) -> None:
+        self.problem, self.decoder, self.settings = problem, decoder, settings
+        self.fixed = problem.track is FIXED
+        if self.fixed and (dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n)):
+            raise ValueError("the fixed track needs the problem's own d × N dictionary")
+        self.dictionary = dictionary
+        self.on_trials = on_trials
+        self._runners: dict[int, TrialRunner] = {}
+        self._cache = None if self.fixed else max(0, settings.memory - needed_bytes(
+            problem, decoder.batch_arrays, settings.batch_size, search_limit(problem, settings)))
+
+    def _runner(self, value: int) -> TrialRunner:
+        key = value if self.fixed else 0
+        if key not in self._runners:
+            problem = self.problem.with_k(value) if self.fixed else self.problem
+            self._runners[key] = TrialRunner(problem, self.decoder, self.settings.batch_size,
+                                             fixed=self.dictionary, cache_bytes=self._cache)
+        return self._runners[key]
+
+    def outcomes(self, value: int, trials: Sequence[int]) -> list[bool]:
+        runner = self._runner(value)
+        runner.on_trials = None if self.on_trials is None else partial(_report, self.on_trials, value)
+        return runner.outcomes_of(int(self.problem.d) if self.fixed else value,  # type: ignore[arg-type]
+                                  trials)
+
+
+class Trials(Protocol):
+    """Where a run's trials are decoded: :class:`LocalTrials`, or a backend's."""
+
+    def outcomes(self, value: int, trials: Sequence[int]) -> list[bool]:
+        """Whether each of ``trials`` (indices, increasing) is decoded exactly at ``value``."""
+
+
 def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
                 on_trials: Callable[[int, int], None] | None = None,
-                dictionary: Dictionary | None = None) -> DecoderRun:
+                dictionary: Dictionary | None = None, trials: Trials | None = None) -> DecoderRun:
     """Search ``d*(target)`` and ``d*(0.5)`` of ``decoder`` on ``problem``, or, on the
     fixed track (with the problem's own ``dictionary`` given), ``k*`` of both.
 
     Exceptions raised by the decoder, and outputs that break the contract, end this
     run with ``error`` set; they never propagate. ``on_trials(count, value)`` hears of
-    every batch: ``count`` more trials at ``value`` (the dimension, or ``k``).
+    every batch: ``count`` more trials at ``value`` (the dimension, or ``k``). The trials
+    are decoded here unless ``trials`` says where else (a distributed backend); the
+    search, hence the record, is the same either way.
     """
-    fixed = problem.track is FIXED
-    if fixed and (dictionary is None or (dictionary.d, dictionary.n) != (problem.d, problem.n)):
-        raise ValueError("the fixed track needs the problem's own d × N dictionary")
+    source = trials if trials is not None else LocalTrials(problem, decoder, settings, dictionary, on_trials)
     run = DecoderRun(problem=problem, settings=settings, d_max=search_limit(problem, settings),
                      params=dict(decoder.params))
-    runners: dict[int, TrialRunner] = {}
-    cache = None if fixed else max(0, settings.memory - needed_bytes(
-        problem, decoder.batch_arrays, settings.batch_size, run.d_max))
-
-    def runner(value: int) -> TrialRunner:
-        """The trials at ``value``: one runner on the generated track (it draws the
-        dictionary of each dimension), one per ``k`` on the fixed one."""
-        key = value if fixed else 0
-        if key not in runners:
-            runners[key] = TrialRunner(problem.with_k(value) if fixed else problem, decoder,
-                                       settings.batch_size, fixed=dictionary, cache_bytes=cache)
-        return runners[key]
+    seen: dict[int, dict[int, bool]] = {}
 
     def evaluate(value: int, start: int, count: int) -> int:
-        trials = runner(value)
-        trials.on_trials = None if on_trials is None else partial(_report, on_trials, value)
-        return trials(int(problem.d) if fixed else value, start, count)  # type: ignore[arg-type]
+        indices = range(start, start + count)
+        outcomes = source.outcomes(value, indices)
+        if len(outcomes) != count:
+            raise RuntimeError(f"{count} trials were asked for at {value} but {len(outcomes)} came back")
+        seen.setdefault(value, {}).update(zip(indices, outcomes, strict=True))
+        return sum(outcomes)
 
     began = time.perf_counter()
     with contained():
@@ -417,12 +468,14 @@ def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
         except DecoderFault as fault:
             run.error = f"decoder {decoder.name!r} {fault}"
         except (Exception, SystemExit) as exc:  # a plugin's failure is recorded, never propagated
-            run.error = f"decoder {decoder.name!r} raised {type(exc).__name__}: {exc}"
+            kind = getattr(exc, "kind", None) or type(exc).__name__
+            run.error = f"decoder {decoder.name!r} raised {kind}: {exc}"
     run.wall_seconds = time.perf_counter() - began
     run.peak_memory_bytes = peak_memory_bytes()
-    found = {point[run.variable]: runner(point[run.variable]).outcomes(
-        int(problem.d) if fixed else point["d"], point["trials"]) for point in run.curve}  # type: ignore[arg-type]
-    run.outcomes = {value: outcomes for value, outcomes in found.items() if outcomes is not None}
+    for point in run.curve:
+        value, done = point[run.variable], seen.get(point[run.variable], {})
+        if all(trial in done for trial in range(point["trials"])):
+            run.outcomes[value] = [done[trial] for trial in range(point["trials"])]
     return run
 
 
