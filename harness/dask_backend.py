@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import pickle
 import queue
@@ -371,29 +370,23 @@ def run_on_dask(backend: Backend, jobs: Sequence[tuple[Problem, Decoder]], setti
             if on_trials is not None:
                 on_trials(index, count, value)
 
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="harness-search") as pool:
-        pending = {pool.submit(one, index): index for index in range(len(jobs))}
-        try:
-            while pending:
-                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                drain()
-                for future in done:
-                    index = pending.pop(future)
-                    try:
-                        run = future.result()
-                    except _Lost as lost:
-                        raise BackendError(
-                            f"lost the Dask scheduler at {backend.scheduler} mid-run ({lost}); the records "
-                            "finished so far are stored, and running the same command again resumes the "
-                            "rest.") from None
-                    yield index, run, sources[index].tasks
-        finally:
-            for future in pending:
-                future.cancel()
+    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="harness-search")
+    pending = {pool.submit(one, index): index for index in range(len(jobs))}
+    try:
+        while pending:
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             drain()
-
-
-def tasks_for(problem: Problem, value: int, count: int) -> int:
-    """How many tasks ``count`` trials from trial 0 at ``value`` make (for planning)."""
-    per_task = task_trials(problem, value)
-    return math.ceil(count / per_task)
+            for future in done:
+                index = pending.pop(future)
+                try:
+                    run = future.result()
+                except _Lost as lost:
+                    raise BackendError(
+                        f"lost the Dask scheduler at {backend.scheduler} mid-run ({lost}); the records "
+                        "finished so far are stored, and running the same command again resumes the "
+                        "rest.") from None
+                yield index, run, sources[index].tasks
+    finally:
+        # Searches still waiting on a lost scheduler end when the client closes: not waited for here.
+        pool.shutdown(wait=not pending, cancel_futures=True)
+        drain()

@@ -146,6 +146,27 @@ def test_a_worker_killed_mid_run_changes_no_record(registry):
     assert bare(there) == bare(here)
 
 
+def test_a_scheduler_lost_mid_run_keeps_the_finished_records(registry, tmp_path):
+    from superposition_harness.results import ResultStore
+    jobs, settings = sweep_jobs(registry, "topk", "mp", "omp", n=(1024,), k=(4, 8))
+    store = ResultStore(tmp_path)
+    with connect(Scheduler(workers=1)) as backend:
+
+        class LoseItAfterTheFirst:
+            def trials(self, index, count, value):
+                pass
+
+            def finished(self, index, record, reused):
+                backend.client.cluster.close()  # the scheduler and its workers go away
+
+        with pytest.raises(BackendError, match="lost the Dask scheduler .* mid-run .* running the same "
+                                               "command again resumes"):
+            execute(jobs, settings, store=store, backend=backend, events=LoseItAfterTheFirst())
+    stored = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    # what finished is kept (a job finishing while the scheduler went away may be among it)
+    assert 1 <= len(stored) < len(jobs) and all(record["status"] == "ok" for record in stored)
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
