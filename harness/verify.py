@@ -59,7 +59,7 @@ from .results import (
     score_fields,
     stored_measurement_key,
 )
-from .runner import DecoderRun, RunSettings, TrialRunner, fixed_dictionary, measure, search_limit
+from .runner import DecoderRun, LocalTrials, RunSettings, fixed_dictionary, measure, search_limit
 
 #: The default sample is sized so that a record with this fraction of its trials
 #: flipped is caught with at least this probability.
@@ -356,13 +356,11 @@ def _rerun(problem: Problem, variable: str, decoder: Decoder, dictionary: Any,
            picks: list[tuple[int, list[int]]], outcomes: dict[int, np.ndarray],
            verdict: Verdict, on_trials: Callable[[int], None] | None) -> None:
     """Step 4: re-run the picked trials and compare them with the record's outcomes."""
+    report = None if on_trials is None else (lambda count, value: on_trials(count))
     try:
+        source = LocalTrials(problem, decoder, RunSettings(), dictionary, report)
         for value, trials in picks:
-            if variable == "k":
-                runner = TrialRunner(problem.with_k(value), decoder, 32, on_trials, fixed=dictionary)
-                again = runner.outcomes_of(int(problem.d or 0), trials)
-            else:
-                again = TrialRunner(problem, decoder, 32, on_trials).outcomes_of(value, trials)
+            again = source.outcomes(value, trials)
             verdict.rerun_trials += len(trials)
             stored = outcomes[value][trials]
             differ = [t for t, a, b in zip(trials, again, stored, strict=True) if a != bool(b)]
