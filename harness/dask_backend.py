@@ -66,6 +66,10 @@ CONNECT_SECONDS = 10.0
 #: overhead while a large one is one draw per task.
 TASK_WORK = 1 << 28
 
+#: A task that holds part of a draw (when there are more workers than whole draws to
+#: give them) holds at least this many of its trials: each part makes the draw again.
+MIN_TASK_TRIALS = 4
+
 #: The decoders' trial sources a worker keeps, most recently used first.
 WORKER_CACHE = 4
 
@@ -246,8 +250,12 @@ def task_trials(problem: Problem, value: int) -> int:
     return draws * problem.subsets_per_draw
 
 
-def chunks(problem: Problem, value: int, trials: Sequence[int]) -> list[list[int]]:
-    """``trials`` split into tasks of whole draws (see :func:`task_trials`)."""
+def chunks(problem: Problem, value: int, trials: Sequence[int], spread: int = 1) -> list[list[int]]:
+    """``trials`` split into tasks of whole draws (see :func:`task_trials`), and, where a
+    draw alone is a task and there are fewer tasks than ``spread`` (workers that would
+    otherwise wait), each draw into parts of at least :data:`MIN_TASK_TRIALS` trials, so
+    that one large probe keeps ``spread`` workers busy. A part makes its draw again on
+    its worker; the outcomes are the same, however the trials are split."""
     size = task_trials(problem, value) // problem.subsets_per_draw
     out: list[list[int]] = []
     current: list[int] = []
@@ -261,17 +269,26 @@ def chunks(problem: Problem, value: int, trials: Sequence[int]) -> list[list[int
         current.append(trial)
     if current:
         out.append(current)
-    return out
+    if size > 1 or len(out) >= spread:
+        return out
+    parts = -(-spread // len(out))
+    split: list[list[int]] = []
+    for group in out:
+        pieces = min(parts, max(1, len(group) // MIN_TASK_TRIALS))
+        split += [list(piece) for piece in np.array_split(np.asarray(group), pieces)]
+    return split
 
 
 class DaskTrials:
     """A run's trials decoded on Dask's workers, a task per group of draws."""
 
     def __init__(self, backend: Backend, problem: Problem, decoder: Decoder, settings: RunSettings,
-                 on_trials: Callable[[int, int], None] | None = None, timeout: float | None = None) -> None:
+                 on_trials: Callable[[int, int], None] | None = None, timeout: float | None = None,
+                 spread: Callable[[], int] | None = None) -> None:
         self.backend, self.problem, self.decoder, self.settings = backend, problem, decoder, settings
         self.on_trials = on_trials
         self.timeout = timeout
+        self.spread = spread
         self.began: float | None = None
         self.tasks = 0
 
@@ -282,7 +299,7 @@ class DaskTrials:
         client = self.backend.client
         if self.began is None:
             self.began = time.monotonic()
-        groups = chunks(self.problem, value, trials)
+        groups = chunks(self.problem, value, trials, self.spread() if self.spread is not None else 1)
         self.tasks += len(groups)
         try:
             futures = {client.submit(run_trials, self.problem, self.decoder, self.settings, value, group,
@@ -345,8 +362,16 @@ def run_on_dask(backend: Backend, jobs: Sequence[tuple[Problem, Decoder]], setti
     events: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
     # A job's time limit counts from its first task; with no more searches than worker
     # threads, its tasks wait for no other job's before they start.
-    width = concurrent or (backend.workers() if timeout is not None else max(2, 2 * backend.workers()))
+    threads = backend.workers()
+    width = concurrent or (threads if timeout is not None else max(2, 2 * threads))
     sources: dict[int, DaskTrials] = {}
+    unfinished = [len(jobs)]  # the searches in flight are min(width, unfinished)
+    lock = threading.Lock()
+
+    def spread() -> int:
+        """The tasks a request should make: its search's share of the worker threads."""
+        with lock:
+            return max(1, -(-threads // max(1, min(width, unfinished[0]))))
 
     def one(index: int) -> DecoderRun:
         problem, decoder = jobs[index]
@@ -357,9 +382,13 @@ def run_on_dask(backend: Backend, jobs: Sequence[tuple[Problem, Decoder]], setti
             return failed_run(problem, decoder, settings, f"could not be sent to the workers "
                                                           f"({type(exc).__name__}: {exc})")
         source = sources[index] = DaskTrials(
-            backend, problem, decoder, settings, timeout=timeout,
+            backend, problem, decoder, settings, timeout=timeout, spread=spread,
             on_trials=lambda count, value: events.put((index, count, value)))
-        return run_decoder(problem, decoder, settings, trials=source)
+        try:
+            return run_decoder(problem, decoder, settings, trials=source)
+        finally:
+            with lock:
+                unfinished[0] -= 1
 
     def drain() -> None:
         while True:

@@ -15,9 +15,11 @@ import pytest
 pytest.importorskip("distributed", reason="the Dask backend needs pip install 'superposition-harness[dask]'")
 
 import misbehaving  # noqa: E402  (tests/ is on sys.path, and so importable by the workers too)
+from superposition_harness import dask_backend  # noqa: E402
 from superposition_harness.cli import main  # noqa: E402
 from superposition_harness.config import Sweep, parse_decoder_spec  # noqa: E402
 from superposition_harness.dask_backend import (  # noqa: E402
+    MIN_TASK_TRIALS,
     SCHEDULER_ENV,
     BackendError,
     Scheduler,
@@ -27,6 +29,7 @@ from superposition_harness.dask_backend import (  # noqa: E402
     parse_scheduler,
 )
 from superposition_harness.jobs import choose_decoders, execute, fixed_problems, plan, run_settings  # noqa: E402
+from superposition_harness.planning import replay_requests  # noqa: E402
 from superposition_harness.plugins import load_registry  # noqa: E402
 from superposition_harness.problem import Problem  # noqa: E402
 from superposition_harness.results import strip_volatile  # noqa: E402
@@ -86,6 +89,26 @@ def test_a_large_problem_is_split_into_tasks_of_whole_draws():
     small = Problem(n=256, k=3)
     assert [len(g) for g in chunks(small, 20, range(40, 200))] == [160]  # many draws in one task
     assert all(len({big.locate(t)[0] for t in g}) == 1 for g in chunks(big, 300, range(5, 70)))
+    # With more workers than draws, a draw is split into parts of at least MIN_TASK_TRIALS.
+    assert [len(g) for g in chunks(big, 300, range(32), spread=8)] == [4] * 8
+    assert [len(g) for g in chunks(big, 300, range(32), spread=100)] == [MIN_TASK_TRIALS] * 8
+    assert [len(g) for g in chunks(big, 300, range(64), spread=3)] == [16] * 4
+    assert [len(g) for g in chunks(big, 300, range(32), spread=3)] == [11, 11, 10]
+    assert [len(g) for g in chunks(big, 300, range(30, 37), spread=4)] == [2, 5]  # too few to split
+    assert [len(g) for g in chunks(small, 20, range(40, 200), spread=8)] == [160]  # small draws stay whole
+
+
+def test_a_draw_split_over_the_workers_gives_the_same_records(registry, two_workers, monkeypatch):
+    jobs, settings = sweep_jobs(registry, "mp", k=(3,), batch_size=5)
+    here = execute(jobs, settings, side_by_side=False).records
+    monkeypatch.setattr(dask_backend, "TASK_WORK", 1)  # every draw is a task of its own, and split in two
+    there = execute(jobs, settings, backend=two_workers).records
+    assert bare(there) == bare(here)
+    # Each request of one draw went out in two parts (one per worker); wider ones whole.
+    problem = jobs[0].problem
+    expected = sum(max(2, len({problem.locate(t)[0] for t in range(start, start + count)}))
+                   for _, start, count in replay_requests(here[0]))
+    assert there[0]["provenance"]["tasks"] == expected > here[0]["trials"] // 32
 
 
 def test_decoder_errors_are_recorded_and_the_others_finish(registry, two_workers):
