@@ -148,13 +148,15 @@ def _as_list(value: Any) -> list[Any]:
 
 def sweep(decoders: Sequence[DecoderLike] | DecoderLike, *, n: int | Sequence[int] = 4096,
           k: int | Sequence[int] = 16, dictionary: str | os.PathLike[str] | Sequence[str] = "rademacher",
-          noise: float | Sequence[float] = 0.0, target: float = 0.95, seed: int = 0, trials: int = 256,
-          subsets_per_draw: int = 32, d_max: int | None = None, k_max: int | None = None,
+          noise: float | Sequence[float] = 0.0, snr: float | Sequence[float] | None = None,
+          target: float = 0.95, seed: int = 0, trials: int = 256, subsets_per_draw: int = 32,
+          d_max: int | None = None, k_max: int | None = None,
           resolution: float = 0.01, batch_size: int = 32, memory: int | None = None,
           results: str | os.PathLike[str] | None = None, timeout: float | None = None,
           processes: bool = False, registry: Registry | None = None) -> list[Score]:
     """Every decoder on every problem of the grid ``dictionary × noise × n × k``, as
-    ``harness run`` runs them; one :class:`Score` per run, problem by problem.
+    ``harness run`` runs them; one :class:`Score` per run, problem by problem. ``snr``
+    (a signal-to-noise ratio per dimension, or a list) takes the place of ``noise``.
 
     A ``dictionary`` that names a file is the fixed-dictionary track (``n`` and ``k``
     then come from the file and the search). ``results`` names a store to append the
@@ -170,6 +172,7 @@ def sweep(decoders: Sequence[DecoderLike] | DecoderLike, *, n: int | Sequence[in
     registry = registry if registry is not None else load_registry()
     plan_of = Sweep(n=_as_list(n), k=_as_list(k), dictionary=[os.fspath(d) for d in _as_list(dictionary)],
                     noise=[float(x) for x in _as_list(noise)], seed=seed, subsets_per_draw=subsets_per_draw,
+                    snr=[] if snr is None else [float(x) for x in _as_list(snr)],
                     target=target, trials=trials, d_max=d_max, k_max=k_max, resolution=resolution,
                     batch_size=batch_size)
     settings = run_settings(plan_of, memory, warn=lambda sentence: warnings.warn(sentence, stacklevel=3))
@@ -183,8 +186,9 @@ def sweep(decoders: Sequence[DecoderLike] | DecoderLike, *, n: int | Sequence[in
 
 
 def score(decoder: DecoderLike, *, n: int = 4096, k: int = 16,
-          dictionary: str | os.PathLike[str] = "rademacher", noise: float = 0.0, target: float = 0.95,
-          seed: int = 0, trials: int = 256, params: Mapping[str, Any] | None = None, **options: Any) -> Score:
+          dictionary: str | os.PathLike[str] = "rademacher", noise: float = 0.0, snr: float | None = None,
+          target: float = 0.95, seed: int = 0, trials: int = 256, params: Mapping[str, Any] | None = None,
+          **options: Any) -> Score:
     """Measure one decoder on one problem: ``d*(target)`` and its bitrate (or ``k*`` on a
     fixed dictionary named by ``dictionary``).
 
@@ -193,7 +197,7 @@ def score(decoder: DecoderLike, *, n: int = 4096, k: int = 16,
     """
     registry = options.pop("registry", None) or load_registry()
     made = _decoder(decoder, params, registry)[0] if params else decoder
-    [result] = sweep([made], n=n, k=k, dictionary=dictionary, noise=noise, target=target, seed=seed,
+    [result] = sweep([made], n=n, k=k, dictionary=dictionary, noise=noise, snr=snr, target=target, seed=seed,
                      trials=trials, registry=registry, **options)
     return result
 
@@ -202,12 +206,12 @@ def _command(plan_of: Sweep, chosen: Sequence[tuple[Decoder, DecoderEntry]]) -> 
     """What the records' provenance states as their command."""
     names = [Job.name_with_params(decoder, entry) for decoder, entry in chosen]
     return ["python-api", *names, f"n={plan_of.n}", f"k={plan_of.k}", f"dictionary={plan_of.dictionary}",
-            f"noise={plan_of.noise}", f"seed={plan_of.seed}", f"trials={plan_of.trials}",
-            f"target={plan_of.target}"]
+            f"noise={plan_of.noise}", *([f"snr={plan_of.snr}"] if plan_of.snr else []),
+            f"seed={plan_of.seed}", f"trials={plan_of.trials}", f"target={plan_of.target}"]
 
 
 #: The columns of :func:`records_frame`, in order.
-FRAME_COLUMNS = ("decoder", "params", "plugin_version", "dictionary", "n", "k", "d", "noise", "seed",
+FRAME_COLUMNS = ("decoder", "params", "plugin_version", "dictionary", "n", "k", "d", "noise", "snr", "seed",
                  "target", "d_star", "d_star_lo", "d_star_hi", "d_half", "k_star", "k_star_lo", "k_star_hi",
                  "entropy_bits", "bits_per_dim", "bits_per_dim_lo", "bits_per_dim_hi", "dims_per_bit",
                  "trials", "status", "error", "harness_version", "date")
@@ -228,7 +232,8 @@ def _row(record: Mapping[str, Any]) -> dict[str, Any]:
             "params": ",".join(f"{k}={v}" for k, v in sorted((record.get("params") or {}).items())),
             "plugin_version": record.get("plugin_version"), "dictionary": problem.get("dictionary"),
             "n": problem.get("n"), "k": problem.get("k"), "d": problem.get("d"),
-            "noise": problem.get("noise"), "seed": problem.get("seed"), "target": record.get("target"),
+            "noise": problem.get("noise"), "snr": problem.get("snr"), "seed": problem.get("seed"),
+            "target": record.get("target"),
             "d_star": record.get("d_star"),
             "d_star_lo": d_lo, "d_star_hi": d_hi, "d_half": record.get("d_half"),
             "k_star": record.get("k_star"), "k_star_lo": k_lo, "k_star_hi": k_hi,

@@ -98,6 +98,8 @@ def _size(text: str) -> int:
 
 def _add_measurement_options(parser: argparse.ArgumentParser, probed: str) -> None:
     parser.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
+    parser.add_argument("--snr", type=_number, metavar="S",
+                        help="a fixed signal-to-noise ratio per dimension instead (noise variance k/(d·S))")
     parser.add_argument("--target", type=_number, metavar="Q",
                         help="headline success rate q (default 0.95)")
     parser.add_argument("--trials", type=_positive_int, metavar="T",

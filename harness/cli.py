@@ -94,6 +94,13 @@ def _sweep(args: argparse.Namespace, dictionary: list[str] | None = None) -> Swe
     for key, value in overrides.items():
         if value is not None:
             setattr(sweep, key, value)
+    # The command line's noise replaces the config's, whichever kind either names.
+    if option("snr") is not None:
+        sweep.snr = [args.snr]
+        if option("noise") is None:
+            sweep.noise = [0.0]
+    elif option("noise") is not None:
+        sweep.snr = []
     if args.plugin:
         sweep.decoders = [parse_decoder_spec(text) for text in args.plugin]
         sweep.decoder_sets = []

@@ -1,6 +1,6 @@
 """Sweep configurations: TOML files (and the built-in suites) naming problems and decoders.
 
-A sweep is the product of its ``n``, ``k``, ``dictionary`` and ``noise`` lists, each
+A sweep is the product of its ``n``, ``k``, ``dictionary`` and ``noise`` (or ``snr``) lists, each
 run with every listed decoder. The layout, with every key optional::
 
     [problem]
@@ -8,6 +8,7 @@ run with every listed decoder. The layout, with every key optional::
     k = [4, 8, 16, 32]
     dictionary = "rademacher"   # or "gaussian", or a matrix / SAE file, or a list
     noise = 0.0                 # σ, or a list
+    snr = 15.0                  # or a fixed signal-to-noise ratio per dimension (a list too), not both
     seed = 0
     subsets_per_draw = 32
 
@@ -67,6 +68,7 @@ FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], bool]] = {
     ("problem", "k"): (int, True),
     ("problem", "dictionary"): (str, True),
     ("problem", "noise"): ((int, float), True),
+    ("problem", "snr"): ((int, float), True),
     ("problem", "seed"): (int, False),
     ("problem", "subsets_per_draw"): (int, False),
     ("search", "target"): ((int, float), False),
@@ -220,6 +222,8 @@ class Sweep:
     k: list[int] = field(default_factory=lambda: [16])
     dictionary: list[str] = field(default_factory=lambda: ["rademacher"])
     noise: list[float] = field(default_factory=lambda: [0.0])
+    #: Fixed signal-to-noise ratios per dimension (the fixed-SNR track); empty: none.
+    snr: list[float] = field(default_factory=list)
     seed: int = 0
     subsets_per_draw: int = 32
     target: float = 0.95
@@ -240,9 +244,19 @@ class Sweep:
         :meth:`dictionary_files` lists them.
         """
         kinds = [kind for kind in self.dictionary if not is_dictionary_file(kind)]
-        return [Problem(n=n, k=k, dictionary=kind, noise=noise, seed=self.seed,
+        return [Problem(n=n, k=k, dictionary=kind, noise=noise, snr=snr, seed=self.seed,
                         subsets_per_draw=self.subsets_per_draw)
-                for kind, noise, n, k in itertools.product(kinds, self.noise, self.n, self.k)]
+                for kind, (noise, snr), n, k in itertools.product(kinds, self.noise_levels(), self.n, self.k)]
+
+    def noise_levels(self) -> list[tuple[float, float | None]]:
+        """The sweep's noise as ``(σ, snr)`` pairs: its ``snr`` values if it has any, else
+        its ``noise`` levels; ConfigError if it has both."""
+        if not self.snr:
+            return [(noise, None) for noise in self.noise]
+        if any(self.noise):
+            raise ConfigError("a sweep has noise levels σ or signal-to-noise ratios (snr), not both; "
+                              "drop one of noise and snr.")
+        return [(0.0, snr) for snr in self.snr]
 
     def dictionary_files(self) -> list[str]:
         """The entries of ``dictionary`` that name files (the fixed-dictionary track)."""

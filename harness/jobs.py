@@ -123,8 +123,8 @@ def fixed_problems(sweep: Sweep, memory: int) -> list[tuple[Problem, Dictionary 
     out: list[tuple[Problem, Dictionary | None]] = []
     for path in sweep.dictionary_files():
         dictionary, sha256 = load_fixed(path, memory)
-        for noise in sweep.noise:
-            out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise,
+        for noise, snr in sweep.noise_levels():
+            out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise, snr=snr,
                                 seed=sweep.seed, subsets_per_draw=sweep.subsets_per_draw,
                                 d=dictionary.d, dictionary_file=path, dictionary_sha256=sha256,
                                 offset=None if dictionary.offset is None else SAE_OFFSET), dictionary))

@@ -33,8 +33,8 @@ def _fmt_float(value: Any, digits: int = 3) -> str:
 
 def problem_key(record: dict[str, Any]) -> tuple[Any, ...]:
     problem = record.get("problem") or {}
-    return (problem.get("dictionary", ""), problem.get("noise", 0.0), problem.get("n", 0),
-            problem.get("k", 0))
+    return (problem.get("dictionary", ""), problem.get("noise", 0.0), problem.get("snr") or 0.0,
+            problem.get("n", 0), problem.get("k", 0))
 
 
 def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -107,7 +107,9 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Le
     ``width`` columns (None: every column)."""
     rows = sort_records(records)
     targets = {r.get("target") for r in rows}
-    noisy = any((r.get("problem") or {}).get("noise", 0) > 0 for r in rows)
+    noisy = any((r.get("problem") or {}).get("noise", 0) > 0 or (r.get("problem") or {}).get("snr")
+                for r in rows)
+    fixed_snr = any((r.get("problem") or {}).get("snr") for r in rows)
     q_header = f"d*({next(iter(targets)):g})" if len(targets) == 1 and None not in targets else "d*(q)"
     problems = [r.get("problem") or {} for r in rows]
     kinds = {p.get("dictionary", "?") for p in problems}
@@ -125,8 +127,11 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Le
         _Column("dict", [p.get("dictionary", "?") for p in problems], "left",
                 drop=4 if len(kinds) == 1 else 0),
     ]
-    if noisy:
-        columns.append(_Column("σ", [f"{p.get('noise', 0):g}" for p in problems]))
+    if any(p.get("noise", 0) > 0 for p in problems):
+        columns.append(_Column("σ", [f"{p.get('noise', 0):g}" if not p.get("snr") else "-"
+                                     for p in problems]))
+    if fixed_snr:
+        columns.append(_Column("snr", [f"{p['snr']:g}" if p.get("snr") else "-" for p in problems]))
     columns += [_Column("N", [str(p.get("n", "?")) for p in problems]),
                 _Column("k", [str(p.get("k", "?")) for p in problems]),
                 _Column("H (bits)", [_fmt_float(r.get("entropy_bits"), 1) for r in rows], drop=3)]

@@ -32,7 +32,7 @@ def needed_bytes(problem: Problem, batch_arrays: float, batch_size: int, d: int)
     scratch = parallel.workers() * min(2 * SCRATCH_BYTES, 2 * 4096 * d * 8)
     # A draw's subsets are made at once (uniforms, indices and the sort's copy), and its
     # noise with them (the runner's cache of recent draws, 64 MiB at most, is in BASE_BYTES).
-    draw = problem.subsets_per_draw * (24 * (problem.k or d) + (24 * d if problem.noise > 0 else 0))
+    draw = problem.subsets_per_draw * (24 * (problem.k or d) + (24 * d if problem.noisy else 0))
     return int(BASE_BYTES + working + signals + scratch + draw)
 
 

@@ -8,7 +8,8 @@ Only successful records of generated dictionaries are drawn, grouped by
 - ``success-vs-d-{dictionary}-n{N}``: every probed dimension's success rate, one
   panel per ``k``;
 - ``shannon-ratio-{dictionary}-n{N}``: noisy track only, ``d*/d_Sh`` against ``σ``,
-  one panel per ``k``.
+  one panel per ``k``; ``shannon-ratio-snr-{dictionary}-n{N}`` the same against the
+  signal-to-noise ratio, for the fixed-SNR track.
 
 matplotlib is optional: naming the figures needs none, drawing them does. The files
 are the same bytes for the same records and matplotlib version, whatever the clock,
@@ -100,6 +101,10 @@ def _problem(record: Record) -> Mapping[str, Any]:
 
 def _noise(record: Record) -> float:
     return _number(_problem(record).get("noise")) or 0.0
+
+
+def _snr(record: Record) -> float:
+    return _number(_problem(record).get("snr")) or 0.0
 
 
 def _k(record: Record) -> int:
@@ -221,14 +226,17 @@ Builder = Callable[[Sequence[Record], "Mapping[SeriesKey, _Style] | None"], "Fig
 def _figure_specs(records: Iterable[Record]) -> list[tuple[str, Builder, list[Record]]]:
     """Every figure the records give: its file stem, how it is drawn and from which records."""
     usable = _usable(records)
-    noiseless = [r for r in usable if _noise(r) == 0]
+    noiseless = [r for r in usable if _noise(r) == 0 and _snr(r) == 0]
     noisy = [r for r in usable if _noise(r) > 0 and _number(r.get("d_star_over_shannon")) is not None]
+    fixed_snr = [r for r in usable if _snr(r) > 0 and _number(r.get("d_star_over_shannon")) is not None]
     specs: list[tuple[str, Builder, list[Record]]] = []
     for (dictionary, n), rows in _group(noiseless).items():
         specs.append((f"minimal-d-vs-k-{_stem_part(dictionary)}-n{n}", _minimal_d_figure, rows))
         specs.append((f"success-vs-d-{_stem_part(dictionary)}-n{n}", _success_figure, rows))
     for (dictionary, n), rows in _group(noisy).items():
         specs.append((f"shannon-ratio-{_stem_part(dictionary)}-n{n}", _shannon_figure, rows))
+    for (dictionary, n), rows in _group(fixed_snr).items():
+        specs.append((f"shannon-ratio-snr-{_stem_part(dictionary)}-n{n}", _snr_figure, rows))
     return sorted(specs, key=lambda spec: spec[0])
 
 
@@ -422,6 +430,16 @@ def _shannon_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style
 
     One line per decoder, with the Shannon limit at 1; ticks at the noise levels measured.
     """
+    return _ratio_figure(records, styles, _noise, "noise σ")
+
+
+def _snr_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style] | None = None) -> Figure:
+    """``d*/d_Sh`` against the signal-to-noise ratio per dimension (the fixed-SNR track)."""
+    return _ratio_figure(records, styles, _snr, "signal-to-noise ratio per dimension")
+
+
+def _ratio_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style] | None,
+                  level: Callable[[Record], float], axis: str) -> Figure:
     from matplotlib.ticker import NullLocator
 
     styles = styles if styles is not None else _styles(records)
@@ -432,9 +450,9 @@ def _shannon_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style
     entries: dict[str, Any] = {}
     for i, (ax, k) in enumerate(zip(_panels(figure, len(ks)), ks, strict=True)):
         panel = [r for r in records if _k(r) == k]
-        noises = sorted({_noise(r) for r in panel})
-        for line in _lines(panel, styles, targets, _noise):
-            drawn = ax.plot([_noise(r) for r in line.rows],
+        noises = sorted({level(r) for r in panel})
+        for line in _lines(panel, styles, targets, level):
+            drawn = ax.plot([level(r) for r in line.rows],
                             [float(r["d_star_over_shannon"]) for r in line.rows],
                             color=line.style.color, marker=line.style.marker, markersize=4,
                             markerfacecolor=line.style.face,
@@ -445,7 +463,7 @@ def _shannon_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style
         ax.set_xticks(noises, labels=[f"{noise:g}" for noise in noises])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"k = {k}")
-        ax.set_xlabel("noise σ")
+        ax.set_xlabel(axis)
         if i % 4 == 0:
             ax.set_ylabel(f"d*({_q_text(targets)}) / d_Sh")
     figure.suptitle(f"Dimension over the Shannon limit, N = {n} ({dictionary})")

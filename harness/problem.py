@@ -103,6 +103,11 @@ def track_of(problem: Any) -> Track:
 class Problem:
     """The standard problem ``P(N, k, dictionary, σ)`` at every dimension ``d``.
 
+    The noise is either a fixed level ``noise = σ`` per coordinate, or (``snr = S``) a
+    fixed signal-to-noise ratio per dimension: per-coordinate variance ``k / (d·S)``, so
+    that the noise's share of each coordinate is the same at every ``d``, as in channel
+    coding (docs/contract.md §2). A problem has one or the other, or neither.
+
     On a generated dictionary ``d`` is not part of the specification: the search
     chooses it. On a dictionary from a file (``dictionary = "file"``, the fixed track)
     ``d`` is the file's and ``k`` is what the search chooses, so ``k`` may be None; the
@@ -123,6 +128,7 @@ class Problem:
     dictionary_file: str | None = None
     dictionary_sha256: str | None = None
     offset: str | None = None
+    snr: float | None = None
 
     def __post_init__(self) -> None:
         validate_problem(self)
@@ -149,7 +155,22 @@ class Problem:
                 del record[key]
         if self.offset is None:  # records made before signals could carry one say nothing
             del record["offset"]
+        if self.snr is None:  # nor do those without a fixed signal-to-noise ratio
+            del record["snr"]
         return record
+
+    @property
+    def noisy(self) -> bool:
+        """Whether signals carry noise (a level ``σ`` or a signal-to-noise ratio)."""
+        return self.noise > 0 or self.snr is not None
+
+    def sigma(self, d: int, k: int | None = None) -> float:
+        """The noise's standard deviation per coordinate at dimension ``d`` (0: none):
+        ``σ``, or ``√(k / (d·S))`` at a fixed SNR ``S`` (``k``: the problem's, unless given)."""
+        if self.snr is None:
+            return float(self.noise)
+        active = self.k if k is None else k
+        return math.sqrt(float(active or 0) / (d * self.snr))
 
     @property
     def entropy_bits(self) -> float:
@@ -166,6 +187,9 @@ class Problem:
 #: The most subsets a dictionary draw may hold: a draw's subsets are made at once, and
 #: more than this many to one dictionary would make the draws a formality.
 MAX_SUBSETS_PER_DRAW = 1 << 20
+
+#: The signal-to-noise ratios per dimension the fixed-SNR track accepts (linear, not dB).
+SNR_MIN, SNR_MAX = 1e-3, 1e6
 
 #: The noise levels the noisy track accepts: below, a signal is noiseless to float32;
 #: above, no dimension a decoder could be given reaches the Shannon limit.
@@ -204,6 +228,15 @@ def validate_problem(problem: Problem) -> None:
             or not math.isfinite(noise) or noise < 0 or (noise > 0 and not NOISE_MIN <= noise <= NOISE_MAX)):
         raise ProblemError(f"noise must be 0 or a number σ from {NOISE_MIN:g} to {NOISE_MAX:g}, "
                            f"not {noise!r}.")
+    snr = problem.snr
+    if snr is not None:
+        if (isinstance(snr, bool) or not isinstance(snr, (int, float, np.integer, np.floating))
+                or not math.isfinite(snr) or not SNR_MIN <= snr <= SNR_MAX):
+            raise ProblemError(f"snr must be a signal-to-noise ratio per dimension from {SNR_MIN:g} to "
+                               f"{SNR_MAX:g} (linear, not dB), not {snr!r}.")
+        if noise:
+            raise ProblemError(f"a problem has a noise level σ or an snr, not both (got noise = {noise:g} "
+                               f"and snr = {snr:g}); drop one.")
     if not _is_int(problem.seed) or problem.seed < 0:
         raise ProblemError(f"seed must be a non-negative integer, not {problem.seed!r}.")
     if not _is_int(problem.subsets_per_draw) or not 1 <= problem.subsets_per_draw <= MAX_SUBSETS_PER_DRAW:
@@ -228,6 +261,42 @@ def entropy_bits(n: int, k: int) -> float:
 def entropy_bits_approx(n: int, k: int) -> float:
     """The paper's upper bound ``k log2(eN/k)``, shown only as a note beside ``H``."""
     return k * math.log2(math.e * n / k)
+
+
+def binomial_entropy(k: int) -> float:
+    """``H_bin(k)``, the entropy in bits of Binomial(k, ½): what one coordinate of a
+    noiseless Rademacher signal (``√d·x_i``, a sum of ``k`` fair signs) can carry."""
+    if k < 0:
+        raise ValueError(f"need k ≥ 0, got {k}")
+    log_half = k * math.log(2)
+    total = 0.0
+    for i in range(k + 1):
+        log_p = math.lgamma(k + 1) - math.lgamma(i + 1) - math.lgamma(k - i + 1) - log_half
+        total -= math.exp(log_p) * log_p
+    return total / math.log(2)
+
+
+def counting_dimension(n: int, k: int, q: float) -> int:
+    """The counting limit ``d_counting`` of the Rademacher noiseless track at success
+    rate ``q`` (docs/contract.md §2): ``⌈(q·H − h₂(1 − q)) / H_bin(k)⌉``.
+
+    Each coordinate of ``√d·x`` is a sum of ``k`` fair signs, so ``d`` coordinates carry
+    at most ``d·H_bin(k)`` bits about ``Y``, and by Fano's inequality reading ``Y`` back
+    with probability ``q`` needs at least ``q·H − h₂(1 − q)`` of them.
+    """
+    if not 0 < q <= 1:
+        raise ValueError(f"need 0 < q ≤ 1, got {q}")
+    h2 = 0.0 if q == 1 else -(q * math.log2(q) + (1 - q) * math.log2(1 - q))
+    return max(1, math.ceil((q * entropy_bits(n, k) - h2) / binomial_entropy(k) - 1e-9))
+
+
+def shannon_dimension_snr(n: int, k: int, snr: float) -> int:
+    """The Shannon limit ``d_Sh`` of the fixed-SNR track: ``⌈H(N, k) / (½ log2(1 + S))⌉``,
+    where ``½ log2(1 + S)`` is the capacity per dimension of a Gaussian channel at
+    signal-to-noise ratio ``S`` (docs/contract.md §2)."""
+    if snr <= 0:
+        raise ValueError("the fixed-SNR Shannon limit needs snr > 0")
+    return math.ceil(entropy_bits(n, k) / (0.5 * math.log2(1.0 + snr)) - 1e-9)
 
 
 def shannon_dimension(n: int, k: int, noise: float) -> int | None:

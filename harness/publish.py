@@ -216,9 +216,10 @@ def published(items: Sequence[Sourced], evidence: Evidence) -> tuple[list[Source
 # ------------------------------------------------------------------------------ rows
 
 #: The columns of the CSV file and the fields of each JSON row, in order.
-COLUMNS = ("track", "dictionary", "n", "k", "d", "noise", "seed", "decoder", "params", "plugin_package",
-           "plugin_version", "harness_version", "target", "status", "d_star", "d_star_lo", "d_star_hi",
-           "d_half", "d_half_lo", "d_half_hi", "d_max", "k_star", "k_star_lo", "k_star_hi", "k_half",
+COLUMNS = ("track", "dictionary", "n", "k", "d", "noise", "snr", "seed", "decoder", "params",
+           "plugin_package", "plugin_version", "harness_version", "target", "status", "d_star", "d_star_lo",
+           "d_star_hi", "d_half", "d_half_lo", "d_half_hi", "d_max", "k_star", "k_star_lo", "k_star_hi",
+           "k_half",
            "k_half_lo", "k_half_hi", "entropy_bits", "bits_per_dim", "bits_per_dim_lo", "bits_per_dim_hi",
            "dims_per_bit", "d_shannon", "d_star_over_shannon", "trials", "evidence", "evidence_note",
            "wall_seconds", "peak_memory_bytes", "cpu", "cores", "date", "git_commit", "source", "error")
@@ -233,7 +234,7 @@ def track(record: dict[str, Any]) -> str:
     problem = record.get("problem") or {}
     if problem.get("dictionary") == "file":
         return "fixed"
-    return "noisy" if (problem.get("noise") or 0) > 0 else "noiseless"
+    return "noisy" if (problem.get("noise") or 0) > 0 or problem.get("snr") else "noiseless"
 
 
 def _pair(value: Any) -> tuple[Any, Any]:
@@ -250,7 +251,7 @@ def make_row(item: Sourced, verdict: Verdict | None = None) -> dict[str, Any]:
         "track": track(record),
         "dictionary": Path(str(problem.get("dictionary_file"))).name if fixed else problem.get("dictionary"),
         "n": problem.get("n"), "k": problem.get("k"), "d": problem.get("d"),
-        "noise": problem.get("noise"), "seed": problem.get("seed"),
+        "noise": problem.get("noise"), "snr": problem.get("snr"), "seed": problem.get("seed"),
         "decoder": record.get("decoder"), "params": params_text(record.get("params")),
         "plugin_package": record.get("plugin_package"), "plugin_version": record.get("plugin_version"),
         "harness_version": prov.get("harness_version"), "target": record.get("target"),
@@ -281,7 +282,8 @@ def sort_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """By track, dictionary, N, σ, k (or d), then best bitrate first."""
     order = {"noiseless": 0, "noisy": 1, "fixed": 2}
     return sorted(rows, key=lambda r: (order[r["track"]], str(r["dictionary"]), r["n"] or 0,
-                                       r["noise"] or 0.0, r["k"] or 0, r["d"] or 0, r["target"] or 0.0,
+                                       r["noise"] or 0.0, r["snr"] or 0.0, r["k"] or 0, r["d"] or 0,
+                                       r["target"] or 0.0,
                                        *_score(r)))
 
 
@@ -354,23 +356,29 @@ def _q(rows: list[dict[str, Any]]) -> str:
     return f"{next(iter(targets)):g}" if len(targets) == 1 and None not in targets else "q"
 
 
+def _noise_text(row: dict[str, Any]) -> str:
+    """A noisy row's noise: ``σ = 0.2``, or ``snr = 15`` on the fixed-SNR track."""
+    return f"snr = {row['snr']:g}" if row["snr"] is not None else f"σ = {row['noise']:g}"
+
+
 def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> Table:
     q = _q(rows)
-    columns = ["#", "decoder", "params", "k"] + (["σ"] if noisy else []) + [
+    snr = any(row["snr"] is not None for row in rows)
+    columns = ["#", "decoder", "params", "k"] + ([("noise" if snr else "σ")] if noisy else []) + [
         "H (bits)", f"d*({q}) [95% CI]", "bits/dim [95% CI]", "dims/bit", "d*(0.5) [95% CI]"]
     columns += ["d_Sh", "d*/d_Sh"] if noisy else []
     columns += ["trials", "evidence", "version", "machine", "date"]
     cells, sort = [], []
     rank, previous = 0, None
     for index, row in enumerate(rows):
-        group = (row["k"], row["noise"], row["target"])
+        group = (row["k"], row["noise"], row["snr"], row["target"])
         rank = rank + 1 if group == previous else 1
         previous = group
         text = [str(rank), row["decoder"], row["params"], str(row["k"])]
         keys: list[Any] = [index, row["decoder"], row["params"], row["k"]]
         if noisy:
-            text.append(f"{row['noise']:g}")
-            keys.append(row["noise"])
+            text.append(_noise_text(row) if snr else f"{row['noise']:g}")
+            keys.append(row["snr"] if row["snr"] is not None else row["noise"])
         text += [_float(row["entropy_bits"], 1), _estimate(row, "d_star", row["d_max"]),
                  f"{_float(row['bits_per_dim'], 3)} [{_float(row['bits_per_dim_lo'], 3)}, "
                  f"{_float(row['bits_per_dim_hi'], 3)}]" if row["bits_per_dim"] is not None else "-",
@@ -389,16 +397,19 @@ def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> T
 
 def _fixed_table(heading: str, rows: list[dict[str, Any]]) -> Table:
     q = _q(rows)
-    columns = ["#", "decoder", "params", "σ", f"k*({q}) [95% CI]", "H(N, k*)", "bits/dim", "dims/bit",
-               "k*(0.5) [95% CI]", "trials", "evidence", "version", "machine", "date"]
+    snr = any(row["snr"] is not None for row in rows)
+    columns = ["#", "decoder", "params", "noise" if snr else "σ", f"k*({q}) [95% CI]", "H(N, k*)",
+               "bits/dim", "dims/bit", "k*(0.5) [95% CI]", "trials", "evidence", "version", "machine", "date"]
     cells, sort = [], []
     for index, row in enumerate(rows):
-        cells.append([str(index + 1), row["decoder"], row["params"], f"{row['noise']:g}",
+        cells.append([str(index + 1), row["decoder"], row["params"],
+                      _noise_text(row) if snr else f"{row['noise']:g}",
                       _estimate(row, "k_star"), _float(row["entropy_bits"], 1),
                       _float(row["bits_per_dim"], 3), _float(row["dims_per_bit"]), _estimate(row, "k_half"),
                       str(row["trials"]), row["evidence"] or "-", _version(row), _machine(row),
                       str(row["date"] or "-")[:10]])
-        sort.append([index, row["decoder"], row["params"], row["noise"], row["k_star"], row["entropy_bits"],
+        level = row["snr"] if row["snr"] is not None else row["noise"]
+        sort.append([index, row["decoder"], row["params"], level, row["k_star"], row["entropy_bits"],
                      row["bits_per_dim"], row["dims_per_bit"], row["k_half"], row["trials"],
                      row["evidence"] or "", _version(row), _machine(row), row["date"]])
     return Table(heading, columns, cells, sort, [])
@@ -507,7 +518,8 @@ def md_code(text: Any) -> str:
 
 
 def _md_table(table: Table) -> list[str]:
-    right = {"#", "k", "σ", "H (bits)", "dims/bit", "trials", "d_Sh", "d*/d_Sh", "H(N, k*)", "bits/dim"}
+    right = {"#", "k", "σ", "noise", "H (bits)", "dims/bit", "trials", "d_Sh", "d*/d_Sh", "H(N, k*)",
+             "bits/dim"}
     align = ["---:" if c in right or c.startswith(("d*", "k*", "k =", "bits/dim")) else "---"
              for c in table.columns]
     texts = [column in table.text_columns for column in table.columns]
@@ -523,6 +535,8 @@ def _figure_caption(stem: str) -> str:
         return "Minimal dimension d* against k, with the entropy H(N, k) and guides at 2, 4 and 8 dims/bit"
     if stem.startswith("success-vs-d"):
         return "Success probability against d at each k"
+    if stem.startswith("shannon-ratio-snr"):
+        return "d*/d_Sh against the signal-to-noise ratio per dimension (fixed-SNR track)"
     return "d*/d_Sh against the noise level"
 
 

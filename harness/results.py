@@ -27,7 +27,7 @@ import numpy as np
 
 from .decoder import NAME_PATTERN
 from .files import RefusedFile, check_regular, kind_of, read_regular, virtual_root
-from .problem import FIXED, Problem, entropy_bits, shannon_dimension, track_of
+from .problem import FIXED, Problem, entropy_bits, shannon_dimension, shannon_dimension_snr, track_of
 from .runner import DecoderRun, RunSettings
 
 #: Version of the record layout; bump it when a field changes meaning.
@@ -191,8 +191,9 @@ def score_fields(problem: Problem, estimates: dict[str, Any]) -> dict[str, Any]:
         "dims_per_bit": d_star / h if d_star else None,
         "dims_per_bit_ci": [lo / h if lo else None, hi / h if hi else None],
     }
-    if problem.noise > 0 and problem.k is not None:
-        d_sh = shannon_dimension(problem.n, problem.k, problem.noise)
+    if problem.noisy and problem.k is not None:
+        d_sh = (shannon_dimension_snr(problem.n, problem.k, problem.snr) if problem.snr is not None
+                else shannon_dimension(problem.n, problem.k, problem.noise))
         fields["d_shannon"] = d_sh
         fields["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
     return fields
@@ -510,6 +511,9 @@ def record_fault(record: dict[str, Any]) -> str | None:
             or problem["noise"] < 0 or not _is_int(problem.get("seed")) \
             or not _is_int(problem.get("subsets_per_draw"), 1):
         return "its problem's dictionary, noise, seed or subsets_per_draw is malformed"
+    snr = problem.get("snr")
+    if snr is not None and (not _is_number(snr) or snr <= 0):
+        return "its problem's snr is not a positive number"
     track = track_of(problem)
     if track is FIXED and not (_is_int(problem.get("d"), 1)
                                                 and isinstance(problem.get("dictionary_file"), str)):

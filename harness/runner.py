@@ -328,13 +328,14 @@ class TrialRunner:
         problem = self.problem
         dictionary = self.dictionary(d, draw)
         subsets = self.subsets(draw)
-        noise = draw_noise(problem, draw, d) if problem.noise > 0 else None
+        noise = draw_noise(problem, draw, d) if problem.noisy else None
+        sigma = problem.sigma(d)
         outcomes: list[bool] = []
         for lo in range(0, len(rows), self.batch_size):
             chosen = np.asarray(rows[lo:lo + self.batch_size])
             batch = subsets[chosen]
-            signals = dictionary.superpose(batch, None if noise is None else noise[chosen], problem.noise)
-            decoded = self.decoder.decode(dictionary, signals, k=int(problem.k or 0), noise=problem.noise)
+            signals = dictionary.superpose(batch, None if noise is None else noise[chosen], sigma)
+            decoded = self.decoder.decode(dictionary, signals, k=int(problem.k or 0), noise=sigma)
             end_copies_of(self._owner)
             for truth, guess in zip(batch, check_decoded(decoded, len(chosen), problem.n), strict=True):
                 outcomes.append(guess.size == truth.size and bool(np.all(guess == truth)))

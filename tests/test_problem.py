@@ -333,3 +333,28 @@ def test_random_bits_are_fair():
     assert np.abs(per_position - 0.5).max() < 0.045
     # Consecutive bits are uncorrelated.
     assert abs(np.corrcoef(bits[:-1], bits[1:])[0, 1]) < 0.01
+
+
+def test_the_binomial_entropy_is_exact_and_grows_like_half_log_k():
+    from superposition_harness.problem import binomial_entropy
+
+    assert binomial_entropy(0) == 0.0
+    assert binomial_entropy(1) == pytest.approx(1.0)
+    assert binomial_entropy(2) == pytest.approx(1.5)
+    for k in (16, 64, 256, 4096):
+        assert binomial_entropy(k) == pytest.approx(0.5 * math.log2(math.pi * math.e * k / 2), abs=2e-3)
+
+
+def test_the_counting_limit_is_h_over_h_bin_less_the_fano_term():
+    from superposition_harness.problem import binomial_entropy, counting_dimension
+
+    # The figures the contract quotes: about 49 and 180 dimensions at q → 1.
+    assert counting_dimension(4096, 16, 1.0) == math.ceil(entropy_bits(4096, 16) / binomial_entropy(16)) == 49
+    assert counting_dimension(65536, 64, 1.0) == 180
+    h2 = -(0.95 * math.log2(0.95) + 0.05 * math.log2(0.05))
+    bound = (0.95 * entropy_bits(4096, 16) - h2) / binomial_entropy(16)
+    assert counting_dimension(4096, 16, 0.95) == math.ceil(bound)
+    assert counting_dimension(4096, 16, 0.95) == 46
+    assert counting_dimension(4096, 16, 0.5) < counting_dimension(4096, 16, 0.95)
+    with pytest.raises(ValueError):
+        counting_dimension(4096, 16, 0.0)

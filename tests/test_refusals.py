@@ -58,6 +58,7 @@ def test_many_subsets_a_draw_count_against_the_memory_budget(marker, capsys):
     ("[problem]\nk = []\n", "k in [problem] of"),
     ("[problem]\ndictionary = []\n", "dictionary in [problem] of"),
     ("[problem]\nnoise = []\n", "noise in [problem] of"),
+    ("[problem]\nsnr = []\n", "snr in [problem] of"),
     ('decoders = []\n', "decoders in"),
 ])
 def test_an_empty_list_in_a_config_is_refused(marker, tmp_path, capsys, toml, fragment):
@@ -104,7 +105,7 @@ def test_an_sae_config_that_starts_with_a_byte_order_mark_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("args, option", [
-    (["--memory", "-1GiB"], "--memory"), (["--noise", "-0.1x"], "--noise"),
+    (["--memory", "-1GiB"], "--memory"), (["--noise", "-0.1x"], "--noise"), (["--snr", "-3x"], "--snr"),
     (["--results", "-x"], "--results")])
 def test_a_value_that_looks_like_an_option_is_named(capsys, args, option):
     status = main(["run", *SMALL, *args, "--no-store"])
