@@ -49,7 +49,7 @@ import numpy as np
 
 from .dask_backend import chunks
 from .problem import FIXED, Problem, entropy_bits
-from .results import decode_outcomes
+from .results import decode_outcomes, record_settings
 from .runner import DecoderRun, RunSettings, measure, search_limit
 
 Record = Mapping[str, Any]
@@ -119,16 +119,6 @@ class JobPlan:
 def record_problem(record: Record) -> Problem:
     """The problem a record was measured on."""
     return Problem(**dict(record["problem"]))
-
-
-def record_settings(record: Record) -> RunSettings:
-    """The search settings a record was measured with."""
-    search = dict(record.get("search") or {})
-    problem = record_problem(record)
-    track = problem.track
-    return RunSettings(target=float(record["target"]), max_trials=int(search[track.trials_field]),
-                       resolution=float(search.get("resolution", RunSettings.resolution)),
-                       **{track.limit: int(search[track.limit])})
 
 
 def replay_requests(record: Record) -> list[tuple[int, int, int]]:

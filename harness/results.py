@@ -18,7 +18,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,18 @@ def _estimate_fields(run: DecoderRun) -> dict[str, Any]:
     if run.ok and fields[track.estimate] is None:
         fields["note"] = track.unreached(run.settings.target, run.d_max)
     return fields
+
+
+def record_settings(record: Mapping[str, Any]) -> RunSettings:
+    """The search settings a record states (target, trials, resolution and limit of its
+    track), checked; KeyError, TypeError or ValueError if it does not state them."""
+    search: Mapping[str, Any] = record.get("search") or {}
+    track = track_of(dict(record.get("problem") or {}))
+    settings = RunSettings(target=float(record["target"]), max_trials=int(search[track.trials_field]),
+                           resolution=float(search.get("resolution", RunSettings.resolution)),
+                           **{track.limit: int(search[track.limit])})
+    settings.validate()
+    return settings
 
 
 #: The fields :func:`score_fields` derives from a record's problem and estimates.

@@ -56,6 +56,7 @@ from .results import (
     VOLATILE,
     decode_outcomes,
     make_record,
+    record_settings,
     score_fields,
     stored_measurement_key,
 )
@@ -223,22 +224,12 @@ def _stored_outcomes(record: dict[str, Any], verdict: Verdict) -> dict[int, np.n
     return outcomes
 
 
-def _settings(record: dict[str, Any]) -> RunSettings:
-    search: dict[str, Any] = record.get("search") or {}
-    track = _track(record)
-    settings = RunSettings(target=float(record["target"]), max_trials=int(search[track.trials_field]),
-                           resolution=float(search.get("resolution", RunSettings.resolution)),
-                           **{track.limit: int(search[track.limit])})
-    settings.validate()
-    return settings
-
-
 def _replay(record: dict[str, Any], problem: Problem, outcomes: dict[int, np.ndarray],
             verdict: Verdict) -> None:
     """Step 2: the search, replayed on the stored outcomes, must give the record back, field
     by field (the provenance, timings and the outcome bits themselves aside)."""
     try:
-        settings = _settings(record)
+        settings = record_settings(record)
     except (KeyError, TypeError, ValueError) as exc:
         verdict.fail(f"its search settings cannot be read ({exc})")
         return
