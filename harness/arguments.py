@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="records files (.jsonl) or directories holding them")
     verify.add_argument("--sample", type=_non_negative_int, default=DEFAULT_SAMPLE, metavar="T",
                         help=f"trials re-run per record, drawn at random (default {DEFAULT_SAMPLE}, which "
-                             f"catches a record with {DETECT_FRACTION:.0%} of its trials flipped with "
+                             f"catches a record with {DETECT_FRACTION:.0%}% of its trials flipped with "
                              f"probability ≥ {DETECT_PROBABILITY}; 0 re-runs none)")
     verify.add_argument("--all", action="store_true", help="re-run every trial of every record")
     verify.add_argument("--seed", type=_non_negative_int, default=None,

@@ -110,6 +110,7 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Le
     noisy = any((r.get("problem") or {}).get("noise", 0) > 0 or (r.get("problem") or {}).get("snr")
                 for r in rows)
     fixed_snr = any((r.get("problem") or {}).get("snr") for r in rows)
+    counting = any(r.get("d_counting") is not None for r in rows)
     q_header = f"d*({next(iter(targets)):g})" if len(targets) == 1 and None not in targets else "d*(q)"
     problems = [r.get("problem") or {} for r in rows]
     kinds = {p.get("dictionary", "?") for p in problems}
@@ -145,6 +146,9 @@ def leaderboard_table(records: Iterable[dict[str, Any]], title: str | Text = "Le
     if noisy:
         columns += [_Column("d_Sh", [str(r.get("d_shannon") or "-") for r in rows], drop=2),
                     _Column("d*/d_Sh", [_fmt_float(r.get("d_star_over_shannon"), 2) for r in rows])]
+    if counting:
+        columns += [_Column("d_cnt", [str(r.get("d_counting") or "-") for r in rows], drop=2),
+                    _Column("d*/d_cnt", [_fmt_float(r.get("d_star_over_counting"), 2) for r in rows])]
     columns += [_Column("trials", [str(r.get("trials", "-")) for r in rows], drop=1),
                 _Column("wall (s)", [_fmt_float(r.get("wall_seconds"), 1) for r in rows], drop=5)]
     return _fitted(title, columns, width)

@@ -225,7 +225,7 @@ def stand_in(decoder: str, problem: Problem, settings: RunSettings, records: Seq
                     for p in reference["curve"])
     ds = np.array([d for d, _ in points])
     rates = np.maximum.accumulate(np.array([rate for _, rate in points]))  # a monotone curve
-    uniforms = np.random.default_rng([seed, problem.n, int(problem.k or 0)]).random(settings.max_trials)
+    uniforms = np.random.default_rng([seed, problem.n, int(problem.k or 0)]).random(settings.confirmation)
     requests: list[tuple[int, int, int]] = []
 
     def evaluate(d: int, start: int, count: int) -> int:

@@ -4,7 +4,9 @@ Only successful records of generated dictionaries are drawn, grouped by
 ``(dictionary, N)``; the noiseless and the noisy tracks are grouped apart:
 
 - ``minimal-d-vs-k-{dictionary}-n{N}``: ``d*(q)`` against ``k`` with its 95% interval,
-  the entropy ``H(N, k)`` and guides at 2, 4 and 8 dims/bit (the paper's Figure 2);
+  the entropy ``H(N, k)`` and guides at 2, 4 and 8 dims/bit (the paper's Figure 2), and
+  on the Rademacher dictionary the counting limit ``d_cnt(q)`` below which no decoder
+  can go;
 - ``success-vs-d-{dictionary}-n{N}``: every probed dimension's success rate, one
   panel per ``k``;
 - ``shannon-ratio-{dictionary}-n{N}``: noisy track only, ``d*/d_Sh`` against ``σ``,
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .problem import FIXED, entropy_bits, track_of
+from .problem import FIXED, counting_dimension, entropy_bits, track_of
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -300,7 +302,9 @@ def _minimal_d_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Sty
 
     Each decoder's ``d*`` with its 95% interval (no bar on a side the record leaves
     open; records without ``d*`` are left out), ``H(N, k)`` dashed, guides at 2, 4 and
-    8 dims/bit dotted, and a right axis reading dims/bit at the largest ``k``.
+    8 dims/bit dotted, the counting limit at the records' target solid where the records
+    state one (the Rademacher dictionary), and a right axis reading dims/bit at the
+    largest ``k``.
     """
     from matplotlib.ticker import NullLocator
 
@@ -355,6 +359,13 @@ def _minimal_d_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Sty
                       label="H(N, k)", zorder=2)[0]
     entries["H(N, k)"] = entropy
     entries["2H, 4H, 8H"] = guide
+    if targets and any(_number(r.get("d_counting")) is not None for r in records):
+        q = max(targets)
+        limit = [counting_dimension(n, k, q) for k in h_ks]
+        label = f"counting limit d_cnt({q:g})"
+        entries[label] = ax.plot(h_ks, limit, color="black", linestyle="-", linewidth=1.0, marker=single,
+                                 markersize=14, label=label, zorder=2)[0]
+        values += limit
 
     low, high = min(values) / 1.3, max(values) * 1.3
     ax.set_ylim(low, high)

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-DICTIONARY_KINDS = ("rademacher", "gaussian")
+RADEMACHER = "rademacher"
+DICTIONARY_KINDS = (RADEMACHER, "gaussian")
 
 #: The ``dictionary`` of a problem whose dictionary comes from a file (the fixed track).
 FILE_DICTIONARY = "file"

@@ -221,7 +221,8 @@ COLUMNS = ("track", "dictionary", "n", "k", "d", "noise", "snr", "seed", "decode
            "d_star_hi", "d_half", "d_half_lo", "d_half_hi", "d_max", "k_star", "k_star_lo", "k_star_hi",
            "k_half",
            "k_half_lo", "k_half_hi", "entropy_bits", "bits_per_dim", "bits_per_dim_lo", "bits_per_dim_hi",
-           "dims_per_bit", "d_shannon", "d_star_over_shannon", "trials", "evidence", "evidence_note",
+           "dims_per_bit", "d_shannon", "d_star_over_shannon", "d_counting", "d_star_over_counting", "trials",
+           "evidence", "evidence_note",
            "wall_seconds", "peak_memory_bytes", "cpu", "cores", "date", "git_commit", "source", "error")
 
 #: A row's ``evidence``: every number follows from its record's outcomes and its decoder
@@ -261,7 +262,8 @@ def make_row(item: Sourced, verdict: Verdict | None = None) -> dict[str, Any]:
         row[name] = record.get(name)
         row[f"{name}_lo"], row[f"{name}_hi"] = _pair(record.get(f"{name}_ci"))
     row.update({name: record.get(name) for name in ("entropy_bits", "bits_per_dim", "dims_per_bit",
-                                                    "d_shannon", "d_star_over_shannon", "trials",
+                                                    "d_shannon", "d_star_over_shannon", "d_counting",
+                                                    "d_star_over_counting", "trials",
                                                     "wall_seconds", "peak_memory_bytes")})
     row["bits_per_dim_lo"], row["bits_per_dim_hi"] = _pair(record.get("bits_per_dim_ci"))
     row["d_max"] = None if fixed else (record.get("search") or {}).get("d_max")
@@ -367,6 +369,8 @@ def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> T
     columns = ["#", "decoder", "params", "k"] + ([("noise" if snr else "σ")] if noisy else []) + [
         "H (bits)", f"d*({q}) [95% CI]", "bits/dim [95% CI]", "dims/bit", "d*(0.5) [95% CI]"]
     columns += ["d_Sh", "d*/d_Sh"] if noisy else []
+    counting = any(row["d_counting"] is not None for row in rows)
+    columns += ["d_cnt", "d*/d_cnt"] if counting else []
     columns += ["trials", "evidence", "version", "machine", "date"]
     cells, sort = [], []
     rank, previous = 0, None
@@ -387,6 +391,9 @@ def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> T
         if noisy:
             text += [str(row["d_shannon"] or "-"), _float(row["d_star_over_shannon"])]
             keys += [row["d_shannon"], row["d_star_over_shannon"]]
+        if counting:
+            text += [str(row["d_counting"] or "-"), _float(row["d_star_over_counting"])]
+            keys += [row["d_counting"], row["d_star_over_counting"]]
         text += [str(row["trials"]), row["evidence"] or "-", _version(row), _machine(row),
                  str(row["date"] or "-")[:10]]
         keys += [row["trials"], row["evidence"] or "", _version(row), _machine(row), row["date"]]
@@ -422,6 +429,11 @@ UNVERIFIED_MARK = " †"
 SUMMARY_ORDER = ("Best first: a decoder that reaches d* at more of these k comes first, then the one "
                  "with the lower mean dims/bit (the number in brackets) over the k it reaches, then by name "
                  "and parameters.")
+
+#: The summary's last row on the noiseless Rademacher track: the counting limit at each k.
+LIMIT_ROW = "counting limit d_cnt"
+LIMIT_NOTE = (" The last row is the counting limit d_cnt at the same q: no decoder can reach d* below it "
+              "(docs/contract.md §2).")
 
 
 def _headline(found: dict[int, dict[str, Any]]) -> tuple[int, float]:
@@ -463,8 +475,12 @@ def _summary_table(rows: list[dict[str, Any]]) -> Table | None:
                 keys.append(cell["d_star"])
         cells.append(text)
         sort.append(keys)
+    limits = {r["k"]: r["d_counting"] for r in rows if r["d_counting"] is not None}
+    if limits:
+        cells.append([LIMIT_ROW, *(str(limits.get(k, "-")) for k in ks)])
+        sort.append([LIMIT_ROW, *(limits.get(k) for k in ks)])
     return Table(f"d*({_q(rows)}) and dims/bit by k", ["decoder", *(f"k = {k}" for k in ks)], cells, sort, [],
-                 note=SUMMARY_ORDER)
+                 note=SUMMARY_ORDER + (LIMIT_NOTE if limits else ""))
 
 
 def build_tables(items: Sequence[Sourced], rows: list[dict[str, Any]]) -> list[tuple[str, list[Table]]]:
@@ -518,7 +534,7 @@ def md_code(text: Any) -> str:
 
 
 def _md_table(table: Table) -> list[str]:
-    right = {"#", "k", "σ", "noise", "H (bits)", "dims/bit", "trials", "d_Sh", "d*/d_Sh", "H(N, k*)",
+    right = {"#", "k", "σ", "noise", "H (bits)", "dims/bit", "trials", "d_Sh", "d*/d_Sh", "d_cnt", "H(N, k*)",
              "bits/dim"}
     align = ["---:" if c in right or c.startswith(("d*", "k*", "k =", "bits/dim")) else "---"
              for c in table.columns]

@@ -27,11 +27,26 @@ import numpy as np
 
 from .decoder import NAME_PATTERN
 from .files import RefusedFile, check_regular, kind_of, read_regular, virtual_root
-from .problem import FIXED, Problem, entropy_bits, shannon_dimension, shannon_dimension_snr, track_of
+from .problem import (
+    FIXED,
+    RADEMACHER,
+    Problem,
+    counting_dimension,
+    entropy_bits,
+    shannon_dimension,
+    shannon_dimension_snr,
+    track_of,
+)
 from .runner import DecoderRun, RunSettings
 
-#: Version of the record layout; bump it when a field changes meaning.
-SCHEMA_VERSION = 1
+#: Version of the record layout; bump it when a field changes meaning. Schema 2 added the
+#: confirmation of the search's candidate (``search.confirm_trials``) and the counting limit
+#: (``d_counting``, ``d_star_over_counting``).
+SCHEMA_VERSION = 2
+
+#: The schemas whose records can still be read and verified, each under its own rules:
+#: a schema-1 record's search confirmed nothing and its score has no counting limit.
+READABLE_SCHEMAS = (1, 2)
 
 RECORDS_FILE = "records.jsonl"
 DEFAULT_STORE = "harness-results"
@@ -51,10 +66,10 @@ def _ratio(numerator: float, denominator: float | None) -> float | None:
 
 
 def _common_fields(run: DecoderRun, *, decoder_name: str, plugin_package: str,
-                   plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
+                   plugin_version: str, provenance: dict[str, Any], schema: int) -> dict[str, Any]:
     """The fields every record has, whatever its track."""
     return {
-        "schema": SCHEMA_VERSION,
+        "schema": schema,
         "decoder": decoder_name,
         "plugin_package": plugin_package,
         "plugin_version": plugin_version,
@@ -98,10 +113,14 @@ def _with_outcomes(point: dict[str, int], outcomes: list[bool] | None) -> dict[s
     return {**point, "outcomes": encode_outcomes(outcomes)}
 
 
-def search_fields(problem: Problem, settings: RunSettings, limit: int) -> dict[str, Any]:
+def search_fields(problem: Problem, settings: RunSettings, limit: int,
+                  schema: int = SCHEMA_VERSION) -> dict[str, Any]:
     """The search settings a record states (``limit``: its ``d_max``, or ``k_max``)."""
     track = problem.track
-    fields: dict[str, Any] = {track.trials_field: settings.max_trials, track.limit: limit}
+    fields: dict[str, Any] = {track.trials_field: settings.max_trials}
+    if schema >= 2:
+        fields["confirm_trials"] = settings.confirmation
+    fields[track.limit] = limit
     if track.narrows:
         fields["resolution"] = settings.resolution
     return fields
@@ -128,39 +147,43 @@ def stored_measurement_key(record: dict[str, Any]) -> str | None:
         return None
 
 
-def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str,
-                plugin_version: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The result record of ``run`` (see the README's record schema)."""
+def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str, plugin_version: str,
+                provenance: dict[str, Any], schema: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """The result record of ``run`` (see the README's record schema), laid out as
+    ``schema`` says (an older one when ``harness verify`` rebuilds an older record)."""
     record = _common_fields(run, decoder_name=decoder_name, plugin_package=plugin_package,
-                            plugin_version=plugin_version, provenance=provenance)
-    record.update(_estimate_fields(run))
+                            plugin_version=plugin_version, provenance=provenance, schema=schema)
+    record.update(_estimate_fields(run, schema))
     return record
 
 
-def _estimate_fields(run: DecoderRun) -> dict[str, Any]:
+def _estimate_fields(run: DecoderRun, schema: int = SCHEMA_VERSION) -> dict[str, Any]:
     """The search settings and the two estimates of the run's track with their intervals
     (``d*`` on generated dictionaries, ``k*`` on a fixed one), then the score they give."""
     track = run.problem.track
     est, half = run.estimate, run.half
     fields: dict[str, Any] = {
-        "search": search_fields(run.problem, run.settings, run.d_max),
+        "search": search_fields(run.problem, run.settings, run.d_max, schema),
         track.estimate: est.d if est else None,
         f"{track.estimate}_ci": list(est.ci) if est else [None, None],
         track.half: half.d if half else None,
         f"{track.half}_ci": list(half.ci) if half else [None, None],
     }
-    fields.update(score_fields(run.problem, fields))
+    fields.update(score_fields(run.problem, fields, run.settings.target, schema))
     if run.ok and fields[track.estimate] is None:
         fields["note"] = track.unreached(run.settings.target, run.d_max)
     return fields
 
 
 def record_settings(record: Mapping[str, Any]) -> RunSettings:
-    """The search settings a record states (target, trials, resolution and limit of its
-    track), checked; KeyError, TypeError or ValueError if it does not state them."""
+    """The search settings a record states (target, trials, confirmation, resolution and
+    limit of its track), checked; KeyError, TypeError or ValueError if it does not state
+    them. A schema-1 record confirmed nothing: its confirmation is its probes' trials."""
     search: Mapping[str, Any] = record.get("search") or {}
     track = track_of(dict(record.get("problem") or {}))
-    settings = RunSettings(target=float(record["target"]), max_trials=int(search[track.trials_field]),
+    max_trials = int(search[track.trials_field])
+    confirm = max_trials if record.get("schema") == 1 else int(search["confirm_trials"])
+    settings = RunSettings(target=float(record["target"]), max_trials=max_trials, confirm_trials=confirm,
                            resolution=float(search.get("resolution", RunSettings.resolution)),
                            **{track.limit: int(search[track.limit])})
     settings.validate()
@@ -169,16 +192,22 @@ def record_settings(record: Mapping[str, Any]) -> RunSettings:
 
 #: The fields :func:`score_fields` derives from a record's problem and estimates.
 SCORE_FIELDS = ("entropy_bits", "bits_per_dim", "bits_per_dim_ci", "dims_per_bit", "dims_per_bit_ci",
-                "d_star", "d_shannon", "d_star_over_shannon")
+                "d_star", "d_shannon", "d_star_over_shannon", "d_counting", "d_star_over_counting")
 
 
-def score_fields(problem: Problem, estimates: dict[str, Any]) -> dict[str, Any]:
-    """The score of a run, from its problem and its estimates alone (docs/contract.md §2).
+def score_fields(problem: Problem, estimates: Mapping[str, Any], target: float,
+                 schema: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """The score of a run, from its problem, its estimates and its target alone
+    (docs/contract.md §2).
 
     ``estimates`` holds ``d_star`` and ``d_star_ci`` (generated track) or ``k_star`` and
-    ``k_star_ci`` (fixed track). The entropy ``H``, the bitrate and its interval, dims/bit
-    and, on the noisy track, the Shannon limit and the ratio to it follow from those:
-    ``harness verify`` derives them again from a record's own estimates this way.
+    ``k_star_ci`` (fixed track). The entropy ``H``, the bitrate and its interval, dims/bit,
+    the physical limit of the track and the ratio to it follow from those: on the noisy
+    tracks the Shannon limit ``d_shannon``; on the noiseless Rademacher track the counting
+    limit ``d_counting`` at the target (the noiseless Gaussian track has no finite limit:
+    its bitrate is bounded by the decoders, not by information). ``harness verify``
+    derives them again from a record's own estimates this way; a record of ``schema`` 1
+    has no counting limit.
     """
     if problem.fixed:
         d = problem.d
@@ -208,6 +237,10 @@ def score_fields(problem: Problem, estimates: dict[str, Any]) -> dict[str, Any]:
                 else shannon_dimension(problem.n, problem.k, problem.noise))
         fields["d_shannon"] = d_sh
         fields["d_star_over_shannon"] = _ratio(d_star, d_sh) if d_star else None
+    elif problem.dictionary == RADEMACHER and problem.k is not None and schema >= 2:
+        d_cnt = counting_dimension(problem.n, problem.k, target)
+        fields["d_counting"] = d_cnt
+        fields["d_star_over_counting"] = _ratio(d_star, d_cnt) if d_star else None
     return fields
 
 
@@ -489,9 +522,10 @@ def _pair_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 #: Optional fields and what their values must be (None is always allowed).
 _OPTIONAL: dict[str, Callable[[Any], bool]] = {
-    **{name: _is_int for name in ("d_star", "d_half", "k_star", "k_half", "d_shannon")},
+    **{name: _is_int for name in ("d_star", "d_half", "k_star", "k_half", "d_shannon", "d_counting")},
     **{f"{name}_ci": _pair_of(_is_int) for name in ("d_star", "d_half", "k_star", "k_half")},
     **{name: _is_number for name in ("entropy_bits", "bits_per_dim", "dims_per_bit", "d_star_over_shannon",
+                                     "d_star_over_counting",
                                      "wall_seconds", "peak_memory_bytes")},
     **{f"{name}_ci": _pair_of(_is_number) for name in ("bits_per_dim", "dims_per_bit")},
     "error": lambda v: isinstance(v, str),

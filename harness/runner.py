@@ -110,9 +110,10 @@ class RunSettings:
     """How a run is executed and searched; none of it changes the instances.
 
     ``batch_size``, ``memory`` and the number of workers change only speed;
-    ``target``, ``max_trials`` (trials per probed dimension at most), ``resolution``
-    (relative width at which the search for ``d*`` stops narrowing) and ``d_max``
-    change the estimate and are recorded with it.
+    ``target``, ``max_trials`` (trials per probe at most), ``confirm_trials`` (the
+    trials in all on which the search's candidate must pass again; None: twice
+    ``max_trials``), ``resolution`` (relative width at which the search for ``d*``
+    stops narrowing) and ``d_max`` change the estimate and are recorded with it.
     """
 
     target: float = 0.95
@@ -122,6 +123,14 @@ class RunSettings:
     k_max: int | None = None
     resolution: float = 0.01
     memory: int = DEFAULT_MEMORY
+    confirm_trials: int | None = None
+
+    @property
+    def confirmation(self) -> int:
+        """The trials in all on which a candidate ``d*`` (or ``k*``) is confirmed."""
+        if self.confirm_trials is not None:
+            return self.confirm_trials
+        return min(2 * self.max_trials, MAX_TRIALS)
 
     def validate(self) -> None:
         if not 0 < self.target < 1:
@@ -136,6 +145,9 @@ class RunSettings:
             raise SearchError(f"the largest k must be a positive integer, not {self.k_max}.")
         if not 0 <= self.resolution < 0.5:
             raise SearchError(f"resolution must be a fraction in [0, 0.5), not {self.resolution}.")
+        if not self.max_trials <= self.confirmation <= MAX_TRIALS:
+            raise SearchError(f"the confirmation trials must be an integer from the {self.max_trials} "
+                              f"trials of a probe to {MAX_TRIALS}, not {self.confirmation}.")
         if self.memory < 1:
             raise SearchError(f"the memory budget must be positive, not {self.memory} bytes.")
 
@@ -507,14 +519,15 @@ def measure(run: DecoderRun, evaluate: Evaluate) -> None:
                             ci=(None if hi is None else to_value(hi), None if lo is None else to_value(lo)))
 
         search = DimensionSearch(lambda m, start, count: evaluate(to_value(m), start, count),
-                                 d_max=limit, max_trials=settings.max_trials)
+                                 d_max=limit, max_trials=settings.max_trials,
+                                 confirm_trials=settings.confirmation)
         start = to_value(first_k_guess(problem.n, problem.d, limit))
     else:
         def convert(estimate: Estimate) -> Estimate:
             return estimate
 
         search = DimensionSearch(evaluate, d_max=limit, max_trials=settings.max_trials,
-                                 resolution=settings.resolution)
+                                 resolution=settings.resolution, confirm_trials=settings.confirmation)
         start = math.ceil(problem.entropy_bits)
     try:
         reliable = search.find(settings.target, start=start)

@@ -17,6 +17,15 @@ spending trials where ``p(d)`` is close to ``q``:
   ``d* − resolution`` failing, both measured. A relative resolution of 1% (what
   ``harness run`` uses) is finer than the statistical error of ``d*`` at 256 trials
   (about 2%) and saves the probes closest to the threshold, the costliest ones.
+* *Confirmation*: the candidate the bisection ends on is run on ``confirm_trials``
+  trials in all (twice ``max_trials`` by default; the new trials are new instances)
+  and kept only if ``p̂ ≥ q`` still holds on all of them; otherwise it counts as
+  failing and the bisection goes on above it. Of the dimensions near the threshold
+  the search probes several, and the first that passes by chance would otherwise be
+  reported: confirming it narrows the spread of the true ``p(d*)`` and removes the
+  bias towards ``p(d*) < q`` (docs/contract.md §2 gives the measurements). The tests
+  below use only each probe's own (first ``max_trials``) trials, so confirmation
+  changes none of their error rates.
 * The interval ``[lo, hi]`` comes from fixed-sequence tests. ``hi``: walk down the
   probed dimensions from the largest, keeping each one decided as passing, and stop
   at the first that is not; then a few probes at the full trial count halve the gap
@@ -139,6 +148,10 @@ class Tally:
 
     trials: int = 0
     successes: int = 0
+    #: Trials and successes among the probe's own trials (the first ``max_trials``): the
+    #: tests that decide a dimension use these, never a confirmation's further trials.
+    probe_trials: int = 0
+    probe_successes: int = 0
 
     @property
     def rate(self) -> float:
@@ -179,6 +192,7 @@ class DimensionSearch:
     max_trials: int
     first_stage: int = 32
     resolution: float = 0.0
+    confirm_trials: int = 0
     curve: dict[int, Tally] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -190,6 +204,9 @@ class DimensionSearch:
             raise SearchError(f"the first stage must be a positive integer, not {self.first_stage}.")
         if not 0 <= self.resolution < 0.5:
             raise SearchError(f"the resolution must be a fraction in [0, 0.5), not {self.resolution}.")
+        if self.confirm_trials and self.confirm_trials < self.max_trials:
+            raise SearchError(f"confirmation needs at least the {self.max_trials} trials of a probe, "
+                              f"not {self.confirm_trials}.")
         self._alpha = look_alpha(self.max_trials, self.first_stage)
 
     def gap(self, d: int) -> int:
@@ -205,22 +222,29 @@ class DimensionSearch:
         return stage_counts(self.max_trials, self.first_stage)
 
     def run_to(self, d: int, trials: int) -> Tally:
-        """Make sure at least ``trials`` trials have run at ``d``."""
+        """Make sure at least ``trials`` trials have run at ``d`` (the probe's own first,
+        then a confirmation's, each its own request)."""
         tally = self.curve.setdefault(d, Tally())
-        if tally.trials < trials:
-            tally.successes += self.evaluate(d, tally.trials, trials - tally.trials)
-            tally.trials = trials
+        for end in (min(trials, self.max_trials), trials):
+            if tally.trials < end:
+                successes = self.evaluate(d, tally.trials, end - tally.trials)
+                tally.successes += successes
+                if tally.trials < self.max_trials:
+                    tally.probe_successes += successes
+                    tally.probe_trials = end
+                tally.trials = end
         return tally
 
     def decided(self, d: int, q: float) -> int:
         """+1 if ``p(d) ≥ q`` with confidence, −1 if ``p(d) < q`` with confidence, else 0.
 
-        Each side errs with probability at most 2.5% over all the looks a probe takes.
+        Each side errs with probability at most 2.5% over all the looks a probe takes. Only
+        the probe's own trials count: a confirmation's further trials never decide.
         """
         tally = self.curve.get(d)
-        if tally is None or tally.trials == 0:
+        if tally is None or tally.probe_trials == 0:
             return 0
-        lower, upper = clopper_pearson(tally.successes, tally.trials, 2 * self._alpha)
+        lower, upper = clopper_pearson(tally.probe_successes, tally.probe_trials, 2 * self._alpha)
         if lower >= q:
             return 1
         if upper < q:
@@ -244,16 +268,37 @@ class DimensionSearch:
         if not 0 < q <= 1:
             raise SearchError(f"the target success rate must lie in (0, 1], not {q}.")
         bracket = self._bracket_from_curve(q) or self._bracket(q, start)
-        if bracket is None:
-            return Estimate(q=q, d=None, ci=(self._lower_end(q, self.d_max + 1), None))
-        lo, hi = bracket
-        while hi - lo > self.gap(hi):
-            mid = (lo + hi) // 2
-            if self.passes(mid, q):
-                hi = mid
-            else:
-                lo = mid
-        return Estimate(q=q, d=hi, ci=(self._lower_end(q, hi), self._upper_end(q, hi)))
+        while bracket is not None:
+            lo, hi = bracket
+            while hi - lo > self.gap(hi):
+                mid = (lo + hi) // 2
+                if self.passes(mid, q):
+                    hi = mid
+                else:
+                    lo = mid
+            if self.confirmed(hi, q):
+                return Estimate(q=q, d=hi, ci=(self._lower_end(q, hi), self._upper_end(q, hi)))
+            bracket = self._bracket_above(q, hi)
+        return Estimate(q=q, d=None, ci=(self._lower_end(q, self.d_max + 1), None))
+
+    def confirmed(self, d: int, q: float) -> bool:
+        """Run ``d`` on ``confirm_trials`` trials in all; True if ``p̂(d) ≥ q`` on all of them."""
+        tally = self.run_to(d, self.confirm_trials) if self.confirm_trials else self.curve[d]
+        return tally.rate >= q
+
+    def _bracket_above(self, q: float, failed: int) -> tuple[int, int] | None:
+        """A bracket above a candidate that failed its confirmation: the nearest passing
+        probe above it, or one found at doubling distances; None if none up to ``d_max``."""
+        above = [d for d, t in self.curve.items() if d > failed and t.rate >= q]
+        if above:
+            return failed, min(above)
+        step, lo = self.gap(failed), failed
+        while lo < self.d_max:
+            up = min(failed + step, self.d_max)
+            if self.passes(up, q):
+                return lo, up
+            lo, step = up, 2 * step
+        return None
 
     def _bracket_from_curve(self, q: float) -> tuple[int, int] | None:
         passing = [d for d, t in self.curve.items() if t.rate >= q]

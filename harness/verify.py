@@ -11,8 +11,9 @@ a record is **verified** only when all of it holds:
    outcomes with the record's settings, and must probe the same points and reach the
    same ``d*``, ``d*(0.5)`` (or ``k*``, ``k*(0.5)``), intervals, trial counts and note.
 3. **Its score comes from its estimates**: ``entropy_bits``, ``bits_per_dim`` and its
-   interval, ``dims_per_bit`` and its interval, ``d_shannon`` and ``d_star_over_shannon``
-   are computed again from the problem and the estimates (``results.score_fields``).
+   interval, ``dims_per_bit`` and its interval, the limit of its track (``d_shannon``
+   or ``d_counting``) and the ratio to it are computed again from the problem, the
+   estimates and the target (``results.score_fields``).
 4. **Its outcomes come from its trials**: a random sample of its trials is re-run from
    the problem's seed with the installed decoder, and each must succeed or fail as stored.
 
@@ -52,7 +53,7 @@ from .decoder import Decoder, ParameterError, resolve_params
 from .plugins import DecoderEntry, Registry
 from .problem import Problem, ProblemError, Track, track_of
 from .results import (
-    SCHEMA_VERSION,
+    READABLE_SCHEMAS,
     VOLATILE,
     decode_outcomes,
     make_record,
@@ -170,8 +171,8 @@ def _problem(record: dict[str, Any], verdict: Verdict) -> Problem | None:
 def _check_score(record: dict[str, Any], problem: Problem, verdict: Verdict) -> None:
     """Step 3: the score fields, derived again from the problem and the stored estimates."""
     try:
-        derived = score_fields(problem, record)
-    except (TypeError, ValueError) as exc:
+        derived = score_fields(problem, record, float(record["target"]), int(record["schema"]))
+    except (KeyError, TypeError, ValueError) as exc:
         verdict.fail(f"its score cannot be derived from its estimates ({exc})")
         return
     for key, value in derived.items():
@@ -252,7 +253,8 @@ def _replay(record: dict[str, Any], problem: Problem, outcomes: dict[int, np.nda
     run.wall_seconds = float(record.get("wall_seconds") or 0.0)
     again = make_record(run, decoder_name=str(record.get("decoder")),
                         plugin_package=str(record.get("plugin_package")),
-                        plugin_version=str(record.get("plugin_version")), provenance={})
+                        plugin_version=str(record.get("plugin_version")), provenance={},
+                        schema=int(record.get("schema") or 0))
     for key in sorted(set(again) | set(record)):
         if key in VOLATILE:
             continue
@@ -366,8 +368,10 @@ def _rerun(problem: Problem, variable: str, decoder: Decoder, dictionary: Any,
 def check_record(record: dict[str, Any], verdict: Verdict) -> tuple[Problem, dict[int, np.ndarray]] | None:
     """Steps 1–3, which need nothing but the record: its problem and outcomes when they
     hold up, else None with ``verdict`` saying why. ``harness publish`` runs these."""
-    if record.get("schema") != SCHEMA_VERSION:
-        verdict.cannot(f"it is written in record schema {record.get('schema')!r}, not {SCHEMA_VERSION}")
+    if record.get("schema") not in READABLE_SCHEMAS:
+        verdict.cannot(f"it is written in record schema {record.get('schema')!r}, which this harness "
+                       f"cannot read (it reads {', '.join(map(str, READABLE_SCHEMAS))})")
+        return None
     made_by = (record.get("provenance") or {}).get("harness_version")
     if made_by != __version__:
         verdict.cannot(f"it was made with harness {made_by}, this is {__version__}")

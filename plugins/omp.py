@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 from superposition_harness import Decoder, Dictionary, Param, Register, grid_steps, hookimpl, snap_to_grid
@@ -10,17 +12,24 @@ from superposition_harness import Decoder, Dictionary, Param, Register, grid_ste
 #: (relative to its norm) adds nothing; the signal stops growing its set there.
 DEPENDENCE = 1e-10
 
+#: A residual whose norm is below this fraction of its signal's is taken as explained.
+EXPLAINED = 1e-9
+
+#: The default number of picks, as a multiple of ``k`` (chosen by measurement: the class's
+#: docstring and docs/decoders/greedy.md).
+PICKS = 2.0
+
 
 @njit(cache=True)
 def _extend(atoms: np.ndarray, factor: np.ndarray, projections: np.ndarray, signals: np.ndarray,
             new: np.ndarray, step: int, growing: np.ndarray,
-            residuals: np.ndarray) -> None:  # pragma: no cover - compiled
+            residuals: np.ndarray, coefficients: np.ndarray) -> None:  # pragma: no cover - compiled
     """Add codeword ``new[b]`` to signal ``b``'s set and refit, for every growing ``b``.
 
     ``factor[b]`` is the Cholesky factor ``L`` of the chosen codewords' Gram matrix
     (``L Lᵀ = A Aᵀ`` for ``A = atoms[b, :step]``); one new row costs a triangular solve,
-    not a new factorisation. The least-squares coefficients then come from two
-    triangular solves, and the residual from the refit.
+    not a new factorisation. The least-squares coefficients (``coefficients[b, :step+1]``)
+    then come from two triangular solves, and the residual from the refit.
     """
     batch, _, width = atoms.shape
     for b in range(batch):
@@ -59,16 +68,15 @@ def _extend(atoms: np.ndarray, factor: np.ndarray, projections: np.ndarray, sign
             for j in range(i):
                 total -= factor[b, i, j] * half[j]
             half[i] = total / factor[b, i, i]
-        coefficients = np.empty(size)
         for i in range(size - 1, -1, -1):
             total = half[i]
             for j in range(i + 1, size):
-                total -= factor[b, j, i] * coefficients[j]
-            coefficients[i] = total / factor[b, i, i]
+                total -= factor[b, j, i] * coefficients[b, j]
+            coefficients[b, i] = total / factor[b, i, i]
         for r in range(width):
             total = signals[b, r]
             for i in range(size):
-                total -= coefficients[i] * atoms[b, i, r]
+                total -= coefficients[b, i] * atoms[b, i, r]
             residuals[b, r] = total
 
 
@@ -94,27 +102,34 @@ class OrthogonalMatchingPursuit(Decoder):
     """
 
     name = "omp"
-    description = "Iterative: k greedy picks on the residual's correlations, least-squares refit after each."
+    description = ("Iterative: greedy picks on the residual's correlations with a least-squares refit "
+                   "after each; the k largest coefficients are decoded.")
     positive: bool
+    picks: float
 
     parameters = (
         Param("positive", bool, True,
               "pick the largest ⟨f_i, r⟩ (the standard problem's coefficients are +1); "
               "false picks the largest |⟨f_i, r⟩|, the textbook rule"),
+        Param("picks", float, PICKS,
+              "selections as a multiple of k (⌈picks·k⌉, at most d); the k largest least-squares "
+              "coefficients of the chosen codewords are decoded", minimum=1.0, maximum=64.0),
     )
 
     def decode(self, dictionary: Dictionary, signals: np.ndarray, *, k: int,
                noise: float) -> list[np.ndarray]:
         x = np.ascontiguousarray(dictionary.subtract_offset(signals), dtype=np.float64)
         batch, width = x.shape
-        steps = min(k, width, dictionary.n)
+        steps = min(math.ceil(self.picks * k - 1e-9), width, dictionary.n)
         atoms = np.zeros((batch, steps, width))
         factor = np.zeros((batch, steps, steps))
         projections = np.zeros((batch, steps))
+        coefficients = np.zeros((batch, steps))
         chosen = np.zeros((batch, steps), dtype=np.int64)
         sizes = np.zeros(batch, dtype=np.int64)
         growing = np.ones(batch, dtype=np.bool_)
         residuals = x.copy()
+        scale = np.linalg.norm(x, axis=1)
         rows = np.arange(batch)
         for step in range(steps):
             # The signal itself, then each residual rounded to its power-of-two grid
@@ -126,13 +141,25 @@ class OrthogonalMatchingPursuit(Decoder):
             best = scores.argmax(axis=1)
             new = np.ascontiguousarray(dictionary.columns(best).T, dtype=np.float64)
             before = growing.copy()
-            _extend(atoms, factor, projections, x, new, step, growing, residuals)
+            _extend(atoms, factor, projections, x, new, step, growing, residuals, coefficients)
             added = before & growing
             chosen[added, step] = best[added]
             sizes[added] += 1
+            if step + 1 >= k:
+                # Past k picks, a signal the chosen codewords already explain exactly
+                # gains nothing from more: its coefficients are final.
+                growing &= np.linalg.norm(residuals, axis=1) > EXPLAINED * scale
             if not growing.any():
                 break
-        return [chosen[b, : sizes[b]] for b in range(batch)]
+        return [self._largest(chosen[b, : sizes[b]], coefficients[b, : sizes[b]], k) for b in range(batch)]
+
+    def _largest(self, chosen: np.ndarray, coefficients: np.ndarray, k: int) -> np.ndarray:
+        """The chosen codewords with the ``k`` largest coefficients (by magnitude with
+        ``positive=false``), first chosen first among equals."""
+        if chosen.size <= k:
+            return chosen
+        values = coefficients if self.positive else np.abs(coefficients)
+        return np.sort(chosen[np.argsort(-values, kind="stable")[:k]])
 
 
 @hookimpl

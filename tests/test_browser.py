@@ -146,14 +146,15 @@ def test_a_score_column_sorts_best_first_then_reverses_and_the_ranks_follow(brow
 
 def _expected_summary(rows: list[dict[str, Any]]) -> list[str]:
     """The decoders in the order the page states: most k reached, then lowest mean dims/bit
-    over them, then name and parameters."""
+    over them, then name and parameters; last, the counting limit where rows state it."""
     found: dict[tuple[str, str], list[float]] = {}
     for row in rows:
         reached = row["status"] == "ok" and row["d_star"] is not None
         found.setdefault((row["decoder"], row["params"]), []).extend([row["dims_per_bit"]] if reached else [])
     order = sorted(found, key=lambda key: (-len(found[key]), sum(found[key]) / max(len(found[key]), 1), key))
     settings = [decoder for decoder, _ in found]
-    return [d if settings.count(d) == 1 else f"{d} [{p}]" for d, p in order]
+    limit = ["counting limit d_cnt"] if any(row["d_counting"] is not None for row in rows) else []
+    return [d if settings.count(d) == 1 else f"{d} [{p}]" for d, p in order] + limit
 
 
 def test_the_summary_is_in_the_order_its_text_states(browser, site):

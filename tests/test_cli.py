@@ -266,3 +266,23 @@ def test_a_sweep_killed_mid_run_resumes_without_measuring_finished_rows_again(tm
     def measured(lines):
         return sorted(json.dumps(strip_volatile(json.loads(line)), sort_keys=True) for line in lines)
     assert measured(after) == measured(whole)
+
+
+def _commands() -> list[str]:
+    import argparse
+
+    from superposition_harness.arguments import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_prints_its_help(command, capsys):
+    """`harness COMMAND --help` shows its usage and exits 0 (help text is a %-format: a
+    stray % in it would crash instead)."""
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0
+    assert f"usage: harness {command}" in capsys.readouterr().out

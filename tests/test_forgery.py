@@ -102,7 +102,8 @@ def _without_outcomes_and_better(record):
     fake["d_star"] -= 7
     lo, hi = fake["d_star_ci"]
     fake.update(bits_per_dim=h / fake["d_star"], dims_per_bit=fake["d_star"] / h,
-                bits_per_dim_ci=[h / hi, h / lo], dims_per_bit_ci=[lo / h, hi / h])
+                bits_per_dim_ci=[h / hi, h / lo], dims_per_bit_ci=[lo / h, hi / h],
+                d_star_over_counting=fake["d_star"] / fake["d_counting"])
     return fake
 
 

@@ -13,24 +13,61 @@ from superposition_harness.problem import draw_subsets
 from superposition_harness_builtins.omp import OrthogonalMatchingPursuit
 
 
-def reference_support(matrix: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
+def reference_support(matrix: np.ndarray, x: np.ndarray, k: int, picks: int | None = None) -> np.ndarray:
+    """sklearn's OMP with ``picks`` selections (k by default), then the k largest |coefficients|."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns when a refit is early-exact
-        coef = orthogonal_mp(matrix, x, n_nonzero_coefs=k)
-    return np.flatnonzero(coef)
+        coef = orthogonal_mp(matrix, x, n_nonzero_coefs=picks or k)
+    chosen = np.flatnonzero(coef)
+    return np.sort(chosen[np.argsort(-np.abs(coef[chosen]), kind="stable")[:k]])
 
 
 @pytest.mark.parametrize("seed, n, k, d", [(0, 512, 8, 60), (1, 1024, 4, 40), (2, 300, 12, 90),
                                           (3, 2048, 6, 70)])
 def test_omp_selects_the_same_sets_as_scikit_learn(seed, n, k, d):
-    """Textbook OMP (|⟨f_i, r⟩| picks) equals sklearn's on 4 × 16 = 64 instances."""
+    """Textbook OMP (|⟨f_i, r⟩| picks, k of them) equals sklearn's on 4 × 16 = 64 instances."""
     problem = Problem(n=n, k=k, dictionary="gaussian", seed=seed, subsets_per_draw=16)
     dictionary = generated_dictionary(problem, d, 0)
     signals = dictionary.superpose(draw_subsets(problem, 0))
-    decoded = OrthogonalMatchingPursuit(positive=False).decode(dictionary, signals, k=k, noise=0.0)
+    decoded = OrthogonalMatchingPursuit(positive=False, picks=1.0).decode(dictionary, signals, k=k,
+                                                                          noise=0.0)
     matrix = dictionary.dense().astype(np.float64)
     for x, got in zip(signals, decoded, strict=True):
         assert np.array_equal(np.sort(got), reference_support(matrix, x.astype(np.float64), k))
+
+
+@pytest.mark.parametrize("seed, n, k, d, picks", [(0, 512, 8, 40, 2.0), (1, 1024, 4, 30, 1.5),
+                                                 (2, 300, 12, 50, 3.0)])
+def test_more_picks_keep_the_k_largest_coefficients_of_scikit_learns_fit(seed, n, k, d, picks):
+    """With ⌈picks·k⌉ selections the decoded set is the k largest |coefficients| of
+    sklearn's OMP with as many non-zeros (noisy signals, so no early exact fit)."""
+    problem = Problem(n=n, k=k, dictionary="gaussian", seed=seed, subsets_per_draw=16)
+    dictionary = generated_dictionary(problem, d, 0)
+    rng = np.random.default_rng(seed)
+    signals = dictionary.superpose(draw_subsets(problem, 0)) + 0.05 * rng.normal(size=(16, d))
+    decoded = OrthogonalMatchingPursuit(positive=False, picks=picks).decode(dictionary, signals, k=k,
+                                                                            noise=0.05)
+    matrix = dictionary.dense().astype(np.float64)
+    for x, got in zip(signals, decoded, strict=True):
+        want = reference_support(matrix, x.astype(np.float64), k, picks=int(np.ceil(picks * k)))
+        assert np.array_equal(np.sort(got), want)
+
+
+def test_more_picks_decode_what_k_picks_miss():
+    """Noiseless: any chosen superset of the support (fewer than d codewords) gives the
+    exact coefficients, so 2k picks decode instances that k picks get wrong (fixed seed:
+    N = 1024, k = 8, d = 64, 64 instances)."""
+    problem = Problem(n=1024, k=8, seed=7, subsets_per_draw=64)
+    dictionary = generated_dictionary(problem, 64, 0)
+    subsets = draw_subsets(problem, 0)
+    signals = dictionary.superpose(subsets)
+
+    def exact(picks: float) -> int:
+        decoded = OrthogonalMatchingPursuit(picks=picks).decode(dictionary, signals, k=8, noise=0.0)
+        return sum(np.array_equal(np.sort(got), want) for got, want in zip(decoded, subsets, strict=True))
+
+    assert exact(2.0) > exact(1.0)
+    assert exact(2.0) >= 0.9 * len(subsets)
 
 
 def test_signed_picks_ignore_negative_correlations():

@@ -116,6 +116,27 @@ def test_tables_rank_decoders_best_first_within_each_k(records, tmp_path):
     assert "superposition-harness 0.1.0" in readme and f"{mp['cores']} cores" in readme
 
 
+def test_the_counting_limit_and_the_ratio_to_it_are_shown(records, tmp_path):
+    """Noiseless Rademacher rows carry d_cnt and d*/d_cnt; the summary by k ends with the
+    limit; the d-against-k figure draws it."""
+    from superposition_harness.problem import counting_dimension
+
+    write(tmp_path / "records.jsonl", records)
+    publish([tmp_path], tmp_path, figures=plots.available())
+    rows = json.loads((tmp_path / JSON).read_text())["rows"]
+    for row in rows:
+        assert row["d_counting"] == counting_dimension(256, row["k"], 0.95)
+        assert row["d_star_over_counting"] == pytest.approx(row["d_star"] / row["d_counting"])
+    readme = (tmp_path / README).read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| # |"))
+    assert header.endswith("| d_cnt | d*/d_cnt | trials | evidence | version | machine | date |")
+    limits = [counting_dimension(256, k, 0.95) for k in (2, 3)]
+    assert f"| counting limit d\\_cnt | {limits[0]} | {limits[1]} |" in readme
+    if plots.available():
+        svg = (tmp_path / "figures" / "minimal-d-vs-k-rademacher-n256.svg").read_text()
+        assert "counting limit d_cnt(0.95)" in svg
+
+
 def test_csv_and_json_hold_the_same_rows(records, tmp_path):
     write(tmp_path / "records.jsonl", records)
     publish([tmp_path], tmp_path, figures=False)

@@ -65,6 +65,32 @@ def test_the_noisy_track_carries_the_shannon_limit():
     assert record["d_star_over_shannon"] > 1
 
 
+def test_the_noiseless_rademacher_track_carries_the_counting_limit(small_problem):
+    """d_counting at the record's target, and the ratio to it; Gaussian and noisy tracks
+    have none (no finite information limit there, or the Shannon limit instead)."""
+    from superposition_harness.problem import counting_dimension
+
+    record = record_of(small_problem)
+    assert small_problem.dictionary == "rademacher" and not small_problem.noisy
+    assert record["d_counting"] == counting_dimension(small_problem.n, small_problem.k, record["target"])
+    assert record["d_star_over_counting"] == pytest.approx(record["d_star"] / record["d_counting"])
+    assert record["d_star_over_counting"] > 1
+    assert record["search"]["confirm_trials"] == 256  # twice the 128 trials of a probe
+    for other in (Problem(n=256, k=4, dictionary="gaussian", seed=1, subsets_per_draw=8),
+                  Problem(n=256, k=4, noise=0.1, seed=1, subsets_per_draw=8)):
+        assert "d_counting" not in record_of(other)
+
+
+def test_a_schema_1_record_is_laid_out_as_schema_1_was():
+    """An older layout, as `harness verify` rebuilds it: no confirmation, no counting limit."""
+    run = run_decoder(Problem(n=256, k=3, seed=2, subsets_per_draw=8), TopKDecoder(),
+                      RunSettings(max_trials=64, confirm_trials=64))
+    old = make_record(run, decoder_name="topk", plugin_package="superposition-harness", plugin_version="0",
+                      provenance={}, schema=1)
+    assert old["schema"] == 1 and "confirm_trials" not in old["search"]
+    assert "d_counting" not in old and "d_star_over_counting" not in old
+
+
 def test_the_store_appends_and_loads_in_order(tmp_path):
     store = ResultStore(tmp_path / "results")
     for i in range(3):

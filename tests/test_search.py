@@ -396,3 +396,78 @@ def test_a_coarser_resolution_saves_trials_and_keeps_the_estimate(q):
 def test_gap_is_at_least_one_dimension():
     search = DimensionSearch(_never, d_max=100, max_trials=32, resolution=0.01)
     assert search.gap(5) == 1 and search.gap(250) == 2 and search.gap(1000) == 10
+
+
+# ----------------------------------------------------------------------- confirmation
+
+
+@cache
+def confirmed_searches() -> tuple:
+    """The searches of :func:`searches` at q = 0.95, each candidate confirmed on 512 trials."""
+    out = []
+    for seed in SEEDS:
+        search = DimensionSearch(fake_evaluate(CURVE, seed), d_max=D_MAX, max_trials=MAX_TRIALS,
+                                 confirm_trials=2 * MAX_TRIALS)
+        out.append((search.find(0.95, start=1000), search))
+    return tuple(out)
+
+
+def test_a_confirmed_d_star_does_not_flatter_and_scatters_less():
+    """Over 200 seeds the true p(d*) averages at least q − 0.005 and spreads less than without
+    confirmation; the interval still covers the true d* in at least 92% of them."""
+    confirmed = [CURVE(estimate.d) for estimate, _ in confirmed_searches()]
+    plain = [CURVE(estimate.d) for estimate, _ in searches(0.95)]
+    assert np.mean(confirmed) >= 0.95 - 0.005
+    assert np.std(confirmed) < np.std(plain)
+    true = TRUE_D_STAR(0.95)
+    assert sum(e.ci[0] <= true <= e.ci[1] for e, _ in confirmed_searches()) >= 184
+
+
+def test_a_confirmed_d_star_passes_on_all_its_trials():
+    """d* has run its confirmation trials and p̂ ≥ q holds on all of them; the neighbour
+    below it fails."""
+    for estimate, search in confirmed_searches():
+        tally = search.curve[estimate.d]
+        assert tally.trials == 2 * MAX_TRIALS and tally.rate >= 0.95
+        assert search.curve[estimate.d - 1].rate < 0.95
+
+
+def test_a_candidate_its_further_trials_contradict_is_never_reported():
+    """Trials past the probe's 256 all fail: no candidate survives its confirmation, so
+    none is reported, although every probe of the curve passes from d = 500 up."""
+    def evaluate(d: int, start: int, count: int) -> int:
+        return sum(d >= 500 and t < MAX_TRIALS for t in range(start, start + count))
+
+    search = DimensionSearch(evaluate, d_max=2000, max_trials=MAX_TRIALS, confirm_trials=2 * MAX_TRIALS)
+    estimate = search.find(0.95, start=700)
+    assert estimate.d is None and estimate.ci[1] is None
+
+
+def test_confirmation_trials_never_decide_a_dimension():
+    """The tests behind the interval use a probe's own trials only: a dimension whose
+    further trials all fail is decided as passing on its first 256."""
+    def evaluate(d: int, start: int, count: int) -> int:
+        return sum(t < MAX_TRIALS for t in range(start, start + count))
+
+    search = DimensionSearch(evaluate, d_max=100, max_trials=MAX_TRIALS, confirm_trials=4 * MAX_TRIALS)
+    tally = search.run_to(50, 4 * MAX_TRIALS)
+    assert (tally.trials, tally.successes, tally.probe_trials, tally.probe_successes) == (1024, 256, 256, 256)
+    assert search.decided(50, 0.95) == 1 and tally.rate < 0.95
+
+
+def test_confirmation_asks_for_its_trials_in_order_after_the_probe():
+    calls: list = []
+    search = DimensionSearch(fake_evaluate(CURVE, 3, calls), d_max=D_MAX, max_trials=MAX_TRIALS,
+                             confirm_trials=3 * MAX_TRIALS)
+    estimate = search.find(0.95, start=1000)
+    ran: dict[int, int] = {}
+    for d, start, count in calls:
+        assert start == ran.get(d, 0) and (start >= MAX_TRIALS or start + count <= MAX_TRIALS)
+        ran[d] = start + count
+    assert ran[estimate.d] == 3 * MAX_TRIALS
+    assert max(ran.values()) == 3 * MAX_TRIALS
+
+
+def test_a_confirmation_smaller_than_a_probe_is_refused():
+    with pytest.raises(SearchError, match="confirmation needs at least the 256 trials of a probe"):
+        DimensionSearch(fake_evaluate(CURVE, 0), d_max=D_MAX, max_trials=MAX_TRIALS, confirm_trials=100)

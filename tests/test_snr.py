@@ -48,7 +48,7 @@ def test_the_shannon_limit_is_h_over_half_log2_one_plus_s():
     h = entropy_bits(4096, 16)
     assert shannon_dimension_snr(4096, 16, 15.0) == math.ceil(h / 2) == 74
     assert shannon_dimension_snr(4096, 16, 3.0) == math.ceil(h / 1)
-    fields = score_fields(Problem(n=4096, k=16, snr=15.0), {"d_star": 111, "d_star_ci": [100, 120]})
+    fields = score_fields(Problem(n=4096, k=16, snr=15.0), {"d_star": 111, "d_star_ci": [100, 120]}, 0.95)
     assert fields["d_shannon"] == 74 and fields["d_star_over_shannon"] == pytest.approx(111 / 74)
     with pytest.raises(ValueError):
         shannon_dimension_snr(4096, 16, 0.0)

@@ -149,6 +149,7 @@ def test_outcomes_deleted_with_a_better_d_star_is_not_verified(store, registry):
     record.update(bits_per_dim=h / record["d_star"], dims_per_bit=record["d_star"] / h)
     record["bits_per_dim_ci"] = [h / record["d_star_ci"][1], h / record["d_star_ci"][0]]
     record["dims_per_bit_ci"] = [record["d_star_ci"][0] / h, record["d_star_ci"][1] / h]
+    record["d_star_over_counting"] = record["d_star"] / record["d_counting"]
     verdict = check(record, registry)
     assert verdict.status == UNVERIFIABLE, verdict.reasons
 
@@ -283,3 +284,37 @@ def test_the_committed_records_add_up_and_replay(registry):
             assert verdict.status == VERIFIED, (verdict.source, verdict.reasons)
             checked += 1
     assert checked >= 38
+
+
+def schema_1_record():
+    """An mp record as the harness wrote it before schema 2 (its search confirmed nothing)."""
+    from superposition_harness import Problem
+    from superposition_harness.results import make_record, provenance
+    from superposition_harness.runner import RunSettings, run_decoder
+    from superposition_harness_builtins.mp import MatchingPursuit
+
+    settings = RunSettings(max_trials=96, confirm_trials=96)
+    run = run_decoder(Problem(n=256, k=3, seed=5), MatchingPursuit(), settings)
+    record = make_record(run, decoder_name="mp", plugin_package="superposition-harness",
+                         plugin_version="0.1.0", provenance=provenance(argv=["run"]), schema=1)
+    return json.loads(json.dumps(record))
+
+
+def test_a_schema_1_record_is_verified_under_its_own_rules(registry):
+    record = schema_1_record()
+    assert verify_record(record, "old", registry, sample=4).status == VERIFIED
+
+
+def test_a_schema_1_record_relabelled_as_schema_2_fails(registry):
+    record = schema_1_record()
+    record["schema"] = 2
+    reasons = " ".join(verify_record(record, "relabelled", registry, sample=0).reasons)
+    assert "it lacks d_counting" in reasons
+
+
+def test_a_record_of_an_unknown_schema_is_unverifiable(registry):
+    record = schema_1_record()
+    record["schema"] = 7
+    verdict = verify_record(record, "future", registry, sample=0)
+    assert verdict.status == UNVERIFIABLE
+    assert "record schema 7, which this harness cannot read (it reads 1, 2)" in verdict.reasons[0]
