@@ -43,6 +43,7 @@ from .decoder import Decoder
 from .dictionary import Dictionary
 from .problem import Problem
 from .runner import DecoderRun, RunSettings, failed_run, fixed_dictionary, run_decoder, warm_up
+from .runner import _exit as exit_now
 
 #: How long a worker process may take to start a job (import the harness and the plugin,
 #: read a fixed dictionary) before the job counts as failed; its time limit starts once it has.
@@ -82,13 +83,16 @@ def stdout_to_stderr() -> Iterator[None]:
 def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
     """In a worker process started by the process ``parent``: end it within about
     ``poll_seconds`` of that process's death (a harness that was killed, even by SIGKILL,
-    leaves no workers computing for nobody), or at once if it is gone already."""
+    leaves no workers computing for nobody), or at once if it is gone already.
+
+    It ends the process with the real ``os._exit``, not with whatever ``os._exit`` is at that
+    moment: while a decoder runs, :func:`runner.contained` replaces it with one that refuses."""
     import threading
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_seconds)
-        os._exit(1)
+        exit_now(1)
 
     threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 

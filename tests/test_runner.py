@@ -191,3 +191,23 @@ def test_a_job_whose_process_dies_becomes_an_error_and_the_others_finish():
     assert not runs[0].ok and "'exits'" in runs[0].error and "worker process" in runs[0].error
     assert runs[1].ok and runs[2].ok
     assert runs[1].curve == run_decoder(*jobs[1], settings).curve
+
+
+def test_a_worker_whose_harness_is_gone_ends_even_while_a_decoder_runs():
+    """The watch on the parent ends the worker with the real ``os._exit``: inside
+    ``contained`` (a decoder running) the patched one would only raise in the watch thread
+    and leave the worker computing for nobody."""
+    import subprocess
+    import sys
+    script = (
+        "import time\n"
+        "from superposition_harness.runner import contained\n"
+        "from superposition_harness.workers import exit_with_parent\n"
+        "with contained():\n"
+        "    exit_with_parent(parent=-1, poll_seconds=0.01)  # -1 is nobody's pid: gone already\n"
+        "    time.sleep(600)\n"
+        "print('still running')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "still running" not in done.stdout and "ProcessExit" not in done.stderr
