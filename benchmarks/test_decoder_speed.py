@@ -4,7 +4,7 @@ Run with ``python -m pytest benchmarks --benchmark-enable`` (the benchmarks are 
 part of the test command). The summary at the end prints seconds per trial and the
 speed-ups: ``omp`` (with ``k`` picks, the same work) against scikit-learn's
 ``orthogonal_mp`` one trial at a time at N = 16384, d = 512, k = 32, and ``mp`` against a
-plain NumPy loop on a dense matrix. ``sp`` is timed with no peer.
+plain NumPy loop on a dense matrix. ``sp`` and ``beam-mp`` are timed with no peer.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def dense(instance):
     return instance[0].dense().astype(np.float64)
 
 
-ITERATIVE = ["mp", "omp", "sp", "ista", "fista", "lasso-cd", "amp", "amp-binary"]
+ITERATIVE = ["mp", "omp", "sp", "beam-mp", "ista", "fista", "lasso-cd", "amp", "amp-binary"]
 
 #: Parameters that make a decoder do its peer's work: ``omp`` with ``k`` picks, as
 #: scikit-learn's ``orthogonal_mp`` with ``n_nonzero_coefs = k``.
