@@ -88,7 +88,7 @@ def _select(top_value: np.ndarray, top_index: np.ndarray, energy: np.ndarray, ke
 
 
 @njit(cache=True, inline="always")
-def _offer(value: float, i: np.int64, held: np.ndarray, count: int, top_value: np.ndarray,
+def _offer(value: float, i: int, held: np.ndarray, count: int, top_value: np.ndarray,
            top_index: np.ndarray) -> None:  # pragma: no cover - compiled
     """Put feature ``i`` with correlation ``value`` into a descending top list, unless held."""
     branch = top_value.size
