@@ -6,18 +6,29 @@ import numpy as np
 from numba import njit, prange
 from superposition_harness import PARALLEL_ENTRIES, Decoder, Dictionary, Register, hookimpl
 
+#: Columns per chunk of the update-and-argmax pass: a chunk's maximum is found without a
+#: branch (vectorised), and only a chunk that beats the best so far is scanned for it.
+CHUNK = 1024
+
 
 def _step_body(correlations: np.ndarray, gram: np.ndarray, best: np.ndarray) -> None:  # pragma: no cover
     rows, width = correlations.shape
     for b in prange(rows):
         top = -np.inf
         pick = 0
-        for i in range(width):
-            value = correlations[b, i] - gram[b, i]
-            correlations[b, i] = value
-            if value > top:
-                top = value
-                pick = i
+        for first in range(0, width, CHUNK):
+            last = min(width, first + CHUNK)
+            high = -np.inf
+            for i in range(first, last):
+                value = correlations[b, i] - gram[b, i]
+                correlations[b, i] = value
+                high = max(high, value)
+            if high > top:  # the first of ties: a later chunk must be strictly higher
+                top = high
+                for i in range(first, last):
+                    if correlations[b, i] == high:
+                        pick = i
+                        break
         best[b] = pick
 
 

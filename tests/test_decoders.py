@@ -7,7 +7,7 @@ import pytest
 from superposition_harness import MatrixDictionary, Problem
 from superposition_harness.dictionary import generated_dictionary
 from superposition_harness.problem import draw_subsets
-from superposition_harness_builtins.mp import MatchingPursuit
+from superposition_harness_builtins.mp import CHUNK, MatchingPursuit, subtract_and_pick
 from superposition_harness_builtins.threshold import ThresholdDecoder
 from superposition_harness_builtins.topk import TopKDecoder
 
@@ -79,6 +79,35 @@ def test_mp_may_pick_a_codeword_twice_and_then_decodes_fewer():
     signals = np.array([[2.0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.float32)
     decoded = MatchingPursuit().decode(dictionary, signals, k=2, noise=0.0)
     assert list(decoded[0]) == [0]
+
+
+@pytest.mark.parametrize("width", [1, CHUNK - 1, CHUNK, 3 * CHUNK + 5])
+def test_mp_update_and_argmax_is_numpys_first_of_ties(width):
+    # Ties inside a chunk, across chunks, at chunk edges; a NaN and infinities: the pick is
+    # NumPy's argmax among the non-NaN entries, the first of ties, and the update exact.
+    rng = np.random.default_rng(5)
+    correlations = rng.integers(-3, 4, size=(6, width)).astype(np.float64)
+    gram = rng.integers(-3, 4, size=(6, width)).astype(np.float32)
+    correlations[1] = 7.0  # every entry ties after the update unless gram breaks it
+    gram[1] = 0.0
+    correlations[2, -1] = 1e9  # the last entry wins alone
+    correlations[3, 0] = np.nan
+    correlations[4] = -np.inf
+    correlations[5, width // 2] = np.inf
+    expected_values = correlations - gram
+    finite = np.where(np.isnan(expected_values), -np.inf, expected_values)
+    expected_picks = np.where(np.isneginf(finite).all(axis=1), 0, finite.argmax(axis=1))
+    picks = subtract_and_pick(correlations, gram)
+    np.testing.assert_array_equal(correlations, expected_values)
+    np.testing.assert_array_equal(picks, expected_picks)
+
+
+def test_mp_update_and_argmax_is_the_same_on_many_threads():
+    rng = np.random.default_rng(6)
+    correlations = np.round(rng.standard_normal((8, 1 << 19)), 2)  # many exact ties
+    gram = np.round(rng.standard_normal((8, 1 << 19)), 2).astype(np.float32)
+    expected = (correlations - gram).argmax(axis=1)
+    np.testing.assert_array_equal(subtract_and_pick(correlations, gram), expected)
 
 
 def test_topk_picks_the_largest_correlations_with_ties_to_the_lower_index():

@@ -1,0 +1,297 @@
+"""The harness's kernels against the floors of the machine, measured in the same run.
+
+For one batch of each of ``mp``, ``topk`` and ``amp-binary`` at the paper's scale
+(``N = 2^20``; ``k = 64`` and one ``k = 256`` shape each), this prints the time the
+harness takes beside the least time the same work can take on this machine, per kernel
+and per batch: ``measured / floor``. The floor model is written down in
+``docs/roofline.md``; in short, a batch of ``B`` signals at ``(N, d, k)`` needs at least
+
+- **generation:** ``N · ⌈d/64⌉`` Philox words (the dictionary of a new draw), at the
+  machine's Philox rate on all its cores;
+- **products:** ``2·B·d·N`` flops per ``correlate`` (and per ``synthesize``), at the
+  float32 GEMM rate of the same shape;
+- **Gram rows** (``mp``'s updates): ``B · N · ⌈d/64⌉`` XOR-popcounts of 64-bit words
+  per step, at the best XOR-popcount rate of the cores: the fastest of several kernels
+  (the harness's own among them), scalar or vectorised, on codewords in the cache;
+- **streams over the correlations:** ``B · N`` entries read (``topk``'s selection) or
+  read and written as float64 (``mp``'s update-and-argmax per step), at the copy
+  bandwidth.
+
+Each floor is measured here, not looked up: the rates are timed on this machine in this
+run, so a busy machine slows the floors and the harness alike. Run it with::
+
+    python -m pytest benchmarks/test_roofline.py --benchmark-enable -s
+
+It takes several minutes and up to about 4 GiB at the full sizes (the ``k = 256`` shapes
+the longest, so they decode batches of ``SMALL_BATCH`` signals; the floor scales with
+the batch the same way). ``HARNESS_BENCH_SMALL=1`` shrinks everything (``N = 2^14``)
+for a smoke run of seconds. With benchmarks disabled (the test command's default) the
+full sizes are skipped and the small ones run once untimed. Nothing asserts on a time:
+only on the decoders' results and the floor kernels' answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from superposition_harness import Problem
+from superposition_harness.dictionary import RademacherDictionary
+from superposition_harness.plugins import load_registry
+from superposition_harness.problem import draw_subsets, entropy_bits
+
+from .conftest import FIGURES
+
+SMALL = os.environ.get("HARNESS_BENCH_SMALL", "").strip() not in ("", "0")
+CORES = os.cpu_count() or 1
+
+N = 1 << 14 if SMALL else 1 << 20
+BATCH = 32
+SMALL_BATCH = 8
+#: Room for a draw's sign bits at every shape here (``N · d / 8`` bytes; 2.6 GB for topk at k = 256).
+CACHE_BYTES = 3 << 30
+ROUNDS = 3
+
+
+def paper_dimension(name: str, n: int, k: int) -> int:
+    """A dimension near ``name``'s d*(0.95) at (n, k): top-k's ``4k ln(kN)``, about 1.3
+    dims/bit for mp and 0.8 for amp-binary (the paper's and the leaderboard's figures)."""
+    if name == "topk":
+        return math.ceil(4 * k * math.log(k * n))
+    per_bit = 1.3 if name == "mp" else 0.8
+    return math.ceil(per_bit * entropy_bits(n, k))
+
+
+#: (decoder, k, batch): the paper's k = 64 shapes with full batches, and k = 256.
+SHAPES = [(name, k, batch) for k, batch in ((8, BATCH), (32, SMALL_BATCH)) if SMALL
+          for name in ("mp", "topk", "amp-binary")] if SMALL else [
+    (name, k, batch) for k, batch in ((64, BATCH), (256, SMALL_BATCH))
+    for name in ("mp", "topk", "amp-binary")]
+
+
+# ----------------------------------------------------------------- the floors
+
+
+def best_seconds(work: Callable[[], object], rounds: int = ROUNDS) -> float:
+    """The least of ``rounds`` timings of ``work()`` (after one untimed call)."""
+    work()
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def threaded(work: Callable[[int], object], threads: int) -> Callable[[], None]:
+    """``work(0) … work(threads − 1)`` side by side (each must release the GIL)."""
+    def run() -> None:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))
+    return run
+
+
+def philox_words_per_second() -> float:
+    """64-bit Philox words a second on all cores (``random_raw`` releases the GIL)."""
+    count = 1 << 22
+    generators = [np.random.Philox(key=index) for index in range(CORES)]
+    seconds = best_seconds(threaded(lambda index: generators[index].random_raw(count), CORES))
+    return CORES * count / seconds
+
+
+def copy_bytes_per_second() -> float:
+    """Bytes read plus written a second by the faster of a one-thread and an all-core copy."""
+    size = (64 if SMALL else 512) << 20
+    source = np.ones(size // 8)
+    target = np.empty_like(source)
+    one = best_seconds(lambda: np.copyto(target, source))
+    parts = np.array_split(np.arange(source.size), CORES)
+    bounds = [(int(p[0]), int(p[-1]) + 1) for p in parts]
+
+    def piece(index: int) -> None:
+        lo, hi = bounds[index]
+        np.copyto(target[lo:hi], source[lo:hi])
+
+    every = best_seconds(threaded(piece, CORES))
+    return 2 * source.nbytes / min(one, every)
+
+
+def gemm_flops_per_second(batch: int, d: int, n: int) -> float:
+    """float32 GEMM rate of ``(batch, d) @ (d, columns)`` (NumPy's BLAS on its own threads),
+    on ``columns = min(n, 2^16)``: the shape of one ``correlate`` part by part."""
+    columns = min(n, 1 << 16)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, d), dtype=np.float32)
+    matrix = rng.standard_normal((d, columns), dtype=np.float32)
+    seconds = best_seconds(lambda: x @ matrix)
+    return 2.0 * batch * d * columns / seconds
+
+
+def popcount_words_per_second(words: int, batch: int) -> tuple[float, str]:
+    """The best XOR-popcount rate (64-bit words a second, all cores) and the kernel that gave it.
+
+    ``popcount_floor.py`` times several kernels on codewords that stay in the last-level
+    cache, the harness's own among them; it runs in a child process twice, with LLVM's
+    loop vectoriser on and off, because on some processors the vectorised popcount (byte
+    shuffles) is slower than the scalar instruction. The fastest of all is the floor.
+    """
+    script = Path(__file__).with_name("popcount_floor.py")
+    rates = {}
+    for form, vectorise in (("vectorised", "1"), ("scalar", "0")):
+        environment = dict(os.environ, NUMBA_LOOP_VECTORIZE=vectorise)
+        result = subprocess.run([sys.executable, str(script), str(words), str(max(4, batch))],
+                                capture_output=True, text=True, env=environment, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+        for kernel, rate in json.loads(result.stdout.strip().splitlines()[-1]).items():
+            rates[f"{kernel}, {form}"] = rate
+    best = max(rates, key=rates.__getitem__)
+    return rates[best], best
+
+
+@dataclass
+class Floors:
+    """The machine's rates, measured once per run."""
+
+    philox: float = field(default_factory=philox_words_per_second)
+    copy: float = field(default_factory=copy_bytes_per_second)
+    gemm: dict[tuple[int, int], float] = field(default_factory=dict)
+    popcount: dict[tuple[int, int], tuple[float, str]] = field(default_factory=dict)
+
+    def gemm_seconds(self, batch: int, d: int, n: int) -> float:
+        if (batch, d) not in self.gemm:
+            self.gemm[(batch, d)] = gemm_flops_per_second(batch, d, n)
+        return 2.0 * batch * d * n / self.gemm[(batch, d)]
+
+    def popcount_seconds(self, batch: int, d: int, n: int) -> float:
+        words = (d + 63) // 64
+        if (words, batch) not in self.popcount:
+            self.popcount[(words, batch)] = popcount_words_per_second(words, batch)
+        return batch * n * words / self.popcount[(words, batch)][0]
+
+    def generation_seconds(self, d: int, n: int) -> float:
+        return n * ((d + 63) // 64) / self.philox
+
+    def stream_seconds(self, entries: int, bytes_each: int) -> float:
+        return entries * bytes_each / self.copy
+
+
+@pytest.fixture(scope="module")
+def floors(request) -> Floors:
+    measured = Floors()
+    FIGURES["floor: Philox, all cores"] = f"{measured.philox / 1e9:8.2f} G words/s"
+    FIGURES["floor: copy bandwidth (read + write)"] = f"{measured.copy / 1e9:8.2f} GB/s"
+    return measured
+
+
+# ------------------------------------------------------ the harness, kernel by kernel
+
+
+class Timed:
+    """A dictionary whose ``correlate``, ``gram_rows`` and ``synthesize`` are timed and counted."""
+
+    KERNELS = ("correlate", "gram_rows", "synthesize")
+
+    def __init__(self, dictionary: RademacherDictionary) -> None:
+        self.dictionary = dictionary
+        self.seconds = dict.fromkeys(self.KERNELS, 0.0)
+        self.calls = dict.fromkeys(self.KERNELS, 0)
+        self.first_correlate = 0.0
+        for name in self.KERNELS:
+            setattr(dictionary, name, self._wrap(name, getattr(dictionary, name)))
+
+    def _wrap(self, name: str, method: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - began
+                if name == "correlate" and self.calls[name] == 0:
+                    self.first_correlate = spent  # makes the draw's bits: not a product alone
+                else:
+                    self.seconds[name] += spent
+                self.calls[name] += 1
+        return timed
+
+
+def make_decoder(name: str):
+    registry = load_registry()
+    if name not in registry.decoders:
+        pytest.skip(f"decoder {name!r} is not installed")
+    return registry.get(name).cls()
+
+
+def heavy(benchmark) -> None:
+    if benchmark.disabled and not SMALL:
+        pytest.skip("full-size benchmark: run with --benchmark-enable (or HARNESS_BENCH_SMALL=1)")
+
+
+def ratio(measured: float, floor: float) -> str:
+    return f"{measured / floor:7.2f}   ({measured:8.3f} s against {floor:8.3f} s)"
+
+
+@pytest.mark.parametrize(("name", "k", "batch"), SHAPES)
+def test_batch_against_its_floor(benchmark, request, name, k, batch):
+    heavy(benchmark)
+    floors: Floors = request.getfixturevalue("floors")  # measured only when something is timed
+    decoder = make_decoder(name)
+    d = paper_dimension(name, N, k)
+    problem = Problem(n=N, k=k, seed=0, subsets_per_draw=batch)
+    draws = iter(range(1_000_000))
+    timings: list[Timed] = []
+
+    def one_batch():
+        draw = next(draws)
+        timed = Timed(RademacherDictionary(d, N, seed=0, draw=draw, cache_bytes=CACHE_BYTES))
+        subsets = draw_subsets(problem, draw)
+        signals = timed.dictionary.superpose(subsets)
+        decoded = decoder.decode(timed.dictionary, signals, k=k, noise=0.0)
+        timings.append(timed)
+        return subsets, decoded
+
+    # Compile the kernels on a small draw of the same kind (numba compiles per type, not per shape).
+    small = RademacherDictionary(min(d, 256), 4096, seed=1, draw=0)
+    warm = Problem(n=4096, k=min(k, 64), seed=1, subsets_per_draw=batch)
+    decoder.decode(small, small.superpose(draw_subsets(warm, 0)), k=warm.k, noise=0.0)
+    subsets, decoded = benchmark.pedantic(one_batch, rounds=1, iterations=1)
+    hits = sum(np.array_equal(np.unique(np.asarray(guess)), truth)
+               for guess, truth in zip(decoded, subsets, strict=True))
+    assert hits >= 1, f"{name} decoded none of {batch} signals at d = {d}: not the work of a real run"
+    if benchmark.stats is None:
+        return
+    timed = timings[-1]
+    wall = benchmark.stats.stats.median
+    label = f"{name}, N={N}, k={k}, d={d}, batch {batch}"
+
+    generation = floors.generation_seconds(d, N)
+    product = floors.gemm_seconds(batch, d, N)
+    floor = generation + product  # the first correlate: make the draw, one product
+    FIGURES[f"{label}: first correlate (new draw) / floor"] = ratio(timed.first_correlate, floor)
+    products = timed.calls["correlate"] - 1 + timed.calls["synthesize"]
+    if products:
+        spent = timed.seconds["correlate"] + timed.seconds["synthesize"]
+        FIGURES[f"{label}: {products} more products / GEMM"] = ratio(spent, products * product)
+        floor += products * product
+    if name == "mp":
+        steps = timed.calls["gram_rows"]
+        gram = steps * floors.popcount_seconds(batch, d, N)
+        form = floors.popcount[((d + 63) // 64, batch)][1]
+        spent = timed.seconds["gram_rows"]
+        FIGURES[f"{label}: {steps} gram_rows / XOR-popcount ({form})"] = ratio(spent, gram)
+        updates = steps * floors.stream_seconds(batch * N, 16)
+        rest = wall - timed.first_correlate - sum(timed.seconds.values())
+        FIGURES[f"{label}: the rest ({steps} updates and argmaxes) / bandwidth"] = ratio(rest, updates)
+        floor += gram + updates
+    elif name == "topk":
+        floor += floors.stream_seconds(batch * N, 4)
+    FIGURES[f"{label}: batch / floor"] = ratio(wall, floor) + f"   {hits}/{batch} decoded exactly"
