@@ -96,6 +96,13 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _add_reading_options(parser: argparse.ArgumentParser, format_help: str) -> None:
+    parser.add_argument("--format", choices=("saelens", "sparsify", "gemmascope", "plain"), help=format_help)
+    parser.add_argument("--key", metavar="NAME",
+                        help="the array to read from a .npz or .safetensors dictionary file that "
+                             "holds several (it is then read as a d × N matrix)")
+
+
 def _add_measurement_options(parser: argparse.ArgumentParser, probed: str) -> None:
     parser.add_argument("--noise", type=_number, metavar="SIGMA", help="noise level σ ≥ 0 (default 0)")
     parser.add_argument("--snr", type=_number, metavar="S",
@@ -156,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rademacher (default) or gaussian, or a dictionary file: a d × N matrix "
                           "(.npy, .npz, .safetensors) or an SAE's weights (its decoder), which "
                           "fixes d and makes k*(q) the score")
+    _add_reading_options(run, "the dictionary file's SAE layout (default: detected)")
     _add_measurement_options(run, "dimension")
     run.add_argument("--subsets-per-draw", type=_positive_int, metavar="S",
                      help="subsets decoded per dictionary draw (default 32; part of the problem)")
@@ -176,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         "amp-binary, as installed) on the SAE's decoder matrix, and show each one's k*(q), "
         "bits/dim and ratio to the encoder: the amortisation gap."))
     gap.add_argument("sae", metavar="SAE_PATH", help="the SAE's weight file or directory")
-    gap.add_argument("--format", choices=("saelens", "sparsify", "gemmascope", "plain"),
-                     help="the weight format (default: detected)")
+    _add_reading_options(gap, "the SAE's weight format, for its encoder and its dictionary "
+                              "(default: detected)")
     gap.add_argument("--plugin", "-p", action="append", metavar="NAME[key=value,...]", default=[],
                      help="decoders to compare instead of the default set (repeatable)")
     _add_measurement_options(gap, "k")

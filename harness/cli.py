@@ -86,6 +86,7 @@ def _sweep(args: argparse.Namespace, dictionary: list[str] | None = None) -> Swe
         apply_config(sweep, read_config(args.config), args.config)
     overrides = {"n": option("n"), "k": option("k"),
                  "dictionary": dictionary or ([args.dictionary] if option("dictionary") else None),
+                 "dictionary_format": option("format"), "dictionary_key": option("key"),
                  "noise": [args.noise] if option("noise") is not None else None,
                  "seed": option("seed"), "subsets_per_draw": option("subsets_per_draw"),
                  "target": option("target"), "trials": option("trials"), "d_max": option("d_max"),

@@ -52,7 +52,14 @@ from typing import Any
 from .decoder import AnchoredString
 from .files import RefusedFile, read_regular
 from .problem import DICTIONARY_KINDS, Problem
-from .weights import CONFIG_FILE, SAELENS_WEIGHTS, SIDECAR_SUFFIXES, SPARSIFY_WEIGHTS
+from .weights import (
+    CONFIG_FILE,
+    GEMMASCOPE2_CONFIG,
+    GEMMASCOPE2_PARAMS,
+    SAELENS_WEIGHTS,
+    SIDECAR_SUFFIXES,
+    SPARSIFY_WEIGHTS,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,6 +74,8 @@ FIELDS: dict[tuple[str, str], tuple[type | tuple[type, ...], bool]] = {
     ("problem", "n"): (int, True),
     ("problem", "k"): (int, True),
     ("problem", "dictionary"): (str, True),
+    ("problem", "dictionary_format"): (str, False),
+    ("problem", "dictionary_key"): (str, False),
     ("problem", "noise"): ((int, float), True),
     ("problem", "snr"): ((int, float), True),
     ("problem", "seed"): (int, False),
@@ -89,9 +98,9 @@ SPEC_PATTERN = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[(.*)\])?\s*$", re.DOTAL
 #: A config file larger than this is refused before it is read: sweeps are a few lines.
 MAX_CONFIG_BYTES = 1 << 20
 
-#: Files an SAE path stands for besides itself: a file of a SAELens or sparsify
-#: directory stands for the whole directory (see weights.detect_format).
-_DIRECTORY_FILES = (CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS)
+#: Files an SAE path stands for besides itself: a file of a SAELens, sparsify or Gemma
+#: Scope 2 directory stands for the whole directory (see weights.detect_format).
+_DIRECTORY_FILES = (CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, GEMMASCOPE2_CONFIG, GEMMASCOPE2_PARAMS)
 
 
 class ConfigError(ValueError):
@@ -221,6 +230,10 @@ class Sweep:
     n: list[int] = field(default_factory=lambda: [4096])
     k: list[int] = field(default_factory=lambda: [16])
     dictionary: list[str] = field(default_factory=lambda: ["rademacher"])
+    #: How the dictionary files are read: an SAE layout (weights.FORMATS) instead of the
+    #: detected one, or the array of a matrix file that holds several; None: as detected.
+    dictionary_format: str | None = None
+    dictionary_key: str | None = None
     noise: list[float] = field(default_factory=lambda: [0.0])
     #: Fixed signal-to-noise ratios per dimension (the fixed-SNR track); empty: none.
     snr: list[float] = field(default_factory=list)

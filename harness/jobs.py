@@ -122,12 +122,14 @@ def fixed_problems(sweep: Sweep, memory: int) -> list[tuple[Problem, Dictionary 
     """The fixed-dictionary problems of the sweep, each with its loaded dictionary."""
     out: list[tuple[Problem, Dictionary | None]] = []
     for path in sweep.dictionary_files():
-        dictionary, sha256 = load_fixed(path, memory)
+        dictionary, sha256 = load_fixed(path, memory, sweep.dictionary_format, sweep.dictionary_key)
         for noise, snr in sweep.noise_levels():
             out.append((Problem(n=dictionary.n, k=None, dictionary=FILE_DICTIONARY, noise=noise, snr=snr,
                                 seed=sweep.seed, subsets_per_draw=sweep.subsets_per_draw,
                                 d=dictionary.d, dictionary_file=path, dictionary_sha256=sha256,
-                                offset=None if dictionary.offset is None else SAE_OFFSET), dictionary))
+                                offset=None if dictionary.offset is None else SAE_OFFSET,
+                                dictionary_format=sweep.dictionary_format,
+                                dictionary_key=sweep.dictionary_key), dictionary))
     return out
 
 

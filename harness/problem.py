@@ -112,7 +112,9 @@ class Problem:
     On a generated dictionary ``d`` is not part of the specification: the search
     chooses it. On a dictionary from a file (``dictionary = "file"``, the fixed track)
     ``d`` is the file's and ``k`` is what the search chooses, so ``k`` may be None; the
-    file is identified by its path and SHA-256, and ``offset`` says what every signal
+    file is identified by its path and SHA-256 (and, where it was not read as detected,
+    by ``dictionary_format``, an SAE layout, or ``dictionary_key``, the array of a
+    matrix file), and ``offset`` says what every signal
     carries besides its codewords: ``"b_dec"`` for an SAE's file (its decoder bias, so
     that signals are activations in the SAE's own frame), None for a plain matrix. The
     grouping of trials into draws of ``subsets_per_draw`` subsets each is part of the
@@ -130,6 +132,8 @@ class Problem:
     dictionary_sha256: str | None = None
     offset: str | None = None
     snr: float | None = None
+    dictionary_format: str | None = None
+    dictionary_key: str | None = None
 
     def __post_init__(self) -> None:
         validate_problem(self)
@@ -158,6 +162,9 @@ class Problem:
             del record["offset"]
         if self.snr is None:  # nor do those without a fixed signal-to-noise ratio
             del record["snr"]
+        for key in ("dictionary_format", "dictionary_key"):  # nor those of files read as detected
+            if record[key] is None:
+                del record[key]
         return record
 
     @property
@@ -212,8 +219,14 @@ def validate_problem(problem: Problem) -> None:
             raise ProblemError(f"a dictionary file needs a positive dimension d, not {problem.d!r}.")
         if not problem.dictionary_file or not problem.dictionary_sha256:
             raise ProblemError("a dictionary file must be named by its path and SHA-256.")
-    elif (problem.d, problem.dictionary_file, problem.dictionary_sha256, problem.offset) != (None,) * 4:
-        raise ProblemError("d, the dictionary file and its offset are set only for a dictionary from a file.")
+    elif (problem.d, problem.dictionary_file, problem.dictionary_sha256, problem.offset,
+          problem.dictionary_format, problem.dictionary_key) != (None,) * 6:
+        raise ProblemError("d, the dictionary file, how it is read and its offset are set only for a "
+                           "dictionary from a file.")
+    for name in ("dictionary_format", "dictionary_key"):
+        value = getattr(problem, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ProblemError(f"{name} must be a non-empty string or absent, not {value!r}.")
     if problem.offset not in SIGNAL_OFFSETS:
         raise ProblemError(f"offset must be one of {', '.join(repr(o) for o in SIGNAL_OFFSETS)}, "
                            f"not {problem.offset!r}.")

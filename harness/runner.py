@@ -373,13 +373,16 @@ def warm_up(problem: Problem, dictionary: Dictionary | None = None) -> None:
     operator.remove(signals, subsets[:, 0])
 
 
-def load_fixed(path: str, max_bytes: int = DEFAULT_MEMORY) -> tuple[MatrixDictionary, str]:
-    """A dictionary file read for the fixed track: the dictionary (with an SAE's ``b_dec``
-    as its offset, so signals are in the SAE's frame) and the file's SHA-256."""
+def load_fixed(path: str, max_bytes: int = DEFAULT_MEMORY, format: str | None = None,
+               key: str | None = None) -> tuple[MatrixDictionary, str]:
+    """A dictionary file read for the fixed track (an SAE's layout forced by ``format``, a
+    matrix file's array chosen by ``key``): the dictionary (with an SAE's ``b_dec`` as its
+    offset, so signals are in the SAE's frame) and the file's SHA-256."""
     from .weights import fingerprint, load_dictionary_file
 
-    matrix, offset = load_dictionary_file(path, max_bytes=max_bytes)  # refuses a file it cannot use, unread
-    sha256 = fingerprint(path)
+    matrix, offset = load_dictionary_file(path, format=format, key=key,  # type: ignore[arg-type]
+                                          max_bytes=max_bytes)  # refuses a file it cannot use, unread
+    sha256 = fingerprint(path, format, key)  # type: ignore[arg-type]
     return MatrixDictionary(matrix, offset=offset), sha256
 
 
@@ -389,7 +392,7 @@ def fixed_dictionary(problem: Problem, max_bytes: int = DEFAULT_MEMORY) -> Matri
     from .weights import WeightsError
 
     path = str(problem.dictionary_file)
-    dictionary, sha256 = load_fixed(path, max_bytes)
+    dictionary, sha256 = load_fixed(path, max_bytes, problem.dictionary_format, problem.dictionary_key)
     if sha256 != problem.dictionary_sha256:
         raise WeightsError(f"{path} is not the file the problem was made with (its SHA-256 differs).")
     if (dictionary.d, dictionary.n) != (problem.d, problem.n) or \

@@ -1,6 +1,6 @@
 """Sparse-autoencoder weights and dictionary matrices read from files, without PyTorch (contract §1, §4).
 
-This module owns the SAE formats (SAELens, sparsify, Gemma Scope, plain): their
+This module owns the SAE formats (SAELens, sparsify, Gemma Scope 1 and 2, plain): their
 detection, their configuration files and sidecars, the orientation of their matrices and
 the checks on their values; and the fixed dictionaries read from files
 (:func:`load_matrix`, :func:`load_dictionary_file`), with the files they come from and
@@ -31,7 +31,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 Format = Literal["saelens", "sparsify", "gemmascope", "plain"]
-Activation = Literal["relu", "jumprelu", "topk"]
+Activation = Literal["relu", "jumprelu", "topk", "gated", "matching_pursuit"]
 
 #: The SAE file formats :func:`load_sae` reads, in the order detection tries them.
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -47,15 +47,18 @@ CONFIG_FILE = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 SPARSIFY_WEIGHTS = "sae.safetensors"
 GEMMASCOPE_PARAMS = "params.npz"
+#: Gemma Scope 2 (the SAEs of Gemma 3): ``params.safetensors`` beside a ``config.json``.
+GEMMASCOPE2_PARAMS = "params.safetensors"
+GEMMASCOPE2_CONFIG = "config.json"
 SIDECAR_SUFFIXES = (".toml", ".json")
 
-_SAELENS_ARCHITECTURES = ("standard", "jumprelu", "topk")
+_SAELENS_ARCHITECTURES = ("standard", "jumprelu", "topk", "gated", "matching_pursuit")
 _SAELENS_ACTIVATION_FNS = ("relu", "topk")
 _PLAIN_KEYS = ("activation", "k", "apply_b_dec_to_input")
 _EXPECTED_FILES = (
     f"{CONFIG_FILE} with {SAELENS_WEIGHTS} (SAELens), {CONFIG_FILE} with {SPARSIFY_WEIGHTS} "
-    f"(sparsify), {GEMMASCOPE_PARAMS} (Gemma Scope), or a .npz or .safetensors file with a "
-    "<file>.toml or <file>.json sidecar (plain)"
+    f"(sparsify), {GEMMASCOPE_PARAMS} (Gemma Scope) or {GEMMASCOPE2_CONFIG} with {GEMMASCOPE2_PARAMS} "
+    "(Gemma Scope 2), or a .npz or .safetensors file with a <file>.toml or <file>.json sidecar (plain)"
 )
 
 
@@ -69,10 +72,17 @@ class SAEWeights:
     The encoder the ``sae`` decoder applies (docs/contract.md §3) is
     ``pre = (x − b_dec · apply_b_dec_to_input) @ W_enc + b_enc`` followed by the
     activation: ``relu``; ``jumprelu`` (``relu(pre)`` where ``pre > threshold``, else 0);
-    or ``topk`` (the ``k`` largest entries of ``pre``, ReLU applied to them, as SAELens
-    and sparsify do). ``W_dec`` holds one codeword per row. The arrays are read-only
-    views; ``path`` is the directory (SAELens, sparsify) or file (Gemma Scope, plain)
-    the weights were read from.
+    ``topk`` (the ``k`` largest entries of ``pre``, ReLU applied to them, as SAELens
+    and sparsify do); ``gated`` (SAELens' gated SAE: ``b_enc`` is the gate's bias, a
+    latent is active where ``pre > 0`` and its magnitude
+    ``relu((x − b_dec·a) @ (W_enc · exp(r_mag)) + b_mag)`` is positive); or
+    ``matching_pursuit`` (SAELens' MP-SAE, tied: ``W_enc`` is ``W_decᵀ`` and ``b_enc`` is
+    zero; the encoder is SAELens' iterative pursuit (the ``sae`` decoder runs it), which
+    stops at ``residual_threshold``, after ``max_iterations`` steps (None: ``d_in``), or
+    when a step leaves the support as it was, if ``stop_on_duplicate_support``).
+    ``W_dec`` holds one codeword per row. The arrays are read-only views; ``path`` is the
+    directory (SAELens, sparsify, Gemma Scope 2) or file (Gemma Scope, plain) the
+    weights were read from.
     """
 
     W_enc: np.ndarray
@@ -85,11 +95,16 @@ class SAEWeights:
     apply_b_dec_to_input: bool
     format: Format
     path: Path
+    b_mag: np.ndarray | None = None
+    r_mag: np.ndarray | None = None
+    residual_threshold: float | None = None
+    max_iterations: int | None = None
+    stop_on_duplicate_support: bool = True
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # the dataclass is frozen; normalise once, here
         set_field(self, "path", Path(self.path))
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+        for name in _ARRAYS:
             value = getattr(self, name)
             if value is not None:
                 set_field(self, name, _read_only(np.asarray(value)))
@@ -129,7 +144,8 @@ class SAEWeights:
             if getattr(self, name).ndim != 1:
                 raise _error(path, f"{name} has shape {getattr(self, name).shape}, expected a vector")
         d_in, d_sae = self.d_in, self.d_sae
-        expected = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "threshold": (d_sae,)}
+        expected = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "threshold": (d_sae,),
+                    "b_mag": (d_sae,), "r_mag": (d_sae,)}
         for name, shape in expected.items():
             value = getattr(self, name)
             if value is not None and value.shape != shape:
@@ -140,6 +156,25 @@ class SAEWeights:
         if (self.threshold is None) != (self.activation != "jumprelu"):
             raise _error(path, "threshold must be given exactly when the activation is jumprelu "
                                f"(activation {self.activation!r})")
+        magnitudes = (self.b_mag is not None, self.r_mag is not None)
+        if magnitudes != ((self.activation == "gated"),) * 2:
+            raise _error(path, "b_mag and r_mag must be given exactly when the activation is gated "
+                               f"(activation {self.activation!r})")
+        pursuit = self.activation == "matching_pursuit"
+        if (self.residual_threshold is None) == pursuit:
+            raise _error(path, "residual_threshold must be given exactly when the activation is "
+                               f"matching_pursuit (activation {self.activation!r})")
+        if pursuit:
+            threshold = self.residual_threshold
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                    or not np.isfinite(threshold) or threshold < 0:
+                raise _error(path, f"residual_threshold must be a number of at least 0, not {threshold!r}")
+            steps = self.max_iterations
+            if steps is not None and (not _is_int(steps) or steps < 1):
+                raise _error(path, f"max_iterations must be a positive integer or null, not {steps!r}")
+        elif self.max_iterations is not None:
+            raise _error(path, f"max_iterations is given but the activation is {self.activation}, "
+                               "not matching_pursuit")
         if self.activation == "topk":
             if not _is_int(self.k) or not 1 <= cast(int, self.k) <= d_sae:
                 raise _error(path, f"k must be an integer from 1 to d_sae = {d_sae} for a topk SAE, "
@@ -149,10 +184,14 @@ class SAEWeights:
         if not isinstance(self.apply_b_dec_to_input, (bool, np.bool_)):
             raise _error(path, "apply_b_dec_to_input must be true or false, "
                                f"not {self.apply_b_dec_to_input!r}")
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+        for name in _ARRAYS:
             value = getattr(self, name)
             if value is not None:
                 _check_finite(path, name, value)
+
+
+#: The array fields of :class:`SAEWeights`.
+_ARRAYS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "b_mag", "r_mag")
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -259,10 +298,11 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
     """The SAE format of ``path``, from its file names and structure alone.
 
     A directory holding ``cfg.json`` and ``sae_weights.safetensors`` is SAELens;
-    ``cfg.json`` and ``sae.safetensors`` is sparsify; ``params.npz`` is Gemma Scope.
-    A file with a ``<file>.toml`` or ``<file>.json`` sidecar is plain; a file named
-    ``params.npz`` is Gemma Scope; ``cfg.json`` or a weights file of a SAELens or
-    sparsify directory stands for its directory.
+    ``cfg.json`` and ``sae.safetensors`` is sparsify; ``params.npz`` is Gemma Scope, and
+    so are ``config.json`` with ``params.safetensors`` (Gemma Scope 2). A file with a
+    ``<file>.toml`` or ``<file>.json`` sidecar is plain; a file named ``params.npz`` is
+    Gemma Scope; a configuration or weights file of a SAELens, sparsify or Gemma Scope 2
+    directory stands for its directory.
     """
     target = Path(path)
     if target.is_dir():
@@ -272,11 +312,12 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             found.append("saelens")
         if has_config and (target / SPARSIFY_WEIGHTS).is_file():
             found.append("sparsify")
-        if (target / GEMMASCOPE_PARAMS).is_file():
+        if (target / GEMMASCOPE_PARAMS).is_file() or (
+                (target / GEMMASCOPE2_CONFIG).is_file() and (target / GEMMASCOPE2_PARAMS).is_file()):
             found.append("gemmascope")
         if len(found) > 1:
             raise _error(target, f"directory holds the files of several formats ({', '.join(found)}); "
-                                 "pass format= to choose one")
+                                 "choose one with format (--format on the command line)")
         if not found:
             raise _error(target, f"directory holds no SAE weights (expected {_EXPECTED_FILES})")
         return found[0]
@@ -286,7 +327,8 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
         return "plain"
     if target.name == GEMMASCOPE_PARAMS:
         return "gemmascope"
-    if target.name in (CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS):
+    if target.name in (CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, GEMMASCOPE2_PARAMS,
+                       GEMMASCOPE2_CONFIG):
         return detect_format(target.parent)
     raise _error(target, f"file is not a recognised SAE file (expected {_EXPECTED_FILES})")
 
@@ -317,8 +359,20 @@ def load_sae(path: str | os.PathLike[str], format: Format | None = None, *,
             return _load_saelens(directory, max_bytes)
         return _load_sparsify(directory, max_bytes)
     if format == "gemmascope":
-        return _load_gemmascope(target / GEMMASCOPE_PARAMS if target.is_dir() else target, max_bytes)
+        params = _gemmascope_params(target)
+        if params.name == GEMMASCOPE2_PARAMS:
+            return _load_gemmascope2(params.parent, max_bytes)
+        return _load_gemmascope(params, max_bytes)
     return _load_plain(target, max_bytes)
+
+
+def _gemmascope_params(target: Path) -> Path:
+    """The weights file of a Gemma Scope SAE: ``params.npz``, or Gemma Scope 2's ``params.safetensors``."""
+    if not target.is_dir():
+        return target.parent / GEMMASCOPE2_PARAMS if target.name == GEMMASCOPE2_CONFIG else target
+    if (target / GEMMASCOPE_PARAMS).is_file() or not (target / GEMMASCOPE2_PARAMS).is_file():
+        return target / GEMMASCOPE_PARAMS
+    return target / GEMMASCOPE2_PARAMS
 
 
 def _layout(path: Path, name: str, array: np.ndarray, rows: int, cols: int, labels: tuple[str, str],
@@ -370,9 +424,17 @@ def _assemble(path: Path, raw: dict[str, np.ndarray], keys: dict[str, str], *, e
         "b_enc": b_enc,
         "b_dec": b_dec,
     }
-    if "threshold" in raw:
-        out["threshold"] = _vector(path, keys["threshold"], raw["threshold"], "d_sae", d_sae)
+    for name in ("threshold", "b_mag", "r_mag"):  # per-latent vectors of some encoders
+        if name in raw:
+            out[name] = _vector(path, keys[name], raw[name], "d_sae", d_sae)
     return out
+
+
+def _weights(tensors: dict[str, np.ndarray], **fields: Any) -> SAEWeights:
+    """The :class:`SAEWeights` of a loader's oriented tensors and its other fields."""
+    return SAEWeights(W_enc=tensors["W_enc"], b_enc=tensors["b_enc"], W_dec=tensors["W_dec"],
+                      b_dec=tensors["b_dec"], threshold=tensors.get("threshold"), b_mag=tensors.get("b_mag"),
+                      r_mag=tensors.get("r_mag"), **fields)
 
 
 def _require_files(*paths: Path) -> None:
@@ -396,8 +458,8 @@ def _saelens_activation(path: Path, config: dict[str, Any]) -> tuple[Activation,
     if architecture not in _SAELENS_ARCHITECTURES:
         raise _error(path, f"architecture {architecture!r} is not supported "
                            f"(supported: {', '.join(_SAELENS_ARCHITECTURES)})")
-    if architecture == "jumprelu":
-        return "jumprelu", None
+    if architecture in ("jumprelu", "gated", "matching_pursuit"):
+        return architecture, None
     if architecture == "standard":
         # Before SAELens 6.0 a TopK SAE was a "standard" one with activation_fn_str "topk".
         function = config.get("activation_fn_str", config.get("activation_fn")) or "relu"
@@ -422,24 +484,81 @@ def _load_saelens(directory: Path, max_bytes: int) -> SAEWeights:
     _check_normalisation(config_path, config.get("normalize_activations"))
     apply_b_dec = _bool_field(config_path, config, "apply_b_dec_to_input", default=True)
     rescale = _bool_field(config_path, config, "rescale_acts_by_decoder_norm", default=False)
-    if rescale and activation == "jumprelu":
-        raise _error(config_path, "rescale_acts_by_decoder_norm true is not supported for a jumprelu SAE")
-    names = {name: (name,) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    if rescale and activation not in ("relu", "topk"):
+        raise _error(config_path, "rescale_acts_by_decoder_norm true is not supported for a "
+                                  f"{activation} SAE")
+    pursuit = _pursuit_settings(config_path, config) if activation == "matching_pursuit" else {}
+    names: dict[str, tuple[str, ...]] = {}
+    if activation != "matching_pursuit":  # an MP-SAE is tied: its encoder is W_decᵀ
+        names.update({"W_enc": ("W_enc",), "b_enc": ("b_gate",) if activation == "gated" else ("b_enc",)})
+    names.update({"W_dec": ("W_dec",), "b_dec": ("b_dec",)})
     if activation == "jumprelu":
         names["threshold"] = ("threshold",)
+    if activation == "gated":
+        names.update({"b_mag": ("b_mag",), "r_mag": ("r_mag",)})
     with _Arrays(weights_path, max_bytes=max_bytes) as arrays:
+        _refuse_finetuning_key(weights_path, arrays)
         raw, keys = _read_all(arrays, names)
         scaling = arrays.read("scaling_factor") if "scaling_factor" in arrays else None
-    tensors = _assemble(weights_path, raw, keys, encoder_transposed=False)
+    if activation == "matching_pursuit":
+        tensors = _tied(weights_path, raw, keys)
+    else:
+        tensors = _assemble(weights_path, raw, keys, encoder_transposed=False)
     _check_size(config_path, config, "d_in", tensors["b_dec"].shape[0], f"b_dec in {SAELENS_WEIGHTS}")
-    _check_size(config_path, config, "d_sae", tensors["b_enc"].shape[0], f"b_enc in {SAELENS_WEIGHTS}")
+    _check_size(config_path, config, "d_sae", tensors["W_dec"].shape[0], f"W_dec in {SAELENS_WEIGHTS}")
     if scaling is not None:
+        if activation == "matching_pursuit" and not np.all(scaling == 1.0):
+            raise _error(weights_path, "holds a scaling_factor other than 1, which a matching_pursuit SAE "
+                                       "cannot apply (its encoder is its decoder)")
         _fold_scaling_factor(config_path, weights_path, config, tensors, scaling)
     if rescale:
         _fold_decoder_norms(weights_path, tensors)
-    threshold = tensors.pop("threshold", None)
-    return SAEWeights(**tensors, threshold=threshold, activation=activation, k=k,
-                      apply_b_dec_to_input=apply_b_dec, format="saelens", path=directory)
+    return _weights(tensors, activation=activation, k=k, apply_b_dec_to_input=apply_b_dec, format="saelens",
+                    path=directory, **pursuit)
+
+
+def _pursuit_settings(config_path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """An MP-SAE's stopping rule from its ``cfg.json``, with SAELens' defaults."""
+    threshold = config.get("residual_threshold", 1e-2)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold) \
+            or threshold < 0:
+        raise _error(config_path, f"residual_threshold must be a number of at least 0, not {threshold!r}")
+    steps = config.get("max_iterations")
+    return {"residual_threshold": float(threshold),
+            "max_iterations": None if steps is None else _int_field(config_path, "max_iterations", steps),
+            "stop_on_duplicate_support": _bool_field(config_path, config, "stop_on_duplicate_support",
+                                                     default=True)}
+
+
+def _tied(path: Path, raw: dict[str, np.ndarray], keys: dict[str, str]) -> dict[str, np.ndarray]:
+    """A tied SAE's tensors from its decoder: ``W_enc = W_decᵀ``, ``b_enc = 0``."""
+    for name, values in raw.items():
+        _check_finite(path, keys[name], values)
+    b_dec = _vector(path, keys["b_dec"], raw["b_dec"], "d_in")
+    W_dec = _decoder_rows(path, keys["W_dec"], raw["W_dec"], b_dec.shape[0])
+    return {"W_enc": W_dec.T, "b_enc": np.zeros(W_dec.shape[0], dtype=np.float32), "W_dec": W_dec,
+            "b_dec": b_dec}
+
+
+def _decoder_rows(path: Path, name: str, array: np.ndarray, d_in: int) -> np.ndarray:
+    """A decoder matrix as ``(d_sae, d_in)`` rows, whichever way round it is stored
+    (a square one as documented: one codeword per row)."""
+    if array.ndim == 2 and array.shape[1] == d_in:
+        return array
+    if array.ndim == 2 and array.shape[0] == d_in:
+        return array.T
+    raise _error(path, f"{name} has shape {array.shape}, expected (d_sae, d_in) with d_in = {d_in} "
+                       "(the length of b_dec), or its transpose")
+
+
+def _refuse_finetuning_key(weights_path: Path, arrays: _Arrays) -> None:
+    # SAELens up to 5 saved the factor of finetuning_scaling_factor = true under this key,
+    # but its loader reads the factor from scaling_factor only and refuses this key
+    # (strict load_state_dict); so is it refused here, rather than silently ignored.
+    if "finetuning_scaling_factor" in arrays:
+        raise _error(weights_path, "holds a tensor finetuning_scaling_factor, which SAELens' loader refuses "
+                                   "(it reads the factor from a key named scaling_factor); rename the key "
+                                   "to scaling_factor to apply it")
 
 
 def _fold_scaling_factor(config_path: Path, weights_path: Path, config: dict[str, Any],
@@ -492,8 +611,8 @@ def _load_sparsify(directory: Path, max_bytes: int) -> SAEWeights:
     _check_size(config_path, config, "d_in", d_in, f"b_dec in {SPARSIFY_WEIGHTS}")
     _check_size(config_path, config, "num_latents", d_sae, f"encoder.bias in {SPARSIFY_WEIGHTS}")
     # sparsify subtracts b_dec from the input before encoding (SparseCoder.encode).
-    return SAEWeights(**tensors, threshold=None, activation="topk", k=k, apply_b_dec_to_input=True,
-                      format="sparsify", path=directory)
+    return _weights(tensors, activation="topk", k=k, apply_b_dec_to_input=True, format="sparsify",
+                    path=directory)
 
 
 def _load_gemmascope(params: Path, max_bytes: int) -> SAEWeights:
@@ -504,8 +623,36 @@ def _load_gemmascope(params: Path, max_bytes: int) -> SAEWeights:
         raw, keys = _read_all(arrays, names)
     tensors = _assemble(params, raw, keys, encoder_transposed=False)
     # Gemma Scope's JumpReLU encoder does not subtract b_dec from its input.
-    return SAEWeights(**tensors, activation="jumprelu", k=None, apply_b_dec_to_input=False,
-                      format="gemmascope", path=params)
+    return _weights(tensors, activation="jumprelu", k=None, apply_b_dec_to_input=False, format="gemmascope",
+                    path=params)
+
+
+def _load_gemmascope2(directory: Path, max_bytes: int) -> SAEWeights:
+    # Gemma Scope 2: lower-case keys, the encoder (d_in, d_sae); JumpReLU, and, as in
+    # SAELens' loader for it, no b_dec subtracted from the input.
+    config_path, params = directory / GEMMASCOPE2_CONFIG, directory / GEMMASCOPE2_PARAMS
+    _require_files(config_path, params)
+    config = _read_json_object(config_path)
+    architecture = config.get("architecture", "jump_relu")
+    if architecture != "jump_relu":
+        raise _error(config_path, f"architecture {architecture!r} is not supported (supported: jump_relu)")
+    hooks = config.get("hf_hook_point_in"), config.get("hf_hook_point_out")
+    if None not in hooks and hooks[0] != hooks[1]:
+        raise _error(config_path, f"reads {hooks[0]} and writes {hooks[1]}: a transcoder, which does not "
+                                  "reconstruct its input, is not supported")
+    names = {"W_enc": ("w_enc", "W_enc"), "b_enc": ("b_enc",), "W_dec": ("w_dec", "W_dec"),
+             "b_dec": ("b_dec",), "threshold": ("threshold",)}
+    with _Arrays(params, max_bytes=max_bytes) as arrays:
+        if "affine_skip_connection" in arrays:
+            raise _error(params, "holds an affine_skip_connection: a transcoder, which does not reconstruct "
+                                 "its input, is not supported")
+        raw, keys = _read_all(arrays, names)
+    tensors = _assemble(params, raw, keys, encoder_transposed=False)
+    width = config.get("width")
+    if isinstance(width, int) and not isinstance(width, bool):
+        _check_size(config_path, config, "width", tensors["b_enc"].shape[0], f"b_enc in {GEMMASCOPE2_PARAMS}")
+    return _weights(tensors, activation="jumprelu", k=None, apply_b_dec_to_input=False, format="gemmascope",
+                    path=directory)
 
 
 def _load_plain(weights_path: Path, max_bytes: int) -> SAEWeights:
@@ -543,30 +690,103 @@ def _load_plain(weights_path: Path, max_bytes: int) -> SAEWeights:
                                        f"{activation}, not jumprelu")
         raw, keys = _read_all(arrays, names)
     tensors = _assemble(weights_path, raw, keys, encoder_transposed=False)
-    threshold = tensors.pop("threshold", None)
-    return SAEWeights(**tensors, threshold=threshold, activation=activation, k=k,
-                      apply_b_dec_to_input=apply_b_dec, format="plain", path=weights_path)
+    return _weights(tensors, activation=activation, k=k, apply_b_dec_to_input=apply_b_dec, format="plain",
+                    path=weights_path)
 
 
 # ---------------------------------------------------------------- matrices
 
 
-def load_dictionary_file(path: str | os.PathLike[str], *,
+def load_dictionary_file(path: str | os.PathLike[str], *, format: Format | None = None,
+                         key: str | None = None,
                          max_bytes: int = DEFAULT_MEMORY) -> tuple[np.ndarray, np.ndarray | None]:
     """A fixed dictionary (docs/contract.md §1) and what its signals carry besides their codewords.
 
-    For an SAE (anything :func:`detect_format` recognises): its decoder, ``W_dec``
-    transposed to ``d_in × d_sae``, and its decoder bias ``b_dec``, so that the harness
-    makes signals ``b_dec + Σ f_i`` in the SAE's own frame. For a matrix file: the matrix
-    (as :func:`load_matrix` reads it) and None. Columns are not normalised here.
+    For an SAE (anything :func:`detect_format` recognises, or any file or directory when
+    ``format`` names an SAE format): its decoder, ``W_dec`` transposed to ``d_in × d_sae``,
+    whatever its encoder (:func:`load_sae_decoder`), and what its decode adds to
+    ``latents @ W_dec`` (its ``b_dec``), so that the harness makes signals
+    ``b_dec + Σ f_i`` in the SAE's own frame. For a matrix file, or any file read with a
+    ``key``: the matrix (as :func:`load_matrix` reads it) and None. Columns are not
+    normalised here.
     """
     target = Path(path)
     if not target.exists():
         raise _error(target, "file not found")
-    if _looks_like_sae(target):
-        weights = load_sae(target, max_bytes=max_bytes)
-        return _check_matrix(weights.path, "W_dec", weights.decoder_matrix()), np.array(weights.b_dec)
+    if key is not None:
+        if format is not None:
+            raise _error(target, "key names an array of a matrix file and format an SAE's layout; "
+                                 "give one of them, not both")
+        return load_matrix(target, key, max_bytes=max_bytes), None
+    if format is not None or _looks_like_sae(target):
+        rows, offset, origin = load_sae_decoder(target, format, max_bytes=max_bytes)
+        return _check_matrix(origin, "W_dec", np.ascontiguousarray(rows.T)), offset
     return load_matrix(target, max_bytes=max_bytes), None
+
+
+def load_sae_decoder(path: str | os.PathLike[str], format: Format | None = None, *,
+                     max_bytes: int = DEFAULT_MEMORY) -> tuple[np.ndarray, np.ndarray, Path]:
+    """An SAE's decoder, whatever its encoder: ``(W_dec, offset, origin)``.
+
+    ``W_dec`` is ``(d_sae, d_in)`` float32, one codeword per row (with SAELens' older
+    ``scaling_factor`` folded in, as :func:`load_sae` does); ``offset`` is what the SAE's
+    decode adds to ``latents @ W_dec``: its ``b_dec``, or zeros for a SAELens
+    matching-pursuit SAE that does not apply ``b_dec`` to its input (its decode then adds
+    none); ``origin`` is the file or directory it was read from. Only the decoder's
+    tensors and what changes them are read, so an SAE whose encoder :func:`load_sae`
+    refuses (an unsupported architecture, activation or input normalisation) still gives
+    its dictionary.
+    """
+    target = Path(path)
+    if format is None:
+        format = detect_format(target)
+    elif format not in FORMATS:
+        raise _error(target, f"format {format!r} is not supported (supported: {', '.join(FORMATS)})")
+    directory = target if target.is_dir() else target.parent
+    names = {"W_dec": ("W_dec", "w_dec"), "b_dec": ("b_dec",)}
+    if format == "saelens":
+        config_path, weights_path = directory / CONFIG_FILE, directory / SAELENS_WEIGHTS
+        _require_files(config_path, weights_path)
+        config = _read_json_object(config_path)
+        with _Arrays(weights_path, max_bytes=max_bytes) as arrays:
+            _refuse_finetuning_key(weights_path, arrays)
+            raw, keys = _read_all(arrays, names)
+            scaling = arrays.read("scaling_factor") if "scaling_factor" in arrays else None
+        tensors = _decoder_tensors(weights_path, raw, keys)
+        tied = config.get("architecture") == "matching_pursuit"
+        if scaling is not None:
+            if tied and not np.all(scaling == 1.0):
+                raise _error(weights_path, "holds a scaling_factor other than 1, which a matching_pursuit "
+                                           "SAE cannot apply (its encoder is its decoder)")
+            tensors["b_enc"] = np.zeros(tensors["W_dec"].shape[0], dtype=np.float32)  # for the fold's check
+            _fold_scaling_factor(config_path, weights_path, config, tensors, scaling)
+        offset = tensors["b_dec"]
+        if tied and not _bool_field(config_path, config, "apply_b_dec_to_input", default=True):
+            offset = np.zeros_like(offset)  # its decode adds b_dec only where its encoder subtracts it
+        return tensors["W_dec"], offset, directory
+    if format == "sparsify":
+        config_path, weights_path = directory / CONFIG_FILE, directory / SPARSIFY_WEIGHTS
+        _require_files(config_path, weights_path)
+    elif format == "gemmascope":
+        weights_path = _gemmascope_params(target)
+        if weights_path.name == GEMMASCOPE2_PARAMS:
+            _require_files(weights_path.parent / GEMMASCOPE2_CONFIG, weights_path)
+    else:
+        weights_path = target
+        if weights_path.is_dir():
+            raise _error(weights_path, "is a directory, but a plain SAE is a .npz or .safetensors file")
+    with _Arrays(weights_path, max_bytes=max_bytes) as arrays:
+        raw, keys = _read_all(arrays, names)
+    tensors = _decoder_tensors(weights_path, raw, keys)
+    origin = directory if format == "sparsify" or weights_path.name == GEMMASCOPE2_PARAMS else weights_path
+    return tensors["W_dec"], tensors["b_dec"], origin
+
+
+def _decoder_tensors(path: Path, raw: dict[str, np.ndarray], keys: dict[str, str]) -> dict[str, np.ndarray]:
+    for name, values in raw.items():
+        _check_finite(path, keys[name], values)
+    b_dec = _vector(path, keys["b_dec"], raw["b_dec"], "d_in")
+    return {"W_dec": _decoder_rows(path, keys["W_dec"], raw["W_dec"], b_dec.shape[0]), "b_dec": b_dec}
 
 
 def load_matrix(path: str | os.PathLike[str], key: str | None = None, *,
@@ -598,14 +818,15 @@ def load_matrix(path: str | os.PathLike[str], key: str | None = None, *,
         if key is None:
             if len(arrays.names) != 1:
                 raise _error(target, f"file holds {len(arrays.names)} arrays ({_names(arrays.names)}); "
-                                     "pass key to choose one")
+                                     "choose one with key (--key NAME on the command line)")
             key = arrays.names[0]
         return _check_matrix(target, repr(key), arrays.read(key))
 
 
 def _looks_like_sae(path: Path) -> bool:
     # Decided by names alone, so that a broken SAE gets load_sae's error, not a matrix's.
-    if path.is_dir() or path.name in (GEMMASCOPE_PARAMS, CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS):
+    if path.is_dir() or path.name in (GEMMASCOPE_PARAMS, CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS,
+                                      GEMMASCOPE2_PARAMS, GEMMASCOPE2_CONFIG):
         return True
     return any(Path(f"{path}{suffix}").is_file() for suffix in SIDECAR_SUFFIXES)
 
@@ -626,33 +847,39 @@ def _check_matrix(path: Path, name: str, matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix, dtype=np.float32)
 
 
-def source_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The files :func:`load_dictionary_file` reads for ``path``, in a fixed order: an SAE's
-    configuration and weights (SAELens, sparsify), ``params.npz`` (Gemma Scope), a plain
-    file and its sidecar, or the matrix file itself."""
+def source_files(path: str | os.PathLike[str], format: Format | None = None,
+                 key: str | None = None) -> list[Path]:
+    """The files :func:`load_dictionary_file` reads for ``path`` (with the same ``format``
+    and ``key``), in a fixed order: an SAE's configuration and weights (SAELens, sparsify,
+    Gemma Scope 2), ``params.npz`` (Gemma Scope), a plain file and its sidecar, or the
+    matrix file itself."""
     target = Path(path)
     if not target.exists():
         raise _error(target, "file not found")
-    if not _looks_like_sae(target):
+    if key is not None or (format is None and not _looks_like_sae(target)):
         return [target]
-    format = detect_format(target)
+    if format is None:
+        format = detect_format(target)
     directory = target if target.is_dir() else target.parent
     if format == "saelens":
         return [directory / CONFIG_FILE, directory / SAELENS_WEIGHTS]
     if format == "sparsify":
         return [directory / CONFIG_FILE, directory / SPARSIFY_WEIGHTS]
     if format == "gemmascope":
-        return [target / GEMMASCOPE_PARAMS if target.is_dir() else target]
+        params = _gemmascope_params(target)
+        if params.name == GEMMASCOPE2_PARAMS:
+            return [params.parent / GEMMASCOPE2_CONFIG, params]
+        return [params]
     sidecar = _sidecar(target)
     return [target] + ([sidecar] if sidecar is not None else [])
 
 
-def fingerprint(path: str | os.PathLike[str]) -> str:
+def fingerprint(path: str | os.PathLike[str], format: Format | None = None, key: str | None = None) -> str:
     """The SHA-256 of the files a fixed dictionary is read from (:func:`source_files`):
     their contents in order, each preceded by its name when they lie in an SAE's
     directory. It identifies the dictionary in a record; only regular files are read."""
     root = Path(path)
-    files = source_files(root)
+    files = source_files(root, format, key)
     digest = hashlib.sha256()
     for file in files:
         if root.is_dir():

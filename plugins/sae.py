@@ -25,15 +25,58 @@ def _weights(path: str, format: str) -> tuple[SAEWeights, np.ndarray]:
     return sae, sae.W_enc.astype(np.float64)
 
 
+def matching_pursuit_codes(x: np.ndarray, W_dec: np.ndarray, residual_threshold: float,
+                           max_iterations: int | None = None,
+                           stop_on_duplicate_support: bool = True) -> np.ndarray:
+    """The latents SAELens' matching-pursuit SAE computes for the rows of ``x`` (already
+    centred by ``b_dec`` where the SAE applies it), in float64.
+
+    Each step picks, for every row not yet done, the latent whose decoder row has the
+    largest positive inner product with the residual (the first of ties; latent 0 when
+    none is positive), adds that product (clipped at 0) to the latent and subtracts that
+    multiple of the row from the residual. A row is done when a step leaves its support
+    (the non-zero latents) as it was, if ``stop_on_duplicate_support``, or when its
+    residual's norm falls below ``residual_threshold`` (if that is positive); at most
+    ``max_iterations`` steps (None: ``d_in``).
+    """
+    residual = np.array(x, dtype=np.float64, ndmin=2)
+    rows = np.asarray(W_dec, dtype=np.float64)
+    batch = residual.shape[0]
+    codes = np.zeros((batch, rows.shape[0]))
+    support = np.zeros((batch, rows.shape[0]), dtype=bool)
+    done = np.zeros(batch, dtype=bool)
+    steps = rows.shape[1] if max_iterations is None else max_iterations
+    everyone = np.arange(batch)
+    for _ in range(steps):
+        picks = np.maximum(residual @ rows.T, 0.0).argmax(axis=1)
+        chosen = rows[picks]
+        values = np.maximum(np.einsum("bi,bi->b", residual, chosen), 0.0)
+        values[done] = 0.0
+        codes[everyone, picks] += values
+        residual -= values[:, None] * chosen
+        now = codes != 0
+        if stop_on_duplicate_support:
+            done |= (now == support).all(axis=1)
+        support = now
+        if residual_threshold > 0:
+            done |= np.linalg.norm(residual, axis=1) < residual_threshold
+        if done.all():
+            break
+    return codes
+
+
 class SparseAutoencoderEncoder(Decoder):
     """A sparse-autoencoder encoder read from weights (docs/contract.md §3).
 
     ``pre = (x − b_dec·a) W_enc + b_enc`` with ``a`` the file's apply-b_dec-to-input flag,
     then the file's activation: ReLU (``pre > 0``), JumpReLU (``pre > threshold`` and
-    ``pre > 0``) or TopK (the file's ``k`` largest entries of ``pre``, ties to the lower
-    index, kept where positive). ``Ŷ`` is the set of non-zero latents. A TopK encoder
-    keeps the problem's ``k`` latents by default (``topk=file`` keeps the file's ``k``,
-    which can only ever succeed at that one ``k``); ReLU and JumpReLU encoders ignore
+    ``pre > 0``), TopK (the file's ``k`` largest entries of ``pre``, ties to the lower
+    index, kept where positive) or gated (``pre > 0`` with ``b_enc`` the gate's bias, and
+    a positive magnitude ``(x − b_dec·a)(W_enc·exp(r_mag)) + b_mag``). A SAELens
+    matching-pursuit SAE runs its own iterative encoder with its own stopping rule
+    (:func:`matching_pursuit_codes`). ``Ŷ`` is the set of non-zero latents. A TopK
+    encoder keeps the problem's ``k`` latents by default (``topk=file`` keeps the file's
+    ``k``, which can only ever succeed at that one ``k``); the other encoders ignore
     ``k``. The encoder reads the signal as it is, in the SAE's own frame: on the
     fixed-dictionary track of the same file (``--dictionary PATH``, its natural problem)
     every signal is ``b_dec + Σ f_i``, so the encoder sees what it was trained on and,
@@ -91,7 +134,17 @@ class SparseAutoencoderEncoder(Decoder):
         x = np.asarray(signals, dtype=np.float64)
         if sae.apply_b_dec_to_input:
             x = x - sae.b_dec
+        if sae.activation == "matching_pursuit":
+            assert sae.residual_threshold is not None
+            codes = matching_pursuit_codes(x, encoder.T, sae.residual_threshold, sae.max_iterations,
+                                           sae.stop_on_duplicate_support)
+            return [np.flatnonzero(row) for row in codes]
         pre = (x @ encoder + sae.b_enc).astype(np.float32)
+        if sae.activation == "gated":
+            assert sae.r_mag is not None and sae.b_mag is not None
+            gains = np.exp(sae.r_mag.astype(np.float64))
+            magnitude = (x @ (encoder * gains) + sae.b_mag).astype(np.float32)
+            return [np.flatnonzero(row) for row in (pre > 0) & (magnitude > 0)]
         if sae.activation == "topk":
             keep = sae.k if self.topk == "file" or not k else k
             assert keep is not None

@@ -300,12 +300,12 @@ def test_saelens_pre_6_topk_config_reads_k_from_activation_fn_kwargs(tmp_path: P
 
 
 def test_saelens_unsupported_architecture_message(tmp_path: Path) -> None:
-    directory = write_saelens(tmp_path / "g", random_sae(), saelens_config("gated"))
+    directory = write_saelens(tmp_path / "g", random_sae(), saelens_config("batchtopk"))
     config = directory / "cfg.json"
     with pytest.raises(WeightsError) as caught:
         load_sae(directory)
-    assert str(caught.value) == (f"{config}: architecture 'gated' is not supported "
-                                 "(supported: standard, jumprelu, topk).")
+    assert str(caught.value) == (f"{config}: architecture 'batchtopk' is not supported "
+                                 "(supported: standard, jumprelu, topk, gated, matching_pursuit).")
 
 
 @pytest.mark.parametrize(("config", "fragment"), [
@@ -317,7 +317,7 @@ def test_saelens_unsupported_architecture_message(tmp_path: Path) -> None:
     (saelens_config("topk", k=2.5), "k must be a positive integer"),
     (saelens_config("topk", k=0), "k must be a positive integer"),
     (saelens_config(apply_b_dec_to_input="yes"), "apply_b_dec_to_input must be true or false"),
-    (saelens_config(d_sae=99), "d_sae is 99 but b_enc"),
+    (saelens_config(d_sae=99), "d_sae is 99 but W_dec"),
     (saelens_config(d_in=5), "d_in is 5 but b_dec"),
     (saelens_config("jumprelu", rescale_acts_by_decoder_norm=True), "rescale_acts_by_decoder_norm"),
 ])
@@ -688,7 +688,7 @@ def test_load_matrix_from_npy_and_npz(tmp_path: Path) -> None:
         assert loaded.dtype == np.float32 and loaded.flags.c_contiguous
         np.testing.assert_array_equal(loaded, matrix)  # columns are not normalised here
     np.testing.assert_array_equal(load_matrix(tmp_path / "two.npz", key="G"), matrix[:, :3])
-    with raises_weights_error(tmp_path / "two.npz", "holds 2 arrays (F, G)", "pass key"):
+    with raises_weights_error(tmp_path / "two.npz", "holds 2 arrays (F, G)", "choose one with key (--key NAME"):
         load_matrix(tmp_path / "two.npz")
     with raises_weights_error(tmp_path / "two.npz", "key 'H' is missing"):
         load_matrix(tmp_path / "two.npz", key="H")
