@@ -351,3 +351,24 @@ def test_how_a_file_is_read_belongs_only_to_a_fixed_dictionary():
     from superposition_harness.problem import ProblemError
     with pytest.raises(ProblemError, match="how it is read"):
         Problem(n=64, k=2, dictionary_key="F")
+
+
+def gated_sae(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(12)
+    W_dec = unit_rows(rng, D_SAE, D_IN)
+    tensors = {"W_enc": W_dec.T.copy(), "W_dec": W_dec, "b_dec": np.zeros(D_IN, np.float32),
+               "b_gate": np.full(D_SAE, -0.5, np.float32), "b_mag": np.zeros(D_SAE, np.float32),
+               "r_mag": np.zeros(D_SAE, np.float32)}
+    return write_saelens(tmp_path / "gated_sae", tensors, architecture="gated")
+
+
+@pytest.mark.parametrize("build", [lambda tmp: write_gemmascope2(tmp / "gs2")[0], lambda tmp: mp_sae(tmp)[0],
+                                   gated_sae], ids=["gemma-scope-2", "matching-pursuit", "gated"])
+def test_gap_measures_each_kind_of_encoder_on_its_own_dictionary(tmp_path, build):
+    directory = build(tmp_path)
+    result = run_cli(tmp_path, "gap", str(directory), "--plugin", f"sae[weights={directory}]",
+                     "--plugin", "mp", "--trials", "128", "--no-store", "--json")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["decoder"] for r in records] == ["sae", "mp"]
+    assert all(r["status"] == "ok" and r["problem"]["offset"] == "b_dec" for r in records)

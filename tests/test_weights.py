@@ -688,7 +688,7 @@ def test_load_matrix_from_npy_and_npz(tmp_path: Path) -> None:
         assert loaded.dtype == np.float32 and loaded.flags.c_contiguous
         np.testing.assert_array_equal(loaded, matrix)  # columns are not normalised here
     np.testing.assert_array_equal(load_matrix(tmp_path / "two.npz", key="G"), matrix[:, :3])
-    with raises_weights_error(tmp_path / "two.npz", "holds 2 arrays (F, G)", "choose one with key (--key NAME"):
+    with raises_weights_error(tmp_path / "two.npz", "holds 2 arrays (F, G)", "with key (--key NAME"):
         load_matrix(tmp_path / "two.npz")
     with raises_weights_error(tmp_path / "two.npz", "key 'H' is missing"):
         load_matrix(tmp_path / "two.npz", key="H")
