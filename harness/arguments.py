@@ -213,8 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=_positive_int, default=2000, help="Adam steps (default 2000)")
     train.add_argument("--batch-size", type=_positive_int, default=256, metavar="B",
                        help="instances per step (default 256)")
-    train.add_argument("--learning-rate", type=_number, default=1e-3, metavar="LR",
-                       help="Adam step size (default 1e-3)")
+    train.add_argument("--learning-rate", type=_number, default=5e-5, metavar="LR",
+                       help="Adam's peak step size, after a linear warm-up and before a linear "
+                            "decay to 0 (default 5e-5)")
+    train.add_argument("--warmup", type=_non_negative_int, default=100, metavar="STEPS",
+                       help="steps of linear learning-rate warm-up (default 100)")
+    train.add_argument("--clip", type=_number, default=1.0,
+                       help="clip the gradient to this global norm (default 1)")
+    train.add_argument("--aux", type=_number, default=1 / 32,
+                       help="weight of the AuxK loss on latents dead for 200 steps (default 1/32; 0: off)")
+    train.add_argument("--eval-every", type=_positive_int, default=50, metavar="STEPS",
+                       help="score the encoder on held-out signals this often; the best is kept "
+                            "(default 50)")
     train.add_argument("--l1", type=_number, default=0.05,
                        help="ReLU only: weight of the L1 penalty on the latents (default 0.05)")
 

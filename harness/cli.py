@@ -264,7 +264,8 @@ def command_check(args: argparse.Namespace, out: Console, err: Console) -> int:
 def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> int:
     spec = TrainingSpec(n=args.n, d=args.d, k=args.k, dictionary=args.dictionary, seed=args.seed,
                         activation=args.activation, steps=args.steps, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, l1=args.l1)
+                        learning_rate=args.learning_rate, l1=args.l1, warmup=args.warmup, clip=args.clip,
+                        aux=args.aux, eval_every=args.eval_every)
     try:
         spec.validate()
     except ValueError as exc:
@@ -282,18 +283,25 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
         directory = write_saelens(trained, args.out)
     except OSError as exc:
         raise StoreError(f"cannot write the SAE to {args.out}: {exc.strerror}.") from None
-    curve = Table(title="Loss curve (mean over each tenth of training)", title_justify="left",
-                  header_style="bold")
+    curve = Table(title="Loss curve (training: mean over each tenth; held-out: at its end)",
+                  title_justify="left", header_style="bold")
     curve.add_column("steps", justify="right")
-    curve.add_column("loss", justify="right")
+    curve.add_column("training loss", justify="right")
+    curve.add_column("held-out loss", justify="right")
+    held = dict(trained.heldout)
+    curve.add_row("0", "", f"{held[0]:.5f}")
     tenth = max(1, len(trained.losses) // 10)
     for start in range(0, len(trained.losses), tenth):
         chunk = trained.losses[start:start + tenth]
-        curve.add_row(f"{start + 1}–{start + len(chunk)}", f"{sum(chunk) / len(chunk):.5f}")
+        last = start + len(chunk)
+        at_end = max((step for step in held if step <= last), default=0)
+        curve.add_row(f"{start + 1}–{last}", f"{sum(chunk) / len(chunk):.5f}",
+                      f"{held[at_end]:.5f} (step {at_end})")
     out.print(curve)
-    kept = f"the encoder of step {trained.best_step}" if trained.best_step else "the initial encoder"
-    err.print(f"SAE written to {directory} ({kept}, the lowest mean loss over 50 steps; SAELens "
-              "format; losses.csv holds every step); "
+    kept = (f"the encoder of step {trained.best_step}" if trained.best_step
+            else "the initial encoder, the matched filter")
+    err.print(f"SAE written to {directory} ({kept}: the lowest held-out loss; SAELens format; "
+              "losses.csv holds every step); "
               f"compare it with `harness gap {directory}`", markup=False, highlight=False)
     return 0
 
