@@ -59,6 +59,14 @@ def exact_count(decoded, label: str) -> None:
     FIGURES[f"{label}: decoded exactly"] = f"{hits}/{len(decoded)}"
 
 
+def time_peer(benchmark, per_trial, run, rounds: int, label: str, trials: int, against: str) -> None:
+    """Time a peer on ``trials`` signals, record its exact recoveries and its ratio to ``against``."""
+    decoded = benchmark.pedantic(run, rounds=rounds, iterations=1)
+    per_trial(label, benchmark, trials)
+    exact_count(decoded, label)
+    RATIOS.append((against, label))
+
+
 @pytest.fixture(scope="module")
 def dense(instance):
     return instance[0].dense().astype(np.float64)
@@ -132,11 +140,9 @@ def test_reference_numpy_matching_pursuit_batched_float32(benchmark, per_trial, 
             correlations -= matrix[:, picks[:, step]].T @ matrix
         return [np.unique(row) for row in picks]
 
-    decoded = benchmark.pedantic(batched, rounds=3, iterations=1)
-    label = f"reference: NumPy matching pursuit, float32, batch of {BATCH}"
-    per_trial(label, benchmark, BATCH)
-    exact_count(decoded, label)
-    RATIOS.append((f"mp (batch of {BATCH})", label))
+    time_peer(benchmark, per_trial, batched, 3,
+              f"reference: NumPy matching pursuit, float32, batch of {BATCH}",
+              BATCH, f"mp (batch of {BATCH})")
 
 
 def test_reference_sklearn_orthogonal_mp_batched(benchmark, per_trial, instance, dense):
@@ -149,11 +155,9 @@ def test_reference_sklearn_orthogonal_mp_batched(benchmark, per_trial, instance,
             coefficients = orthogonal_mp(dense, signals.T.astype(np.float64), n_nonzero_coefs=K)
         return [np.flatnonzero(column) for column in coefficients.T]
 
-    decoded = benchmark.pedantic(whole_batch, rounds=3, iterations=1)
-    label = f"reference: sklearn orthogonal_mp, batch of {BATCH} in one call"
-    per_trial(label, benchmark, BATCH)
-    exact_count(decoded, label)
-    RATIOS.append((f"omp (batch of {BATCH})", label))
+    time_peer(benchmark, per_trial, whole_batch, 3,
+              f"reference: sklearn orthogonal_mp, batch of {BATCH} in one call",
+              BATCH, f"omp (batch of {BATCH})")
 
 
 def test_reference_spams_omp(benchmark, per_trial, instance, dense):
@@ -166,11 +170,8 @@ def test_reference_spams_omp(benchmark, per_trial, instance, dense):
         coefficients = spams.omp(fortran_signals, fortran_dense, L=K, numThreads=-1)
         return [np.sort(coefficients[:, b].indices) for b in range(coefficients.shape[1])]
 
-    decoded = benchmark.pedantic(whole_batch, rounds=3, iterations=1)
-    label = f"reference: SPAMS omp, batch of {BATCH}, all cores"
-    per_trial(label, benchmark, BATCH)
-    exact_count(decoded, label)
-    RATIOS.append((f"omp (batch of {BATCH})", label))
+    time_peer(benchmark, per_trial, whole_batch, 3, f"reference: SPAMS omp, batch of {BATCH}, all cores",
+              BATCH, f"omp (batch of {BATCH})")
 
 
 def test_reference_sklearn_lasso(benchmark, per_trial, instance, dense):
@@ -192,8 +193,5 @@ def test_reference_sklearn_lasso(benchmark, per_trial, instance, dense):
                 decoded.append(np.sort(np.argsort(-model.coef_, kind="stable")[:K]))  # as lasso-cd: top k
         return decoded
 
-    decoded = benchmark.pedantic(one_at_a_time, rounds=2, iterations=1)
-    label = "reference: sklearn Lasso, one trial"
-    per_trial(label, benchmark, trials)
-    exact_count(decoded, label)
-    RATIOS.append((f"lasso-cd (batch of {BATCH})", label))
+    time_peer(benchmark, per_trial, one_at_a_time, 2, "reference: sklearn Lasso, one trial",
+              trials, f"lasso-cd (batch of {BATCH})")

@@ -532,12 +532,9 @@ def _pursuit_settings(config_path: Path, config: dict[str, Any]) -> dict[str, An
 
 def _tied(path: Path, raw: dict[str, np.ndarray], keys: dict[str, str]) -> dict[str, np.ndarray]:
     """A tied SAE's tensors from its decoder: ``W_enc = W_decᵀ``, ``b_enc = 0``."""
-    for name, values in raw.items():
-        _check_finite(path, keys[name], values)
-    b_dec = _vector(path, keys["b_dec"], raw["b_dec"], "d_in")
-    W_dec = _decoder_rows(path, keys["W_dec"], raw["W_dec"], b_dec.shape[0])
-    return {"W_enc": W_dec.T, "b_enc": np.zeros(W_dec.shape[0], dtype=np.float32), "W_dec": W_dec,
-            "b_dec": b_dec}
+    tensors = _decoder_tensors(path, raw, keys)
+    W_dec = tensors["W_dec"]
+    return {**tensors, "W_enc": W_dec.T, "b_enc": np.zeros(W_dec.shape[0], dtype=np.float32)}
 
 
 def _decoder_rows(path: Path, name: str, array: np.ndarray, d_in: int) -> np.ndarray:
@@ -783,6 +780,7 @@ def load_sae_decoder(path: str | os.PathLike[str], format: Format | None = None,
 
 
 def _decoder_tensors(path: Path, raw: dict[str, np.ndarray], keys: dict[str, str]) -> dict[str, np.ndarray]:
+    """``W_dec`` as ``(d_sae, d_in)`` rows and ``b_dec``, checked finite and oriented by ``b_dec``."""
     for name, values in raw.items():
         _check_finite(path, keys[name], values)
     b_dec = _vector(path, keys["b_dec"], raw["b_dec"], "d_in")
