@@ -366,8 +366,10 @@ def _names_option(tokens: list[str], flag: str) -> bool:
 def run_arguments(draw: st.DrawFn) -> list[str]:
     """``harness run`` with up to five generated options (and, in one example of four,
     junk tokens among them) between fixed ones that keep it cheap: ``--workers 1
-    --target 0.5`` (``--n 256`` when no N is generated; one built-in decoder in half the
-    examples that name none) before, so that generated values override them, and
+    --target 0.5`` (``--n 256`` / ``--k 2`` when no N / k is generated: every built-in
+    runs in the examples that name no decoder, and at the default k = 16 most of their
+    searches would run to ``--d-max``; one built-in decoder in half of those examples)
+    before, so that generated values override them, and
     ``--trials T --d-max 64`` and the store after, so that they override generated ones
     (which argparse still checks)."""
     items = draw(st.lists(_option(), max_size=5))
@@ -378,6 +380,8 @@ def run_arguments(draw: st.DrawFn) -> list[str]:
     head = ["run", "--workers", "1", "--target", "0.5"]
     if not _names_option(generated, "--n"):
         head += ["--n", "256"]
+    if not _names_option(generated, "--k"):
+        head += ["--k", "2"]
     named = _names_option(generated, "--plugin") or any(t.startswith("-p") for t in generated)
     timeout = _last_value(generated, "--timeout")
     if not named and (draw(st.booleans()) or (timeout is not None and _positive_float(timeout))):
@@ -725,9 +729,10 @@ def toml_configs(draw: st.DrawFn) -> bytes:
 
 
 def config_arguments(path: str, content: bytes) -> list[str]:
-    """``run --config PATH`` with the caps, plus ``--n 256`` / ``--target 0.5`` where the
-    document leaves N / the target to their defaults (4096 / 0.95, which would take a
-    bigger problem or more trials)."""
+    """``run --config PATH`` with the caps, plus ``--n 256`` / ``--k 2`` / ``--target 0.5``
+    where the document leaves N / k / the target to their defaults (4096 / 16 / 0.95, which
+    would take a bigger problem, longer searches or more trials: a document that names no
+    decoder runs every built-in)."""
     try:
         document: Any = tomllib.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
@@ -737,6 +742,8 @@ def config_arguments(path: str, content: bytes) -> list[str]:
     argv = ["run", "--config", path, "--workers", "1", "--d-max", "64", "--no-store", "--json"]
     if "n" not in problem:
         argv += ["--n", "256"]
+    if "k" not in problem:
+        argv += ["--k", "2"]
     target = search.get("target", 0.5)
     if "target" not in search:
         argv += ["--target", "0.5"]
