@@ -7,8 +7,9 @@ decoder contract (:class:`Decoder`, :class:`Param`, :data:`hookimpl`, :data:`Reg
 party needs as much: the tie-breaking selections :func:`top_k_rows` and
 :func:`keep_largest`, the exact-product grid :func:`grid_steps` and
 :func:`snap_to_grid`, the size above which compiled kernels go parallel
-(:data:`PARALLEL_ENTRIES`), and SAE weight loading (:func:`load_sae`,
-:class:`SAEWeights`, :class:`WeightsError`). The built-ins import nothing else from the
+(:data:`PARALLEL_ENTRIES`), SAE weight loading (:func:`load_sae`,
+:class:`SAEWeights`, :class:`WeightsError`) and learned-encoder loading
+(:func:`load_encoder`, :class:`LearnedEncoder`). The built-ins import nothing else from the
 harness; a test holds them to it.
 
 For measuring from Python, :func:`score` runs one decoder on one problem and
@@ -42,6 +43,7 @@ from .problem import Problem, ProblemError, entropy_bits
 
 if TYPE_CHECKING:
     from .api import Score, records_frame, score, sweep
+    from .encoders import LearnedEncoder, load_encoder
     from .tensors import WeightsError
     from .weights import SAEWeights, load_sae
 
@@ -51,6 +53,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
     __version__ = "0+unknown"
 
 _LAZY = {"SAEWeights": "weights", "WeightsError": "tensors", "load_sae": "weights",
+         "LearnedEncoder": "encoders", "load_encoder": "encoders",
          "Score": "api", "records_frame": "api", "score": "api", "sweep": "api"}
 
 
@@ -63,8 +66,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "PARALLEL_ENTRIES", "Decoder", "Dictionary", "MatrixDictionary", "Param", "ParameterError", "Problem",
-    "ProblemError", "Register", "SAEWeights", "Score", "WeightsError", "__version__", "entropy_bits",
-    "grid_steps", "hookimpl", "keep_largest", "load_sae", "records_frame", "score", "snap_to_grid", "sweep",
-    "top_k_rows",
+    "PARALLEL_ENTRIES", "Decoder", "Dictionary", "LearnedEncoder", "MatrixDictionary", "Param",
+    "ParameterError", "Problem", "ProblemError", "Register", "SAEWeights", "Score", "WeightsError",
+    "__version__", "entropy_bits", "grid_steps", "hookimpl", "keep_largest", "load_encoder", "load_sae",
+    "records_frame", "score", "snap_to_grid", "sweep", "top_k_rows",
 ]

@@ -89,6 +89,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    parts = text.split(",")
+    if not 1 <= len(parts) <= 2:
+        raise argparse.ArgumentTypeError(f"expected one or two widths W or W,W, not {text!r}")
+    return tuple(_positive_int(part.strip()) for part in parts)
+
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -97,7 +104,8 @@ def _size(text: str) -> int:
 
 
 def _add_reading_options(parser: argparse.ArgumentParser, format_help: str) -> None:
-    parser.add_argument("--format", choices=("saelens", "sparsify", "gemmascope", "plain"), help=format_help)
+    parser.add_argument("--format", choices=("saelens", "sparsify", "gemmascope", "plain", "learned"),
+                        help=format_help)
     parser.add_argument("--key", metavar="NAME",
                         help="the array to read from a .npz or .safetensors dictionary file that "
                              "holds several (it is then read as a d × N matrix)")
@@ -182,24 +190,37 @@ def build_parser() -> argparse.ArgumentParser:
                                           "dictionary", description=(
         "Run a sparse autoencoder's own encoder and the iterative decoders (topk, mp, omp, "
         "amp-binary, as installed) on the SAE's decoder matrix, and show each one's k*(q), "
-        "bits/dim and ratio to the encoder: the amortisation gap."))
-    gap.add_argument("sae", metavar="SAE_PATH", help="the SAE's weight file or directory")
-    _add_reading_options(gap, "the SAE's weight format, for its encoder and its dictionary "
+        "bits/dim and ratio to the encoder: the amortisation gap. More paths add more encoders "
+        "of the same dictionary (SAEs, or MLP and LISTA encoders from `harness train-sae "
+        "--encoder`), each run by its decoder (sae or learned)."))
+    gap.add_argument("sae", metavar="SAE_PATH", nargs="+",
+                     help="the SAE's weight file or directory; more paths: encoders with the same decoder")
+    _add_reading_options(gap, "the weight format of every path, for its encoder and its dictionary "
                               "(default: detected)")
     gap.add_argument("--plugin", "-p", action="append", metavar="NAME[key=value,...]", default=[],
-                     help="decoders to compare instead of the default set (repeatable)")
+                     help="decoders to compare instead of the default set, on the first path's "
+                          "dictionary (repeatable)")
     _add_measurement_options(gap, "k")
     gap.add_argument("--k-max", type=_positive_int, metavar="K",
                      help="the largest k tried (default min(d, N − 1))")
     _add_output_options(gap)
 
-    train = commands.add_parser("train-sae", help="train an SAE encoder on the standard problem",
+    train = commands.add_parser("train-sae", help="train an SAE, MLP or LISTA encoder on the standard "
+                                                  "problem",
                                 description=(
-        "Train a sparse-autoencoder encoder (TopK or ReLU, NumPy) on instances of the standard "
-        "problem whose dictionary is known and fixed as the SAE's decoder, and write it in "
-        "SAELens format with its loss curve. The result is a fixed-dictionary problem for "
-        "`harness run --dictionary OUT` and an encoder for `harness gap OUT`."))
-    train.add_argument("--out", required=True, metavar="DIR", help="directory to write the SAE to")
+        "Train an encoder (an SAE's, an MLP or unrolled ISTA; TopK or ReLU latents; NumPy) on "
+        "instances of the standard problem whose dictionary is known and fixed as the decoder, "
+        "and write it with its loss curve: an SAE in SAELens format, an MLP or LISTA in the "
+        "harness's encoder format (docs/training.md). The result is a fixed-dictionary problem "
+        "for `harness run --dictionary OUT` and an encoder for `harness gap OUT`."))
+    train.add_argument("--out", required=True, metavar="DIR", help="directory to write the encoder to")
+    train.add_argument("--encoder", choices=("sae", "mlp", "lista"), default="sae",
+                       help="what to train: an SAE's one-step encoder, an MLP with one or two hidden "
+                            "layers, or LISTA (default sae)")
+    train.add_argument("--hidden", type=_widths, metavar="W[,W]",
+                       help="MLP: the hidden layers' widths, each at least 2d (default 4d)")
+    train.add_argument("--layers", type=_positive_int, default=4, metavar="T",
+                       help="LISTA: unrolled layers (default 4)")
     train.add_argument("--d", type=_positive_int, required=True, metavar="D", help="dimension d")
     train.add_argument("--n", type=_positive_int, default=4096, metavar="N",
                        help="number of features N (default 4096)")

@@ -58,7 +58,7 @@ from .results import (
 from .runner import RunSettings
 from .search import SearchError
 from .tensors import WeightsError
-from .training import TrainingSpec, train_encoder, write_saelens
+from .training import TrainingSpec, train_encoder, write_trained
 from .units import BudgetError
 from .verify import (
     exit_status,
@@ -69,6 +69,7 @@ from .verify import (
     verify_record,
 )
 from .verify import label as verify_label
+from .weights import detect_format, load_sae_decoder
 
 USER_ERRORS = (BudgetError, ConfigError, ParameterError, ProblemError, SearchError, UnknownDecoder,
                StoreError, WeightsError, PlotError, BackendError)
@@ -184,12 +185,36 @@ GAP_DECODERS = ("topk", "mp", "omp", "amp-binary")
 NORM_TOLERANCE = 1e-3
 
 
+def _encoder_spec(path: str, format: str | None) -> str:
+    """The decoder that runs the encoder of ``path``: ``learned`` for an MLP or LISTA, else ``sae``."""
+    if (format or detect_format(path)) == "learned":
+        return f"learned[weights={path}]"
+    return f"sae[weights={path}" + (f",format={format}]" if format else "]")
+
+
+def _same_decoder(paths: list[str], format: str | None) -> None:
+    """Refuse encoders whose decoders differ: the gap compares encoders of one dictionary."""
+    first, first_offset, _ = load_sae_decoder(paths[0], format)  # type: ignore[arg-type]
+    for path in paths[1:]:
+        rows, offset, _ = load_sae_decoder(path, format)  # type: ignore[arg-type]
+        same = (rows.shape == first.shape and np.array_equal(rows, first)
+                and np.array_equal(offset, first_offset))
+        if not same:
+            raise UsageError(f"the decoder of {path} ({rows.shape[0]} × {rows.shape[1]}) is not that of "
+                             f"{paths[0]}; gap compares encoders of one dictionary, so give encoders "
+                             "trained on the same one.")
+
+
 def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
-    sweep = _sweep(args, dictionary=[args.sae])
+    paths = list(args.sae)
+    sweep = _sweep(args, dictionary=paths[:1])
+    if args.plugin and len(paths) > 1:
+        raise UsageError("--plugin names the decoders for one dictionary; give one path with it, or "
+                         "leave --plugin out to compare the encoders of several paths.")
     if not args.plugin:
+        _same_decoder(paths, args.format)
         registry = load_registry()
-        weights = f"weights={args.sae}" + (f",format={args.format}" if args.format else "")
-        sweep.decoders = [parse_decoder_spec(f"sae[{weights}]")] + [
+        sweep.decoders = [parse_decoder_spec(_encoder_spec(path, args.format)) for path in paths] + [
             parse_decoder_spec(name) for name in GAP_DECODERS if name in registry.decoders]
         sweep.decoder_sets = []
     settings = _settings(sweep, err, args.memory)
@@ -207,7 +232,7 @@ def command_gap(args: argparse.Namespace, out: Console, err: Console) -> int:
     records = _execute(jobs, settings, args, err, sweep)
     _print_records(records, args, out, err, title="Amortisation gap")
     if not args.json:
-        out.print(gap_table(records, width=_table_width(args, out)))
+        out.print(gap_table(records, width=_table_width(args, out), base=paths[0]))
     return 1 if any(r["status"] != "ok" for r in records) else 0
 
 
@@ -265,14 +290,16 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
     spec = TrainingSpec(n=args.n, d=args.d, k=args.k, dictionary=args.dictionary, seed=args.seed,
                         activation=args.activation, steps=args.steps, batch_size=args.batch_size,
                         learning_rate=args.learning_rate, l1=args.l1, warmup=args.warmup, clip=args.clip,
-                        aux=args.aux, eval_every=args.eval_every)
+                        aux=args.aux, eval_every=args.eval_every, encoder=args.encoder,
+                        hidden=args.hidden or (), layers=args.layers)
     try:
         spec.validate()
     except ValueError as exc:
         raise UsageError(str(exc).rstrip(".") + ".") from None
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=err) as progress:
-        task = progress.add_task(f"train {args.activation} SAE N={args.n} d={args.d} k={args.k}",
+        what = f"{args.activation} SAE" if args.encoder == "sae" else f"{args.activation} {args.encoder}"
+        task = progress.add_task(f"train {what} N={args.n} d={args.d} k={args.k}",
                                  total=args.steps, loss="-")
 
         def advance(step: int, loss: float) -> None:
@@ -280,7 +307,7 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
 
         trained = train_encoder(spec, on_step=advance)
     try:
-        directory = write_saelens(trained, args.out)
+        directory = write_trained(trained, args.out)
     except OSError as exc:
         raise StoreError(f"cannot write the SAE to {args.out}: {exc.strerror}.") from None
     curve = Table(title="Loss curve (training: mean over each tenth; held-out: at its end)",
@@ -299,9 +326,11 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
                       f"{held[at_end]:.5f} (step {at_end})")
     out.print(curve)
     kept = (f"the encoder of step {trained.best_step}" if trained.best_step
-            else "the initial encoder, the matched filter")
-    err.print(f"SAE written to {directory} ({kept}: the lowest held-out loss; SAELens format; "
-              "losses.csv holds every step); "
+            else "the starting encoder" + (", the matched filter" if args.encoder != "lista" else ""))
+    written, layout = (("SAE", "SAELens format") if args.encoder == "sae"
+                       else (str(args.encoder).upper(), "the harness's encoder format"))
+    err.print(f"{written} written to {directory} ({kept}: the lowest held-out loss; {layout}; "
+              f"losses.csv holds every step; {trained.training_flops:.3g} FLOPs of training); "
               f"compare it with `harness gap {directory}`", markup=False, highlight=False)
     return 0
 

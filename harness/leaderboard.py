@@ -208,11 +208,15 @@ def leaderboard_tables(records: Iterable[dict[str, Any]], title: str | Text = "L
     return tables
 
 
-def gap_table(records: Iterable[dict[str, Any]], width: int | None = None) -> Table:
-    """Each decoder's ``k*`` and bits/dim beside the SAE encoder's, on the SAE's dictionary."""
+def gap_table(records: Iterable[dict[str, Any]], width: int | None = None, base: str | None = None) -> Table:
+    """Each decoder's ``k*`` and bits/dim beside an encoder's, on that encoder's dictionary:
+    the encoder read from ``base`` (its ``weights`` parameter), else the first SAE's."""
     records = sorted((r for r in records if r.get("status") == "ok"),
                      key=lambda r: -(r.get("bits_per_dim") or 0.0))
-    encoder = next((r for r in records if r.get("decoder") == "sae"), None)
+    encoder = next((r for r in records if base is not None
+                    and (r.get("params") or {}).get("weights") == base), None)
+    encoder = encoder or next((r for r in records if r.get("decoder") == "sae"), None)
+    name = encoder.get("decoder", "sae") if encoder else "sae"
     base_k = encoder.get("k_star") if encoder else None
     base_bits = encoder.get("bits_per_dim") if encoder else None
     k_stars = [r.get("k_star") for r in records]
@@ -222,11 +226,13 @@ def gap_table(records: Iterable[dict[str, Any]], width: int | None = None) -> Ta
         _Column(ELASTIC, [params_text(r.get("params")) for r in records], "left"),
         _Column("k*", ["-" if k is None else str(k) for k in k_stars]),
         _Column("bits/dim", [_fmt_float(b) for b in bits]),
-        _Column("k* / k*(sae)", ["-" if not (k and base_k) else f"{k / base_k:.2f}" for k in k_stars]),
-        _Column("bits/dim / bits/dim(sae)",
+        _Column(f"k* / k*({name})", ["-" if not (k and base_k) else f"{k / base_k:.2f}" for k in k_stars]),
+        _Column(f"bits/dim / bits/dim({name})",
                 ["-" if not (b and base_bits) else f"{b / base_bits:.2f}" for b in bits]),
     ]
-    return _fitted("Amortisation gap (ratios to the SAE's own encoder)", columns, width)
+    title = ("Amortisation gap (ratios to the SAE's own encoder)" if name == "sae"
+             else f"Amortisation gap (ratios to the {name} encoder)")
+    return _fitted(title, columns, width)
 
 
 def error_lines(records: Iterable[dict[str, Any]]) -> list[str]:

@@ -1,9 +1,19 @@
-"""Training a sparse-autoencoder encoder on the standard problem, with its dictionary known.
+"""Training an encoder on the standard problem, with its dictionary known.
 
-The decoder of the SAE is the problem's own dictionary ``F`` (fixed, ``W_dec = Fᵀ``,
-``b_dec = 0``); only the encoder ``W_enc``, ``b_enc`` is learned, from the matched filter
-``W_enc = F`` (which is exactly the ``topk`` decoder), on the reconstruction loss
-``½‖x − F z‖²`` (plus ``λ‖z‖₁`` for ReLU), with what makes SAE training work in practice:
+The decoder is the problem's own dictionary ``F`` (fixed, ``W_dec = Fᵀ``, ``b_dec = 0``);
+only the encoder is learned, on the reconstruction loss ``½‖x − F z‖²`` (plus ``λ‖z‖₁`` for
+ReLU) of its latents ``z``: the top ``k`` of its scores (TopK) or their positive part
+(ReLU). Three encoders (``encoder``), each starting where it reads exactly what ``topk``
+reads or what ISTA does:
+
+- **sae**: ``scores = x W_enc + b_enc``, from the matched filter ``W_enc = F``;
+- **mlp**: one or two hidden ReLU layers (:mod:`.encoders`), started as the matched filter
+  (``h₁ = relu([x, −x])`` in the first ``2d`` units, passed on by the identity, and
+  ``W_out = [F; −F]``; the other units start random with zero output weights);
+- **lista**: ``T`` unrolled ISTA layers with one learned matrix ``W`` (from ``F``), learned
+  steps and thresholds (:mod:`.encoders`).
+
+What makes SAE training work in practice is used for all three:
 
 - **Adam** with a learning rate that warms up linearly over the first ``warmup`` steps
   and then decays linearly to zero (the schedule of Gao et al.'s TopK SAEs);
@@ -13,13 +23,13 @@ The decoder of the SAE is the problem's own dictionary ``F`` (fixed, ``W_dec = F
   latents to reconstruct the residual ``e``, so that they receive a gradient again;
 - **a held-out loss**: every ``eval_every`` steps the encoder is scored on a fixed set
   of ``heldout`` signals that training never sees, and the encoder kept is the one with
-  the lowest held-out reconstruction loss (the matched filter if none is lower).
+  the lowest held-out reconstruction loss (the starting encoder if none is lower).
 
 The decoder is fixed with unit-norm rows, so no decoder-norm handling is needed. Gradients
-are written out by hand: TopK passes them through the kept latents, ReLU through the
-positive ones. The result is written in SAELens format, so it is a fixed-dictionary
-problem for ``harness run --dictionary`` and an encoder for ``harness gap``: how far
-training moves a one-step encoder from ``topk``, and how far it stays from ``mp``.
+are written out by hand (checked against finite differences in the tests). An SAE is
+written in SAELens format, an MLP or LISTA in the harness's encoder format
+(:mod:`.encoders`): either is a fixed-dictionary problem for ``harness run --dictionary``
+and an encoder for ``harness gap``.
 """
 
 from __future__ import annotations
@@ -29,20 +39,25 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .dictionary import generated_dictionary
+from .encoders import lista_scores, mlp_scores, write_encoder
 from .kernels import top_k_rows
 from .problem import STREAM_TRAINING, Problem, draw_subsets
 
 #: The training streams' draw index of the held-out signals: far from any training step.
 HELDOUT_DRAW = 1 << 40
+ENCODERS = ("sae", "mlp", "lista")
+#: The random starting weights of an MLP's extra hidden units come from this seed's stream.
+_INIT_SEED = 0x5EED
 
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """What to train: the problem (``N, d, k``, dictionary kind, seed) and the optimiser."""
+    """What to train: the problem (``N, d, k``, dictionary kind, seed), the encoder and the optimiser."""
 
     n: int
     d: int
@@ -60,12 +75,17 @@ class TrainingSpec:
     dead_steps: int = 200
     eval_every: int = 50
     heldout: int = 2048
+    encoder: str = "sae"
+    hidden: tuple[int, ...] = ()
+    layers: int = 4
 
     def validate(self) -> None:
         Problem(n=self.n, k=self.k, dictionary=self.dictionary, seed=self.seed)
         checks = [(self.d >= 1, f"d must be a positive integer, not {self.d}."),
                   (self.activation in ("topk", "relu"),
                    f"activation must be topk or relu, not {self.activation!r}."),
+                  (self.encoder in ENCODERS,
+                   f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}."),
                   (self.steps >= 1, f"steps must be a positive integer, not {self.steps}."),
                   (self.batch_size >= 1, f"batch size must be a positive integer, not {self.batch_size}."),
                   (self.learning_rate > 0 and math.isfinite(self.learning_rate),
@@ -77,10 +97,21 @@ class TrainingSpec:
                   (self.aux >= 0 and math.isfinite(self.aux), f"aux must be a number ≥ 0, not {self.aux}."),
                   (self.dead_steps >= 1, f"dead steps must be a positive integer, not {self.dead_steps}."),
                   (self.eval_every >= 1, f"eval every must be a positive integer, not {self.eval_every}."),
-                  (self.heldout >= 1, f"held-out signals must be a positive integer, not {self.heldout}.")]
+                  (self.heldout >= 1, f"held-out signals must be a positive integer, not {self.heldout}."),
+                  (self.layers >= 1, f"layers must be a positive integer, not {self.layers}.")]
+        if self.encoder == "mlp":
+            widths = self.hidden_widths()
+            checks += [(1 <= len(widths) <= 2, f"an MLP has one or two hidden layers, not {len(widths)}."),
+                       (all(w >= 2 * self.d for w in widths),
+                        f"hidden widths must be at least 2d = {2 * self.d} (the MLP starts as the matched "
+                        f"filter, which needs 2d units), not {', '.join(map(str, widths))}.")]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def hidden_widths(self) -> tuple[int, ...]:
+        """The MLP's hidden widths: as given, or one layer of ``4d`` units."""
+        return self.hidden or (4 * self.d,)
 
     def rate(self, step: int) -> float:
         """The learning rate of step ``step`` (1-based): linear warm-up, then linear decay to 0."""
@@ -90,18 +121,161 @@ class TrainingSpec:
         return self.learning_rate * max(0.0, (self.steps - step + 1) / max(remaining, 1))
 
 
+class _SAE:
+    """``scores = x W + b`` (float64, as earlier versions trained it)."""
+
+    kind = "sae"
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.dtype = np.float64
+        self.parameters: list[np.ndarray] = [matrix.astype(np.float64), np.zeros(matrix.shape[1])]
+
+    def scores(self, x: np.ndarray, cache: list[Any] | None = None) -> np.ndarray:
+        if cache is not None:
+            cache.append(x)
+        return x @ self.parameters[0] + self.parameters[1]
+
+    def backward(self, cache: list[Any], upstream: np.ndarray) -> list[np.ndarray]:
+        return [cache[0].T @ upstream, upstream.sum(axis=0)]
+
+    def flops(self, batch: int) -> int:
+        """Multiply-adds ×2 of one step's forward and backward pass."""
+        d, n = self.parameters[0].shape
+        return 3 * 2 * batch * d * n
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"W_enc": self.parameters[0], "b_enc": self.parameters[1]}
+
+
+class _MLP:
+    """One or two hidden ReLU layers (:func:`.encoders.mlp_scores`), started as the matched filter."""
+
+    kind = "mlp"
+
+    def __init__(self, matrix: np.ndarray, widths: tuple[int, ...], dtype: type = np.float32) -> None:
+        d, n = matrix.shape
+        rng = np.random.default_rng(_INIT_SEED)
+        self.dtype = dtype
+        params: list[np.ndarray] = []
+        fan_in = d
+        for i, width in enumerate(widths):
+            weight = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, width))
+            if i == 0:
+                weight[:, :2 * d] = np.hstack([np.eye(d), -np.eye(d)])
+            else:  # the identity carries relu(x) and relu(−x) on
+                weight[:2 * d, :] = 0.0
+                weight[:, :2 * d] = 0.0
+                weight[:2 * d, :2 * d] = np.eye(2 * d)
+            params += [weight, np.zeros(width)]
+            fan_in = width
+        out = np.zeros((fan_in, n))
+        out[:2 * d] = np.vstack([matrix, -matrix])
+        params += [out, np.zeros(n)]
+        self.parameters: list[np.ndarray] = [p.astype(dtype) for p in params]
+
+    def scores(self, x: np.ndarray, cache: list[Any] | None = None) -> np.ndarray:
+        return mlp_scores(self.parameters, x, cache)
+
+    def backward(self, cache: list[Any], upstream: np.ndarray) -> list[np.ndarray]:
+        last = cache[-1]
+        grads = [last.T @ upstream, upstream.sum(axis=0)]
+        g = upstream @ self.parameters[-2].T
+        for i in range(len(cache) - 2, -1, -1):
+            h, mask = cache[i]
+            g = np.where(mask, g, 0.0).astype(g.dtype, copy=False)
+            grads = [h.T @ g, g.sum(axis=0), *grads]
+            if i:
+                g = g @ self.parameters[2 * i].T
+        return grads
+
+    def flops(self, batch: int) -> int:
+        shapes = [p.shape for p in self.parameters[::2]]
+        return 3 * 2 * batch * sum(a * b for a, b in shapes)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(self.parameters) - 2, 2):
+            out[f"hidden.{i // 2}.weight"], out[f"hidden.{i // 2}.bias"] = self.parameters[i:i + 2]
+        out["out.weight"], out["out.bias"] = self.parameters[-2:]
+        return out
+
+
+#: LISTA's starting step and threshold in every layer: a thresholded matched filter first,
+#: then thresholded gradient steps that add what the residual still correlates with
+#: (iterative soft thresholding; at N = 4096, d = 256 it already reads k = 16 back in
+#: 8 layers; docs/training.md).
+LISTA_START_STEP = 0.5
+LISTA_START_THRESHOLD = 0.2
+
+
+class _LISTA:
+    """``T`` unrolled ISTA layers with one learned matrix (:func:`.encoders.lista_scores`)."""
+
+    kind = "lista"
+
+    def __init__(self, matrix: np.ndarray, layers: int, dtype: type = np.float32) -> None:
+        self.dtype = dtype
+        self.W_dec: np.ndarray = np.ascontiguousarray(matrix.T, dtype=dtype)
+        self.parameters: list[np.ndarray] = [matrix.astype(dtype), np.full(layers, LISTA_START_STEP, dtype),
+                           np.full(layers, LISTA_START_THRESHOLD, dtype)]
+
+    def scores(self, x: np.ndarray, cache: list[Any] | None = None) -> np.ndarray:
+        W, steps, thresholds = self.parameters
+        return lista_scores(W, steps, thresholds, self.W_dec, x, cache)
+
+    def backward(self, cache: list[Any], upstream: np.ndarray) -> list[np.ndarray]:
+        W, steps, _ = self.parameters
+        d_W = np.zeros_like(W)
+        d_steps, d_thresholds = np.zeros_like(steps), np.zeros_like(steps)
+        g = upstream  # ∂loss/∂z_t, from the last layer back
+        for t in range(len(cache) - 1, -1, -1):
+            residual, product, mask = cache[t]
+            q = np.where(mask, g, 0.0).astype(g.dtype, copy=False)  # ∂loss/∂pre_t
+            d_thresholds[t] = -q.sum()
+            d_steps[t] = np.sum(q * product)
+            d_W += steps[t] * (residual.T @ q)
+            if t:
+                g = q - steps[t] * ((q @ W.T) @ self.W_dec.T)
+        return [d_W, d_steps, d_thresholds]
+
+    def flops(self, batch: int) -> int:
+        d, n = self.parameters[0].shape
+        return 5 * 2 * batch * d * n * self.parameters[1].shape[0]
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"W": self.parameters[0], "step": self.parameters[1], "threshold": self.parameters[2]}
+
+
+def make_model(spec: TrainingSpec, matrix: np.ndarray, dtype: type | None = None) -> _SAE | _MLP | _LISTA:
+    """The starting encoder of ``spec`` on the dictionary ``matrix`` (``d × N``)."""
+    if spec.encoder == "sae":
+        return _SAE(matrix)
+    if spec.encoder == "mlp":
+        return _MLP(matrix, spec.hidden_widths(), dtype or np.float32)
+    return _LISTA(matrix, spec.layers, dtype or np.float32)
+
+
 @dataclass
 class TrainedEncoder:
-    """The learned encoder, the fixed decoder, the training loss after every step and the
-    held-out loss at every evaluation (``(step, loss)``; step 0 is the initial encoder)."""
+    """The learned encoder (its tensors by name), the fixed decoder, the training loss
+    after every step and the held-out loss at every evaluation (``(step, loss)``; step 0 is
+    the starting encoder), and the arithmetic the training took."""
 
     spec: TrainingSpec
-    W_enc: np.ndarray
-    b_enc: np.ndarray
+    tensors: dict[str, np.ndarray]
     W_dec: np.ndarray
     losses: list[float] = field(default_factory=list)
     heldout: list[tuple[int, float]] = field(default_factory=list)
     best_step: int = 0
+    training_flops: int = 0
+
+    @property
+    def W_enc(self) -> np.ndarray:
+        return self.tensors["W_enc"]
+
+    @property
+    def b_enc(self) -> np.ndarray:
+        return self.tensors["b_enc"]
 
 
 def _training_batch(spec: TrainingSpec, step: int, size: int | None = None) -> np.ndarray:
@@ -119,21 +293,50 @@ def _latents(spec: TrainingSpec, pre: np.ndarray) -> tuple[np.ndarray, np.ndarra
         mask &= pre > 0
     else:
         mask = pre > 0
-    return np.where(mask, pre, 0.0), mask
+    return np.where(mask, pre, 0.0).astype(pre.dtype, copy=False), mask
 
 
-def _loss(spec: TrainingSpec, matrix: np.ndarray, x: np.ndarray, encoder: np.ndarray,
-          bias: np.ndarray) -> float:
+def _loss(spec: TrainingSpec, matrix: np.ndarray, x: np.ndarray, model: _SAE | _MLP | _LISTA) -> float:
     """The mean reconstruction loss ``½‖x − F z‖²`` of an encoder on signals ``x``."""
-    latents, _ = _latents(spec, x @ encoder + bias)
+    latents, _ = _latents(spec, model.scores(x))
     residual = x - latents @ matrix.T
-    return 0.5 * float(np.mean(np.sum(residual**2, axis=1)))
+    return 0.5 * float(np.mean(np.sum(residual.astype(np.float64)**2, axis=1)))
 
 
 def clipped(gradients: list[np.ndarray], limit: float) -> list[np.ndarray]:
     """``gradients`` scaled together so that their global norm is at most ``limit``."""
-    norm = math.sqrt(sum(float(np.sum(g * g)) for g in gradients))
+    norm = math.sqrt(sum(float(np.sum(g.astype(np.float64)**2)) for g in gradients))
     return gradients if norm <= limit else [g * (limit / norm) for g in gradients]
+
+
+def loss_and_gradients(spec: TrainingSpec, model: _SAE | _MLP | _LISTA, matrix: np.ndarray, x: np.ndarray,
+                       dead: np.ndarray | None = None) -> tuple[float, list[np.ndarray], np.ndarray]:
+    """One step's loss, the gradient of each of ``model``'s parameters and the mask of the
+    latents that fired, on signals ``x``; ``dead`` marks the latents AuxK asks to reconstruct
+    the residual."""
+    cache: list[Any] = []
+    pre = model.scores(x, cache)
+    latents, mask = _latents(spec, pre)
+    residual = x - latents @ matrix.T
+    loss = 0.5 * float(np.mean(np.sum(residual**2, axis=1)))
+    upstream = -(residual @ matrix)  # ∂loss/∂z, per signal
+    if spec.activation == "relu":
+        loss += spec.l1 * float(np.mean(np.sum(latents, axis=1)))
+        upstream += spec.l1
+    upstream = np.where(mask, upstream, 0.0).astype(pre.dtype, copy=False)
+    if spec.aux > 0 and dead is not None and dead.any():
+        # AuxK: the top 2k dead latents reconstruct what the live ones left.
+        masked = np.where(dead, pre, -np.inf)
+        chosen = top_k_rows(masked, min(2 * spec.k, int(dead.sum())))
+        aux_mask = np.zeros(pre.shape, dtype=bool)
+        np.put_along_axis(aux_mask, chosen, True, axis=1)
+        aux_mask &= dead & (pre > 0)
+        aux_latents = np.where(aux_mask, pre, 0.0)
+        aux_residual = residual - aux_latents @ matrix.T
+        loss += spec.aux * 0.5 * float(np.mean(np.sum(aux_residual**2, axis=1)))
+        upstream += spec.aux * np.where(aux_mask, -(aux_residual @ matrix), 0.0).astype(pre.dtype, copy=False)
+    upstream /= x.shape[0]
+    return loss, model.backward(cache, upstream), mask
 
 
 def train_encoder(spec: TrainingSpec,
@@ -142,69 +345,64 @@ def train_encoder(spec: TrainingSpec,
     spec.validate()
     problem = Problem(n=spec.n, k=spec.k, dictionary=spec.dictionary, seed=spec.seed)
     dictionary = generated_dictionary(problem, spec.d, draw=0)
-    matrix = dictionary.dense().astype(np.float64)  # d × N, unit columns
-    encoder = matrix.copy()
-    bias = np.zeros(spec.n)
-    moments = [np.zeros_like(encoder), np.zeros_like(encoder), np.zeros_like(bias), np.zeros_like(bias)]
+    exact = dictionary.dense().astype(np.float64)  # d × N, unit columns
+    model = make_model(spec, exact)
+    matrix: np.ndarray = exact.astype(model.dtype)
+    parameters = model.parameters
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in parameters]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    result = TrainedEncoder(spec=spec, W_enc=encoder, b_enc=bias, W_dec=matrix.T.copy())
-    held = matrix[:, _training_batch(spec, HELDOUT_DRAW, spec.heldout)].sum(axis=2).T
-    best_loss = _loss(spec, matrix, held, encoder, bias)
-    result.heldout.append((0, best_loss))
-    best = (encoder.copy(), bias.copy())
+    held = exact[:, _training_batch(spec, HELDOUT_DRAW, spec.heldout)].sum(axis=2).T.astype(model.dtype)
+    best_loss = _loss(spec, matrix, held, model)
+    result = TrainedEncoder(spec=spec, tensors={}, W_dec=exact.T.copy(), heldout=[(0, best_loss)])
+    best = [p.copy() for p in parameters]
     idle = np.zeros(spec.n, dtype=np.int64)  # steps since each latent last fired
     for step in range(1, spec.steps + 1):
-        x = matrix[:, _training_batch(spec, step)].sum(axis=2).T  # (B, d)
-        pre = x @ encoder + bias
-        latents, mask = _latents(spec, pre)
-        residual = x - latents @ matrix.T
-        loss = 0.5 * float(np.mean(np.sum(residual**2, axis=1)))
-        upstream = -(residual @ matrix)  # ∂loss/∂z, per signal
-        if spec.activation == "relu":
-            loss += spec.l1 * float(np.mean(np.sum(latents, axis=1)))
-            upstream += spec.l1
-        upstream = np.where(mask, upstream, 0.0)
-        fired = mask.any(axis=0)
-        idle = np.where(fired, 0, idle + 1)
-        dead = idle >= spec.dead_steps
-        if spec.aux > 0 and dead.any():
-            # AuxK: the top 2k dead latents reconstruct what the live ones left.
-            masked = np.where(dead, pre, -np.inf)
-            chosen = top_k_rows(masked, min(2 * spec.k, int(dead.sum())))
-            aux_mask = np.zeros(pre.shape, dtype=bool)
-            np.put_along_axis(aux_mask, chosen, True, axis=1)
-            aux_mask &= dead & (pre > 0)
-            aux_latents = np.where(aux_mask, pre, 0.0)
-            aux_residual = residual - aux_latents @ matrix.T
-            loss += spec.aux * 0.5 * float(np.mean(np.sum(aux_residual**2, axis=1)))
-            upstream += spec.aux * np.where(aux_mask, -(aux_residual @ matrix), 0.0)
-        upstream /= spec.batch_size
-        gradients = clipped([x.T @ upstream, upstream.sum(axis=0)], spec.clip)
+        x = exact[:, _training_batch(spec, step)].sum(axis=2).T.astype(model.dtype)  # (B, d)
+        loss, gradients, mask = loss_and_gradients(spec, model, matrix, x, idle >= spec.dead_steps)
+        idle = np.where(mask.any(axis=0), 0, idle + 1)
+        gradients = clipped(gradients, spec.clip)
         rate = spec.rate(step)
-        for i, (parameter, gradient) in enumerate(zip((encoder, bias), gradients, strict=True)):
-            first, second = moments[2 * i], moments[2 * i + 1]
+        for parameter, gradient, (first, second) in zip(parameters, gradients, moments, strict=True):
             first *= beta1
             first += (1 - beta1) * gradient
             second *= beta2
             second += (1 - beta2) * gradient**2
             corrected = first / (1 - beta1**step)
-            parameter -= rate * corrected / (np.sqrt(second / (1 - beta2**step)) + eps)
+            parameter -= (rate * corrected / (np.sqrt(second / (1 - beta2**step)) + eps)).astype(
+                parameter.dtype, copy=False)
         result.losses.append(loss)
         if step % spec.eval_every == 0 or step == spec.steps:
-            held_loss = _loss(spec, matrix, held, encoder, bias)
+            held_loss = _loss(spec, matrix, held, model)
             result.heldout.append((step, held_loss))
             if held_loss < best_loss:
                 best_loss, result.best_step = held_loss, step
-                best = (encoder.copy(), bias.copy())
+                best = [p.copy() for p in parameters]
         if on_step is not None:
             on_step(step, loss)
-    result.W_enc, result.b_enc = best
+    for parameter, kept in zip(parameters, best, strict=True):
+        parameter[...] = kept
+    result.tensors = model.tensors()
+    result.training_flops = model.flops(spec.batch_size) * spec.steps
     return result
 
 
+def _losses_csv(trained: TrainedEncoder) -> str:
+    held = dict(trained.heldout)
+    lines = ["step,loss,heldout_loss"] + [f"0,,{held[0]:.6g}"] + [
+        f"{i},{loss:.6g},{held[i]:.6g}" if i in held else f"{i},{loss:.6g},"
+        for i, loss in enumerate(trained.losses, start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def _training_record(trained: TrainedEncoder) -> dict[str, Any]:
+    spec = asdict(trained.spec)
+    spec["hidden"] = list(trained.spec.hidden_widths()) if trained.spec.encoder == "mlp" else []
+    return {**spec, "best_step": trained.best_step, "training_flops": trained.training_flops}
+
+
 def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
-    """Write ``trained`` as a SAELens SAE (``cfg.json`` + ``sae_weights.safetensors``) and
-    its loss curve (``losses.csv``); return the directory."""
+    """Write a trained SAE encoder as a SAELens SAE (``cfg.json`` + ``sae_weights.safetensors``)
+    and its loss curve (``losses.csv``); return the directory."""
     from .tensors import write_safetensors
 
     out = Path(directory)
@@ -214,7 +412,7 @@ def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
         "architecture": "topk" if spec.activation == "topk" else "standard",
         "d_in": spec.d, "d_sae": spec.n, "dtype": "float32", "apply_b_dec_to_input": False,
         "normalize_activations": "none",
-        "harness_training": {**asdict(spec), "best_step": trained.best_step},
+        "harness_training": _training_record(trained),
     }
     if spec.activation == "topk":
         config["k"] = spec.k
@@ -222,9 +420,18 @@ def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
         "W_enc": trained.W_enc.astype(np.float32), "b_enc": trained.b_enc.astype(np.float32),
         "W_dec": trained.W_dec.astype(np.float32), "b_dec": np.zeros(spec.d, np.float32)})
     (out / "cfg.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    held = dict(trained.heldout)
-    lines = ["step,loss,heldout_loss"] + [f"0,,{held[0]:.6g}"] + [
-        f"{i},{loss:.6g},{held[i]:.6g}" if i in held else f"{i},{loss:.6g},"
-        for i, loss in enumerate(trained.losses, start=1)]
-    (out / "losses.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "losses.csv").write_text(_losses_csv(trained), encoding="utf-8")
+    return out
+
+
+def write_trained(trained: TrainedEncoder, directory: str | Path) -> Path:
+    """Write a trained encoder where ``harness gap`` reads it: an SAE in SAELens format, an
+    MLP or LISTA in the harness's encoder format (:mod:`.encoders`); return the directory."""
+    if trained.spec.encoder == "sae":
+        return write_saelens(trained, directory)
+    spec = trained.spec
+    tensors = {**trained.tensors, "W_dec": trained.W_dec, "b_dec": np.zeros(spec.d)}
+    out = write_encoder(directory, spec.encoder, spec.k, tensors,
+                        {"activation": spec.activation, "harness_training": _training_record(trained)})
+    (out / "losses.csv").write_text(_losses_csv(trained), encoding="utf-8")
     return out

@@ -20,6 +20,7 @@ from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
+from .encoders import ENCODER_CONFIG, ENCODER_WEIGHTS, is_encoder_directory, load_encoder
 from .files import RefusedFile, open_regular, read_regular
 from .memory import DEFAULT_MEMORY
 from .tensors import WeightsError as WeightsError  # the error of every function here
@@ -30,10 +31,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-Format = Literal["saelens", "sparsify", "gemmascope", "plain"]
+Format = Literal["saelens", "sparsify", "gemmascope", "plain", "learned"]
 Activation = Literal["relu", "jumprelu", "topk", "gated", "matching_pursuit"]
 
-#: The SAE file formats :func:`load_sae` reads, in the order detection tries them.
+#: The weight file formats, in the order detection tries them: :func:`load_sae` reads the
+#: first four; ``learned`` (an MLP or LISTA encoder, :mod:`.encoders`) gives a dictionary
+#: (:func:`load_sae_decoder`) and its encoder to the ``learned`` decoder.
 FORMATS: tuple[str, ...] = get_args(Format)
 
 #: The encoder activations an :class:`SAEWeights` may have.
@@ -58,7 +61,8 @@ _PLAIN_KEYS = ("activation", "k", "apply_b_dec_to_input")
 _EXPECTED_FILES = (
     f"{CONFIG_FILE} with {SAELENS_WEIGHTS} (SAELens), {CONFIG_FILE} with {SPARSIFY_WEIGHTS} "
     f"(sparsify), {GEMMASCOPE_PARAMS} (Gemma Scope) or {GEMMASCOPE2_CONFIG} with {GEMMASCOPE2_PARAMS} "
-    "(Gemma Scope 2), or a .npz or .safetensors file with a <file>.toml or <file>.json sidecar (plain)"
+    "(Gemma Scope 2), a .npz or .safetensors file with a <file>.toml or <file>.json sidecar (plain), "
+    f"or {ENCODER_CONFIG} with {ENCODER_WEIGHTS} (a learned encoder)"
 )
 
 
@@ -315,6 +319,8 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
         if (target / GEMMASCOPE_PARAMS).is_file() or (
                 (target / GEMMASCOPE2_CONFIG).is_file() and (target / GEMMASCOPE2_PARAMS).is_file()):
             found.append("gemmascope")
+        if is_encoder_directory(target):
+            found.append("learned")
         if len(found) > 1:
             raise _error(target, f"directory holds the files of several formats ({', '.join(found)}); "
                                  "choose one with format (--format on the command line)")
@@ -328,7 +334,7 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
     if target.name == GEMMASCOPE_PARAMS:
         return "gemmascope"
     if target.name in (CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS, GEMMASCOPE2_PARAMS,
-                       GEMMASCOPE2_CONFIG):
+                       GEMMASCOPE2_CONFIG, ENCODER_CONFIG, ENCODER_WEIGHTS):
         return detect_format(target.parent)
     raise _error(target, f"file is not a recognised SAE file (expected {_EXPECTED_FILES})")
 
@@ -353,6 +359,10 @@ def load_sae(path: str | os.PathLike[str], format: Format | None = None, *,
         format = detect_format(target)
     elif format not in FORMATS:
         raise _error(target, f"format {format!r} is not supported (supported: {', '.join(FORMATS)})")
+    if format == "learned":
+        raise _error(target, "holds a learned encoder (an MLP or LISTA from `harness train-sae --encoder`), "
+                             "not an SAE; decode it with the learned decoder "
+                             "(--plugin 'learned[weights=PATH]')")
     if format in ("saelens", "sparsify"):
         directory = target if target.is_dir() else target.parent
         if format == "saelens":
@@ -740,6 +750,9 @@ def load_sae_decoder(path: str | os.PathLike[str], format: Format | None = None,
     elif format not in FORMATS:
         raise _error(target, f"format {format!r} is not supported (supported: {', '.join(FORMATS)})")
     directory = target if target.is_dir() else target.parent
+    if format == "learned":
+        encoder = load_encoder(target, max_bytes=max_bytes)
+        return encoder.tensors["W_dec"], encoder.tensors["b_dec"], encoder.path
     names = {"W_dec": ("W_dec", "w_dec"), "b_dec": ("b_dec",)}
     if format == "saelens":
         config_path, weights_path = directory / CONFIG_FILE, directory / SAELENS_WEIGHTS
@@ -802,6 +815,9 @@ def load_matrix(path: str | os.PathLike[str], key: str | None = None, *,
     if not target.exists():
         raise _error(target, "file not found")
     if key is None and _looks_like_sae(target):
+        if detect_format(target) == "learned":
+            rows, _, origin = load_sae_decoder(target, "learned", max_bytes=max_bytes)
+            return _check_matrix(origin, "W_dec", np.ascontiguousarray(rows.T))
         weights = load_sae(target, max_bytes=max_bytes)
         return _check_matrix(weights.path, "W_dec", weights.decoder_matrix())
     suffix = target.suffix.lower()
@@ -824,7 +840,8 @@ def load_matrix(path: str | os.PathLike[str], key: str | None = None, *,
 def _looks_like_sae(path: Path) -> bool:
     # Decided by names alone, so that a broken SAE gets load_sae's error, not a matrix's.
     if path.is_dir() or path.name in (GEMMASCOPE_PARAMS, CONFIG_FILE, SAELENS_WEIGHTS, SPARSIFY_WEIGHTS,
-                                      GEMMASCOPE2_PARAMS, GEMMASCOPE2_CONFIG):
+                                      GEMMASCOPE2_PARAMS, GEMMASCOPE2_CONFIG, ENCODER_CONFIG,
+                                      ENCODER_WEIGHTS):
         return True
     return any(Path(f"{path}{suffix}").is_file() for suffix in SIDECAR_SUFFIXES)
 
@@ -863,6 +880,8 @@ def source_files(path: str | os.PathLike[str], format: Format | None = None,
         return [directory / CONFIG_FILE, directory / SAELENS_WEIGHTS]
     if format == "sparsify":
         return [directory / CONFIG_FILE, directory / SPARSIFY_WEIGHTS]
+    if format == "learned":
+        return [directory / ENCODER_CONFIG, directory / ENCODER_WEIGHTS]
     if format == "gemmascope":
         params = _gemmascope_params(target)
         if params.name == GEMMASCOPE2_PARAMS:

@@ -1,0 +1,241 @@
+"""Learned encoders beyond one step (MLP, LISTA): their gradients, their start, their file
+format, the ``learned`` decoder, and ``harness gap`` with several encoders of one dictionary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from superposition_harness.cli import main
+from superposition_harness.dictionary import generated_dictionary
+from superposition_harness.encoders import load_encoder, write_encoder
+from superposition_harness.kernels import top_k_rows
+from superposition_harness.plugins import load_registry
+from superposition_harness.problem import Problem
+from superposition_harness.tensors import WeightsError, read_safetensors, write_safetensors
+from superposition_harness.training import (
+    TrainingSpec,
+    _training_batch,
+    loss_and_gradients,
+    make_model,
+    train_encoder,
+    write_trained,
+)
+from superposition_harness.weights import detect_format, fingerprint, load_matrix, load_sae, source_files
+
+SMALL = dict(n=256, d=48, k=3, steps=6, batch_size=64, learning_rate=3e-3, warmup=2, eval_every=3,
+             heldout=128)
+ENCODERS = [("sae", {}), ("mlp", {"hidden": (100,)}), ("mlp", {"hidden": (96, 110)}),
+            ("lista", {"layers": 3})]
+
+
+def _dictionary(n: int, d: int, k: int) -> np.ndarray:
+    return generated_dictionary(Problem(n=n, k=k), d, 0).dense().astype(np.float64)
+
+
+@pytest.mark.parametrize("encoder, extra", ENCODERS)
+@pytest.mark.parametrize("activation", ["topk", "relu"])
+def test_hand_written_gradients_match_finite_differences(encoder, extra, activation):
+    # float64, away from the start (where many units sit exactly at their kinks); the AuxK
+    # residual is a constant target (as Gao et al. detach it), so aux = 0 here.
+    spec = TrainingSpec(n=64, d=12, k=2, encoder=encoder, activation=activation, aux=0.0, l1=0.05, **extra)
+    matrix = _dictionary(64, 12, 2)
+    model = make_model(spec, matrix, np.float64)
+    rng = np.random.default_rng(1)
+    for parameter in model.parameters:
+        parameter += rng.normal(0.0, 0.05, parameter.shape)
+    x = matrix[:, _training_batch(spec, 1, 16)].sum(axis=2).T
+    _, gradients, _ = loss_and_gradients(spec, model, matrix, x)
+    for parameter, gradient in zip(model.parameters, gradients, strict=True):
+        assert gradient.shape == parameter.shape
+        for _ in range(12):
+            where = tuple(int(rng.integers(0, size)) for size in parameter.shape)
+            kept = parameter[where]
+            parameter[where] = kept + 1e-6
+            above = loss_and_gradients(spec, model, matrix, x)[0]
+            parameter[where] = kept - 1e-6
+            below = loss_and_gradients(spec, model, matrix, x)[0]
+            parameter[where] = kept
+            numeric = (above - below) / 2e-6
+            assert abs(numeric - gradient[where]) <= 1e-5 * max(1.0, abs(numeric)), (where, numeric)
+
+
+def test_an_mlp_starts_as_the_matched_filter():
+    matrix = _dictionary(256, 48, 3)
+    for widths in [(96,), (120, 100)]:
+        model = make_model(TrainingSpec(**SMALL, encoder="mlp", hidden=widths), matrix, np.float64)
+        x = matrix[:, _training_batch(TrainingSpec(**SMALL), 2, 32)].sum(axis=2).T
+        np.testing.assert_allclose(model.scores(x), x @ matrix, atol=1e-12)
+
+
+def test_lista_with_one_layer_ranks_as_topk():
+    matrix = _dictionary(256, 48, 3)
+    model = make_model(TrainingSpec(**SMALL, encoder="lista", layers=1), matrix, np.float64)
+    x = matrix[:, _training_batch(TrainingSpec(**SMALL), 2, 32)].sum(axis=2).T
+    scores = model.scores(x)
+    np.testing.assert_allclose(scores, np.maximum(0.5 * x @ matrix - 0.2, 0.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("encoder, extra", [("mlp", {"hidden": (96, 100)}), ("lista", {"layers": 2})])
+def test_a_trained_encoder_is_written_read_back_and_decoded_as_trained(tmp_path, encoder, extra):
+    trained = train_encoder(TrainingSpec(**SMALL, encoder=encoder, **extra))
+    assert trained.training_flops > 0 and len(trained.losses) == 6
+    directory = write_trained(trained, tmp_path / encoder)
+    config = json.loads((directory / "encoder.json").read_text())
+    assert config["format"] == "superposition-harness-encoder" and config["encoder"] == encoder
+    assert config["harness_training"]["training_flops"] == trained.training_flops
+    loaded = load_encoder(directory)
+    assert (loaded.kind, loaded.d_in, loaded.d_sae, loaded.k) == (encoder, 48, 256, 3)
+    for name, array in trained.tensors.items():
+        np.testing.assert_array_equal(loaded.tensors[name], array.astype(np.float32))
+    assert detect_format(directory) == "learned" and detect_format(directory / "encoder.json") == "learned"
+    assert [p.name for p in source_files(directory)] == ["encoder.json", "encoder.safetensors"]
+    assert len(fingerprint(directory)) == 64
+    np.testing.assert_array_equal(load_matrix(directory), trained.W_dec.T.astype(np.float32))
+    with pytest.raises(WeightsError, match="learned encoder.*learned decoder"):
+        load_sae(directory)
+    # The decoder keeps the top k positive scores; a score does not depend on its batch.
+    decoder = load_registry().get("learned").cls(weights=str(directory))
+    dictionary = decoder.own_dictionary()
+    x = _dictionary(256, 48, 3)[:, _training_batch(TrainingSpec(**SMALL), 7, 24)].sum(axis=2).T
+    together = decoder.decode(dictionary, x, k=3, noise=0.0)
+    alone = [decoder.decode(dictionary, row[None, :], k=3, noise=0.0)[0] for row in x]
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+    scores = loaded.scores(x)
+    expected = [row[scores[b, row] > 0] for b, row in enumerate(top_k_rows(scores, 3))]
+    assert all(np.array_equal(a, b) for a, b in zip(together, expected, strict=True))
+    assert loaded.flops_per_signal() > 2 * 48 * 256
+
+
+def _valid_encoder(directory, kind="lista"):
+    matrix = _dictionary(64, 16, 2).astype(np.float32)
+    tensors = {"W_dec": matrix.T, "b_dec": np.zeros(16, np.float32)}
+    if kind == "lista":
+        tensors.update(W=matrix, step=np.full(2, 0.5, np.float32), threshold=np.full(2, 0.2, np.float32))
+    else:
+        tensors.update({"hidden.0.weight": np.ones((16, 32), np.float32),
+                        "hidden.0.bias": np.zeros(32, np.float32),
+                        "out.weight": np.ones((32, 64), np.float32), "out.bias": np.zeros(64, np.float32)})
+    return write_encoder(directory, kind, 2, tensors)
+
+
+def _edit_config(directory, **changes):
+    path = directory / "encoder.json"
+    config = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = value
+    path.write_text(json.dumps(config))
+
+
+def _edit_tensor(directory, name, value):
+    path = directory / "encoder.safetensors"
+    tensors = read_safetensors(path)
+    if value is None:
+        tensors.pop(name)
+    else:
+        tensors[name] = value
+    write_safetensors(path, tensors)
+
+
+BROKEN = [
+    ("format", lambda d: _edit_config(d, format="sae"), "format must be"),
+    ("version", lambda d: _edit_config(d, version=2), "version 2 is not supported"),
+    ("kind", lambda d: _edit_config(d, encoder="cnn"), "encoder must be one of mlp, lista"),
+    ("layers", lambda d: _edit_config(d, layers=0), "layers must be a positive integer"),
+    ("k", lambda d: _edit_config(d, k=65), "k = 65 is more than d_sae = 64"),
+    ("d_in", lambda d: _edit_config(d, d_in=True), "d_in must be a positive integer"),
+    ("missing tensor", lambda d: _edit_tensor(d, "step", None), "has no tensor 'step'"),
+    ("shape", lambda d: _edit_tensor(d, "step", np.ones(3, np.float32)),
+     r"step has shape \(3,\), expected \(2,\)"),
+    ("nan", lambda d: _edit_tensor(d, "W", np.full((16, 64), np.nan, np.float32)), "NaN or infinite"),
+    ("zero codeword", lambda d: _edit_tensor(d, "W_dec", np.zeros((64, 16), np.float32)),
+     "W_dec row 0 is zero"),
+    ("not json", lambda d: (d / "encoder.json").write_text("{"), "not valid JSON"),
+    ("not an object", lambda d: (d / "encoder.json").write_text("[1]"), "JSON object, not list"),
+    ("no weights", lambda d: (d / "encoder.safetensors").unlink(), "encoder.safetensors is missing"),
+]
+
+
+@pytest.mark.parametrize("name, damage, message", BROKEN, ids=[b[0] for b in BROKEN])
+def test_a_broken_encoder_file_is_one_sentence_naming_it(tmp_path, capsys, name, damage, message):
+    directory = _valid_encoder(tmp_path / "enc")
+    load_encoder(directory)
+    damage(directory)
+    with pytest.raises(WeightsError, match=message):
+        load_encoder(directory)
+    if name != "no weights":  # without its weights the directory is no longer an encoder's
+        assert main(["gap", str(directory), "--format", "learned", "--no-store"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("harness: error:") and "enc" in err[0]
+
+
+def test_an_mlp_file_with_wrong_hidden_widths_is_refused(tmp_path):
+    directory = _valid_encoder(tmp_path / "mlp", kind="mlp")
+    load_encoder(directory)
+    _edit_config(directory, hidden=[32, 32, 32])
+    with pytest.raises(WeightsError, match="one or two positive widths"):
+        load_encoder(directory)
+    _edit_config(directory, hidden=[31])
+    with pytest.raises(WeightsError, match=r"hidden.0.weight has shape \(16, 32\), expected \(16, 31\)"):
+        load_encoder(directory)
+
+
+def _train(tmp_path, name, *extra):
+    out = tmp_path / name
+    assert main(["train-sae", "--n", "256", "--d", "48", "--k", "3", "--steps", "8", "--batch-size", "64",
+                 "--learning-rate", "3e-3", "--warmup", "2", "--eval-every", "4", "--out", str(out),
+                 *extra]) == 0
+    return out
+
+
+def test_gap_compares_the_encoders_of_several_paths_on_one_dictionary(tmp_path, capsys):
+    sae = _train(tmp_path, "sae")
+    mlp = _train(tmp_path, "mlp", "--encoder", "mlp", "--hidden", "96")
+    lista = _train(tmp_path, "lista", "--encoder", "lista", "--layers", "2")
+    capsys.readouterr()
+    store = tmp_path / "store"
+    assert main(["gap", str(sae), str(mlp), str(lista), "--trials", "64", "--k-max", "12",
+                 "--results", str(store), "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    names = [(r["decoder"], r["params"].get("weights")) for r in records]
+    assert names[:3] == [("sae", str(sae)), ("learned", str(mlp)), ("learned", str(lista))]
+    assert {r["problem"]["dictionary_file"] for r in records} == {str(sae)}
+    assert all(r["status"] == "ok" and r["k_star"] for r in records)
+    assert main(["verify", str(store), "--sample", "16"]) == 0
+    # The same encoder's file as the dictionary: the learned format gives its W_dec.
+    assert main(["run", "--dictionary", str(mlp), "--plugin", f"learned[weights={mlp}]", "--trials", "64",
+                 "--k-max", "8", "--no-store", "--json"]) == 0
+
+
+def test_gap_refuses_encoders_of_different_dictionaries_and_plugins_with_several_paths(tmp_path, capsys):
+    first = _train(tmp_path, "a", "--encoder", "lista", "--layers", "1")
+    other = tmp_path / "b"
+    assert main(["train-sae", "--n", "256", "--d", "48", "--k", "3", "--steps", "2", "--seed", "1",
+                 "--encoder", "lista", "--layers", "1", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["gap", str(first), str(other), "--no-store"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not that of" in err[0] and "one dictionary" in err[0]
+    assert main(["gap", str(first), str(first), "--plugin", "mp", "--no-store"]) == 2
+    assert "give one path" in capsys.readouterr().err
+    assert main(["gap", str(first), "--plugin", f"sae[weights={first}]", "--no-store"]) == 2
+    assert "learned decoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--encoder", "mlp", "--hidden", "50"], "at least 2d = 96"),
+    (["--encoder", "mlp", "--hidden", "96,96,96"], "one or two widths"),
+    (["--encoder", "mlp", "--hidden", "0"], "positive integer"),
+    (["--encoder", "lista", "--layers", "0"], "positive integer"),
+    (["--encoder", "cnn"], "invalid choice"),
+])
+def test_train_sae_refuses_bad_encoder_options_in_one_sentence(tmp_path, capsys, argv, fragment):
+    argv = ["train-sae", "--n", "256", "--d", "48", "--k", "3", "--out", str(tmp_path / "x"), *argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
+    assert not (tmp_path / "x").exists()
