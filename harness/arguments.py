@@ -229,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dictionary", choices=("rademacher", "gaussian"), default="rademacher",
                        help="the generated dictionary (draw 0 of the seed) that is the decoder")
     train.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
-    train.add_argument("--activation", choices=("topk", "relu"), default="topk",
-                       help="encoder activation (default topk)")
+    train.add_argument("--activation", choices=("topk", "relu", "jumprelu"), default="topk",
+                       help="the latents: the top k scores, the positive ones, or (SAE only) those "
+                            "above a learned threshold per latent (default topk)")
     train.add_argument("--steps", type=_positive_int, default=2000, help="Adam steps (default 2000)")
     train.add_argument("--batch-size", type=_positive_int, default=256, metavar="B",
                        help="instances per step (default 256)")
@@ -248,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 50)")
     train.add_argument("--l1", type=_number, default=0.05,
                        help="ReLU only: weight of the L1 penalty on the latents (default 0.05)")
+    train.add_argument("--l0", type=_number, default=0.01,
+                       help="JumpReLU only: weight of the L0 penalty, the number of active latents "
+                            "(default 0.01)")
+    train.add_argument("--bandwidth", type=_number, default=0.05, metavar="EPS",
+                       help="JumpReLU only: width of the kernel of the threshold's pseudo-derivative "
+                            "(default 0.05)")
 
     plugins = commands.add_parser("plugins", help="list installed decoder plugins",
                                   description="List decoders, the plugins that provide them, "

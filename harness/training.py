@@ -51,6 +51,9 @@ from .problem import STREAM_TRAINING, Problem, draw_subsets
 #: The training streams' draw index of the held-out signals: far from any training step.
 HELDOUT_DRAW = 1 << 40
 ENCODERS = ("sae", "mlp", "lista")
+ACTIVATIONS = ("topk", "relu", "jumprelu")
+#: A JumpReLU SAE's starting threshold on every latent: the ``threshold`` decoder's level.
+JUMPRELU_START_THRESHOLD = 0.5
 #: The random starting weights of an MLP's extra hidden units come from this seed's stream.
 _INIT_SEED = 0x5EED
 
@@ -69,6 +72,8 @@ class TrainingSpec:
     batch_size: int = 256
     learning_rate: float = 5e-5
     l1: float = 0.05
+    l0: float = 0.01
+    bandwidth: float = 0.05
     warmup: int = 100
     clip: float = 1.0
     aux: float = 1 / 32
@@ -82,8 +87,13 @@ class TrainingSpec:
     def validate(self) -> None:
         Problem(n=self.n, k=self.k, dictionary=self.dictionary, seed=self.seed)
         checks = [(self.d >= 1, f"d must be a positive integer, not {self.d}."),
-                  (self.activation in ("topk", "relu"),
-                   f"activation must be topk or relu, not {self.activation!r}."),
+                  (self.activation in ACTIVATIONS,
+                   f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}."),
+                  (self.activation != "jumprelu" or self.encoder == "sae",
+                   "a JumpReLU activation has a threshold per latent: it is trained for --encoder sae only."),
+                  (self.l0 >= 0 and math.isfinite(self.l0), f"l0 must be a number ≥ 0, not {self.l0}."),
+                  (self.bandwidth > 0 and math.isfinite(self.bandwidth),
+                   f"bandwidth must be a positive number, not {self.bandwidth}."),
                   (self.encoder in ENCODERS,
                    f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}."),
                   (self.steps >= 1, f"steps must be a positive integer, not {self.steps}."),
@@ -122,13 +132,16 @@ class TrainingSpec:
 
 
 class _SAE:
-    """``scores = x W + b`` (float64, as earlier versions trained it)."""
+    """``scores = x W + b`` (float64, as earlier versions trained it); a JumpReLU SAE also
+    learns its threshold per latent (the third parameter)."""
 
     kind = "sae"
 
-    def __init__(self, matrix: np.ndarray) -> None:
+    def __init__(self, matrix: np.ndarray, jump: bool = False) -> None:
         self.dtype = np.float64
         self.parameters: list[np.ndarray] = [matrix.astype(np.float64), np.zeros(matrix.shape[1])]
+        if jump:
+            self.parameters.append(np.full(matrix.shape[1], JUMPRELU_START_THRESHOLD))
 
     def scores(self, x: np.ndarray, cache: list[Any] | None = None) -> np.ndarray:
         if cache is not None:
@@ -144,7 +157,10 @@ class _SAE:
         return 3 * 2 * batch * d * n
 
     def tensors(self) -> dict[str, np.ndarray]:
-        return {"W_enc": self.parameters[0], "b_enc": self.parameters[1]}
+        out = {"W_enc": self.parameters[0], "b_enc": self.parameters[1]}
+        if len(self.parameters) == 3:
+            out["threshold"] = self.parameters[2]
+        return out
 
 
 class _MLP:
@@ -249,7 +265,7 @@ class _LISTA:
 def make_model(spec: TrainingSpec, matrix: np.ndarray, dtype: type | None = None) -> _SAE | _MLP | _LISTA:
     """The starting encoder of ``spec`` on the dictionary ``matrix`` (``d × N``)."""
     if spec.encoder == "sae":
-        return _SAE(matrix)
+        return _SAE(matrix, jump=spec.activation == "jumprelu")
     if spec.encoder == "mlp":
         return _MLP(matrix, spec.hidden_widths(), dtype or np.float32)
     return _LISTA(matrix, spec.layers, dtype or np.float32)
@@ -285,7 +301,8 @@ def _training_batch(spec: TrainingSpec, step: int, size: int | None = None) -> n
     return draw_subsets(problem, step, family=STREAM_TRAINING)
 
 
-def _latents(spec: TrainingSpec, pre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _latents(spec: TrainingSpec, pre: np.ndarray,
+             threshold: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The latents ``z`` and the mask their gradient passes through."""
     if spec.activation == "topk":
         mask = np.zeros(pre.shape, dtype=bool)
@@ -293,14 +310,20 @@ def _latents(spec: TrainingSpec, pre: np.ndarray) -> tuple[np.ndarray, np.ndarra
         mask &= pre > 0
     else:
         mask = pre > 0
+        if threshold is not None:
+            mask &= pre > threshold
     return np.where(mask, pre, 0.0).astype(pre.dtype, copy=False), mask
 
 
 def _loss(spec: TrainingSpec, matrix: np.ndarray, x: np.ndarray, model: _SAE | _MLP | _LISTA) -> float:
     """The mean reconstruction loss ``½‖x − F z‖²`` of an encoder on signals ``x``."""
-    latents, _ = _latents(spec, model.scores(x))
+    latents, _ = _latents(spec, model.scores(x), _threshold(spec, model))
     residual = x - latents @ matrix.T
     return 0.5 * float(np.mean(np.sum(residual.astype(np.float64)**2, axis=1)))
+
+
+def _threshold(spec: TrainingSpec, model: _SAE | _MLP | _LISTA) -> np.ndarray | None:
+    return model.parameters[2] if spec.activation == "jumprelu" else None
 
 
 def clipped(gradients: list[np.ndarray], limit: float) -> list[np.ndarray]:
@@ -316,13 +339,22 @@ def loss_and_gradients(spec: TrainingSpec, model: _SAE | _MLP | _LISTA, matrix: 
     the residual."""
     cache: list[Any] = []
     pre = model.scores(x, cache)
-    latents, mask = _latents(spec, pre)
+    threshold = _threshold(spec, model)
+    latents, mask = _latents(spec, pre, threshold)
     residual = x - latents @ matrix.T
     loss = 0.5 * float(np.mean(np.sum(residual**2, axis=1)))
     upstream = -(residual @ matrix)  # ∂loss/∂z, per signal
     if spec.activation == "relu":
         loss += spec.l1 * float(np.mean(np.sum(latents, axis=1)))
         upstream += spec.l1
+    threshold_gradient = None
+    if threshold is not None:
+        # JumpReLU (Rajamanoharan et al.): the L0 penalty counts the active latents; the
+        # jump's derivative in θ is the straight-through pseudo-derivative with a
+        # rectangle kernel of width ε: ∂z/∂θ = −(θ/ε)·K, ∂‖z‖₀/∂θ = −K/ε.
+        loss += spec.l0 * float(np.mean(np.sum(mask, axis=1)))
+        near = (np.abs(pre - threshold) < spec.bandwidth / 2) / spec.bandwidth
+        threshold_gradient = -np.sum(near * (upstream * threshold + spec.l0), axis=0) / x.shape[0]
     upstream = np.where(mask, upstream, 0.0).astype(pre.dtype, copy=False)
     if spec.aux > 0 and dead is not None and dead.any():
         # AuxK: the top 2k dead latents reconstruct what the live ones left.
@@ -336,7 +368,10 @@ def loss_and_gradients(spec: TrainingSpec, model: _SAE | _MLP | _LISTA, matrix: 
         loss += spec.aux * 0.5 * float(np.mean(np.sum(aux_residual**2, axis=1)))
         upstream += spec.aux * np.where(aux_mask, -(aux_residual @ matrix), 0.0).astype(pre.dtype, copy=False)
     upstream /= x.shape[0]
-    return loss, model.backward(cache, upstream), mask
+    gradients = model.backward(cache, upstream)
+    if threshold_gradient is not None:
+        gradients.append(threshold_gradient)
+    return loss, gradients, mask
 
 
 def train_encoder(spec: TrainingSpec,
@@ -370,6 +405,8 @@ def train_encoder(spec: TrainingSpec,
             corrected = first / (1 - beta1**step)
             parameter -= (rate * corrected / (np.sqrt(second / (1 - beta2**step)) + eps)).astype(
                 parameter.dtype, copy=False)
+        if spec.activation == "jumprelu":  # a threshold below 0 would be ReLU's; keep it there at most
+            np.maximum(parameters[2], 0.0, out=parameters[2])
         result.losses.append(loss)
         if step % spec.eval_every == 0 or step == spec.steps:
             held_loss = _loss(spec, matrix, held, model)
@@ -409,16 +446,18 @@ def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     spec = trained.spec
     config = {
-        "architecture": "topk" if spec.activation == "topk" else "standard",
+        "architecture": {"topk": "topk", "jumprelu": "jumprelu"}.get(spec.activation, "standard"),
         "d_in": spec.d, "d_sae": spec.n, "dtype": "float32", "apply_b_dec_to_input": False,
         "normalize_activations": "none",
         "harness_training": _training_record(trained),
     }
     if spec.activation == "topk":
         config["k"] = spec.k
-    write_safetensors(out / "sae_weights.safetensors", {
-        "W_enc": trained.W_enc.astype(np.float32), "b_enc": trained.b_enc.astype(np.float32),
-        "W_dec": trained.W_dec.astype(np.float32), "b_dec": np.zeros(spec.d, np.float32)})
+    tensors = {"W_enc": trained.W_enc.astype(np.float32), "b_enc": trained.b_enc.astype(np.float32),
+               "W_dec": trained.W_dec.astype(np.float32), "b_dec": np.zeros(spec.d, np.float32)}
+    if spec.activation == "jumprelu":
+        tensors["threshold"] = trained.tensors["threshold"].astype(np.float32)
+    write_safetensors(out / "sae_weights.safetensors", tensors)
     (out / "cfg.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out / "losses.csv").write_text(_losses_csv(trained), encoding="utf-8")
     return out

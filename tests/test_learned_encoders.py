@@ -34,12 +34,16 @@ def _dictionary(n: int, d: int, k: int) -> np.ndarray:
     return generated_dictionary(Problem(n=n, k=k), d, 0).dense().astype(np.float64)
 
 
-@pytest.mark.parametrize("encoder, extra", ENCODERS)
-@pytest.mark.parametrize("activation", ["topk", "relu"])
+GRADIENT_CASES = [(e, x, a) for e, x in ENCODERS for a in ("topk", "relu")] + [("sae", {}, "jumprelu")]
+
+
+@pytest.mark.parametrize("encoder, extra, activation", GRADIENT_CASES)
 def test_hand_written_gradients_match_finite_differences(encoder, extra, activation):
     # float64, away from the start (where many units sit exactly at their kinks); the AuxK
-    # residual is a constant target (as Gao et al. detach it), so aux = 0 here.
-    spec = TrainingSpec(n=64, d=12, k=2, encoder=encoder, activation=activation, aux=0.0, l1=0.05, **extra)
+    # residual is a constant target (as Gao et al. detach it), so aux = 0 here. A JumpReLU
+    # threshold's gradient is a pseudo-derivative (checked on its own below): only W and b here.
+    spec = TrainingSpec(n=64, d=12, k=2, encoder=encoder, activation=activation, aux=0.0, l1=0.05,
+                        **extra)
     matrix = _dictionary(64, 12, 2)
     model = make_model(spec, matrix, np.float64)
     rng = np.random.default_rng(1)
@@ -47,7 +51,9 @@ def test_hand_written_gradients_match_finite_differences(encoder, extra, activat
         parameter += rng.normal(0.0, 0.05, parameter.shape)
     x = matrix[:, _training_batch(spec, 1, 16)].sum(axis=2).T
     _, gradients, _ = loss_and_gradients(spec, model, matrix, x)
-    for parameter, gradient in zip(model.parameters, gradients, strict=True):
+    assert len(gradients) == len(model.parameters)
+    checked = 2 if activation == "jumprelu" else len(gradients)
+    for parameter, gradient in zip(model.parameters[:checked], gradients[:checked], strict=True):
         assert gradient.shape == parameter.shape
         for _ in range(12):
             where = tuple(int(rng.integers(0, size)) for size in parameter.shape)
@@ -239,3 +245,24 @@ def test_train_sae_refuses_bad_encoder_options_in_one_sentence(tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_jumprelu_threshold_moves_by_its_pseudo_derivative_and_is_written_as_saelens(tmp_path):
+    # Only latents whose score lies within ε/2 of their threshold get a gradient, of sign set
+    # by the L0 penalty (raise θ: fewer active) against the reconstruction (lower θ for a latent
+    # that should be on).
+    spec = TrainingSpec(n=64, d=12, k=2, activation="jumprelu", aux=0.0, l0=0.5, bandwidth=0.2)
+    matrix = _dictionary(64, 12, 2)
+    model = make_model(spec, matrix, np.float64)
+    x = matrix[:, _training_batch(spec, 1, 16)].sum(axis=2).T
+    pre = model.scores(x)
+    _, gradients, _ = loss_and_gradients(spec, model, matrix, x)
+    near = (np.abs(pre - 0.5) < 0.1).any(axis=0)
+    assert near.any() and np.all(gradients[2][~near] == 0) and np.any(gradients[2][near] != 0)
+    lone = TrainingSpec(n=64, d=12, k=2, activation="jumprelu", aux=0.0, l0=1e6, bandwidth=0.2)
+    assert np.all(loss_and_gradients(lone, model, matrix, x)[1][2][near] < 0)  # the L0 penalty alone
+    trained = train_encoder(TrainingSpec(**{**SMALL, "activation": "jumprelu"}))
+    sae = load_sae(write_trained(trained, tmp_path / "jump"))
+    assert sae.activation == "jumprelu" and sae.threshold is not None
+    np.testing.assert_array_equal(sae.threshold, trained.tensors["threshold"].astype(np.float32))
+    assert np.all(sae.threshold >= 0)
