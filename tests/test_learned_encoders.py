@@ -266,3 +266,17 @@ def test_a_jumprelu_threshold_moves_by_its_pseudo_derivative_and_is_written_as_s
     assert sae.activation == "jumprelu" and sae.threshold is not None
     np.testing.assert_array_equal(sae.threshold, trained.tensors["threshold"].astype(np.float32))
     assert np.all(sae.threshold >= 0)
+
+
+def test_an_encoder_config_that_is_not_a_small_regular_file_is_refused_unread(tmp_path):
+    import os
+
+    directory = _valid_encoder(tmp_path / "pipe")
+    (directory / "encoder.json").unlink()
+    os.mkfifo(directory / "encoder.json")  # opened without a writer, it would block a plain read
+    with pytest.raises(WeightsError, match="encoder.json"):
+        load_encoder(directory)
+    big = _valid_encoder(tmp_path / "big")
+    (big / "encoder.json").write_text(" " * (2 << 20) + "{}")
+    with pytest.raises(WeightsError, match="encoder.json"):
+        load_encoder(big)
