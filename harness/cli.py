@@ -291,7 +291,8 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
                         activation=args.activation, steps=args.steps, batch_size=args.batch_size,
                         learning_rate=args.learning_rate, l1=args.l1, warmup=args.warmup, clip=args.clip,
                         aux=args.aux, eval_every=args.eval_every, encoder=args.encoder,
-                        hidden=args.hidden or (), layers=args.layers, l0=args.l0, bandwidth=args.bandwidth)
+                        hidden=args.hidden or (), layers=args.layers, l0=args.l0, bandwidth=args.bandwidth,
+                        objective=args.objective)
     try:
         spec.validate()
     except ValueError as exc:

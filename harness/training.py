@@ -52,6 +52,9 @@ from .problem import STREAM_TRAINING, Problem, draw_subsets
 HELDOUT_DRAW = 1 << 40
 ENCODERS = ("sae", "mlp", "lista")
 ACTIVATIONS = ("topk", "relu", "jumprelu")
+#: What training minimises: the SAE's reconstruction through the fixed decoder, or (the
+#: true codes being known on this problem) the scores' distance to them.
+OBJECTIVES = ("reconstruction", "supervised")
 #: A JumpReLU SAE's starting threshold on every latent: the ``threshold`` decoder's level.
 JUMPRELU_START_THRESHOLD = 0.5
 #: The random starting weights of an MLP's extra hidden units come from this seed's stream.
@@ -81,6 +84,7 @@ class TrainingSpec:
     eval_every: int = 50
     heldout: int = 2048
     encoder: str = "sae"
+    objective: str = "reconstruction"
     hidden: tuple[int, ...] = ()
     layers: int = 4
 
@@ -89,6 +93,8 @@ class TrainingSpec:
         checks = [(self.d >= 1, f"d must be a positive integer, not {self.d}."),
                   (self.activation in ACTIVATIONS,
                    f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}."),
+                  (self.objective in OBJECTIVES,
+                   f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}."),
                   (self.activation != "jumprelu" or self.encoder == "sae",
                    "a JumpReLU activation has a threshold per latent: it is trained for --encoder sae only."),
                   (self.l0 >= 0 and math.isfinite(self.l0), f"l0 must be a number ≥ 0, not {self.l0}."),
@@ -315,8 +321,21 @@ def _latents(spec: TrainingSpec, pre: np.ndarray,
     return np.where(mask, pre, 0.0).astype(pre.dtype, copy=False), mask
 
 
-def _loss(spec: TrainingSpec, matrix: np.ndarray, x: np.ndarray, model: _SAE | _MLP | _LISTA) -> float:
-    """The mean reconstruction loss ``½‖x − F z‖²`` of an encoder on signals ``x``."""
+def _codes(subsets: np.ndarray, n: int, dtype: Any) -> np.ndarray:
+    """The true codes of ``subsets``: 1 on each row's subset, 0 elsewhere."""
+    codes = np.zeros((subsets.shape[0], n), dtype=dtype)
+    np.put_along_axis(codes, subsets, 1.0, axis=1)
+    return codes
+
+
+def _loss(spec: TrainingSpec, matrix: np.ndarray, x: np.ndarray, model: _SAE | _MLP | _LISTA,
+          subsets: np.ndarray | None = None) -> float:
+    """The mean loss of an encoder on signals ``x``: ``½‖x − F z‖²`` of its latents, or
+    (objective supervised) ``½‖scores − z*‖²`` with ``z*`` the true codes of ``subsets``."""
+    if spec.objective == "supervised":
+        assert subsets is not None
+        difference = model.scores(x) - _codes(subsets, spec.n, model.dtype)
+        return 0.5 * float(np.mean(np.sum(difference.astype(np.float64)**2, axis=1)))
     latents, _ = _latents(spec, model.scores(x), _threshold(spec, model))
     residual = x - latents @ matrix.T
     return 0.5 * float(np.mean(np.sum(residual.astype(np.float64)**2, axis=1)))
@@ -333,14 +352,22 @@ def clipped(gradients: list[np.ndarray], limit: float) -> list[np.ndarray]:
 
 
 def loss_and_gradients(spec: TrainingSpec, model: _SAE | _MLP | _LISTA, matrix: np.ndarray, x: np.ndarray,
-                       dead: np.ndarray | None = None) -> tuple[float, list[np.ndarray], np.ndarray]:
+                       dead: np.ndarray | None = None,
+                       subsets: np.ndarray | None = None) -> tuple[float, list[np.ndarray], np.ndarray]:
     """One step's loss, the gradient of each of ``model``'s parameters and the mask of the
-    latents that fired, on signals ``x``; ``dead`` marks the latents AuxK asks to reconstruct
-    the residual."""
+    latents that fired, on signals ``x`` (made of ``subsets``, which the supervised
+    objective needs); ``dead`` marks the latents AuxK asks to reconstruct the residual."""
     cache: list[Any] = []
     pre = model.scores(x, cache)
     threshold = _threshold(spec, model)
     latents, mask = _latents(spec, pre, threshold)
+    if spec.objective == "supervised":
+        # Latent regression (O'Neill et al.'s known-codes case): every score is pulled to
+        # its true code, so no latent is ever without a gradient and AuxK has nothing to do.
+        assert subsets is not None
+        difference = pre - _codes(subsets, spec.n, pre.dtype)
+        loss = 0.5 * float(np.mean(np.sum(difference.astype(np.float64)**2, axis=1)))
+        return loss, model.backward(cache, difference / x.shape[0]), mask
     residual = x - latents @ matrix.T
     loss = 0.5 * float(np.mean(np.sum(residual**2, axis=1)))
     upstream = -(residual @ matrix)  # ∂loss/∂z, per signal
@@ -386,14 +413,16 @@ def train_encoder(spec: TrainingSpec,
     parameters = model.parameters
     moments = [(np.zeros_like(p), np.zeros_like(p)) for p in parameters]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    held = exact[:, _training_batch(spec, HELDOUT_DRAW, spec.heldout)].sum(axis=2).T.astype(model.dtype)
-    best_loss = _loss(spec, matrix, held, model)
+    held_subsets = _training_batch(spec, HELDOUT_DRAW, spec.heldout)
+    held = exact[:, held_subsets].sum(axis=2).T.astype(model.dtype)
+    best_loss = _loss(spec, matrix, held, model, held_subsets)
     result = TrainedEncoder(spec=spec, tensors={}, W_dec=exact.T.copy(), heldout=[(0, best_loss)])
     best = [p.copy() for p in parameters]
     idle = np.zeros(spec.n, dtype=np.int64)  # steps since each latent last fired
     for step in range(1, spec.steps + 1):
-        x = exact[:, _training_batch(spec, step)].sum(axis=2).T.astype(model.dtype)  # (B, d)
-        loss, gradients, mask = loss_and_gradients(spec, model, matrix, x, idle >= spec.dead_steps)
+        subsets = _training_batch(spec, step)
+        x = exact[:, subsets].sum(axis=2).T.astype(model.dtype)  # (B, d)
+        loss, gradients, mask = loss_and_gradients(spec, model, matrix, x, idle >= spec.dead_steps, subsets)
         idle = np.where(mask.any(axis=0), 0, idle + 1)
         gradients = clipped(gradients, spec.clip)
         rate = spec.rate(step)
@@ -409,7 +438,7 @@ def train_encoder(spec: TrainingSpec,
             np.maximum(parameters[2], 0.0, out=parameters[2])
         result.losses.append(loss)
         if step % spec.eval_every == 0 or step == spec.steps:
-            held_loss = _loss(spec, matrix, held, model)
+            held_loss = _loss(spec, matrix, held, model, held_subsets)
             result.heldout.append((step, held_loss))
             if held_loss < best_loss:
                 best_loss, result.best_step = held_loss, step

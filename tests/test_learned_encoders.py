@@ -34,23 +34,27 @@ def _dictionary(n: int, d: int, k: int) -> np.ndarray:
     return generated_dictionary(Problem(n=n, k=k), d, 0).dense().astype(np.float64)
 
 
-GRADIENT_CASES = [(e, x, a) for e, x in ENCODERS for a in ("topk", "relu")] + [("sae", {}, "jumprelu")]
+GRADIENT_CASES = ([(e, x, a, "reconstruction") for e, x in ENCODERS for a in ("topk", "relu")]
+                  + [("sae", {}, "jumprelu", "reconstruction")]
+                  + [(e, x, "topk", "supervised") for e, x in ENCODERS])
 
 
-@pytest.mark.parametrize("encoder, extra, activation", GRADIENT_CASES)
-def test_hand_written_gradients_match_finite_differences(encoder, extra, activation):
+@pytest.mark.parametrize("encoder, extra, activation, objective", GRADIENT_CASES)
+def test_hand_written_gradients_match_finite_differences(encoder, extra, activation, objective):
     # float64, away from the start (where many units sit exactly at their kinks); the AuxK
     # residual is a constant target (as Gao et al. detach it), so aux = 0 here. A JumpReLU
     # threshold's gradient is a pseudo-derivative (checked on its own below): only W and b here.
     spec = TrainingSpec(n=64, d=12, k=2, encoder=encoder, activation=activation, aux=0.0, l1=0.05,
-                        **extra)
+                        objective=objective, **extra)
     matrix = _dictionary(64, 12, 2)
     model = make_model(spec, matrix, np.float64)
     rng = np.random.default_rng(1)
     for parameter in model.parameters:
         parameter += rng.normal(0.0, 0.05, parameter.shape)
-    x = matrix[:, _training_batch(spec, 1, 16)].sum(axis=2).T
-    _, gradients, _ = loss_and_gradients(spec, model, matrix, x)
+    subsets = _training_batch(spec, 1, 16)
+    x = matrix[:, subsets].sum(axis=2).T
+
+    _, gradients, _ = loss_and_gradients(spec, model, matrix, x, None, subsets)
     assert len(gradients) == len(model.parameters)
     checked = 2 if activation == "jumprelu" else len(gradients)
     for parameter, gradient in zip(model.parameters[:checked], gradients[:checked], strict=True):
@@ -59,9 +63,9 @@ def test_hand_written_gradients_match_finite_differences(encoder, extra, activat
             where = tuple(int(rng.integers(0, size)) for size in parameter.shape)
             kept = parameter[where]
             parameter[where] = kept + 1e-6
-            above = loss_and_gradients(spec, model, matrix, x)[0]
+            above = loss_and_gradients(spec, model, matrix, x, None, subsets)[0]
             parameter[where] = kept - 1e-6
-            below = loss_and_gradients(spec, model, matrix, x)[0]
+            below = loss_and_gradients(spec, model, matrix, x, None, subsets)[0]
             parameter[where] = kept
             numeric = (above - below) / 2e-6
             assert abs(numeric - gradient[where]) <= 1e-5 * max(1.0, abs(numeric)), (where, numeric)
@@ -280,3 +284,15 @@ def test_an_encoder_config_that_is_not_a_small_regular_file_is_refused_unread(tm
     (big / "encoder.json").write_text(" " * (2 << 20) + "{}")
     with pytest.raises(WeightsError, match="encoder.json"):
         load_encoder(big)
+
+
+@pytest.mark.parametrize("encoder, extra",
+                         [("sae", {}), ("mlp", {"hidden": (96,)}), ("lista", {"layers": 2})])
+def test_supervised_training_lowers_the_held_out_distance_to_the_true_codes(encoder, extra):
+    spec = TrainingSpec(**{**SMALL, "steps": 30, "eval_every": 10, "objective": "supervised",
+                           "encoder": encoder, **extra})
+    trained = train_encoder(spec)
+    losses = dict(trained.heldout)
+    assert trained.best_step > 0 and losses[trained.best_step] < losses[0]
+    if encoder == "sae":  # the scores' distance to the codes, not a reconstruction: at the
+        assert losses[0] > 3  # start x·F is about k/d from 0 on each of the N latents
