@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train-sae", help="train an SAE, MLP or LISTA encoder on the standard "
                                                   "problem",
                                 description=(
-        "Train an encoder (an SAE's, an MLP or unrolled ISTA; TopK or ReLU latents; NumPy) on "
+        "Train an encoder (an SAE's, an MLP or unrolled ISTA; TopK, ReLU or JumpReLU latents; NumPy) on "
         "instances of the standard problem whose dictionary is known and fixed as the decoder, "
         "and write it with its loss curve: an SAE in SAELens format, an MLP or LISTA in the "
         "harness's encoder format (docs/training.md). The result is a fixed-dictionary problem "
