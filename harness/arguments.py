@@ -219,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "layers, or LISTA (default sae)")
     train.add_argument("--objective", choices=("reconstruction", "supervised"), default="reconstruction",
                        help="what training minimises: the reconstruction ½‖x − F z‖² through the fixed "
-                            "decoder (as SAEs are trained), or the scores' squared distance to the true "
-                            "codes, which this problem knows (default reconstruction)")
+                            "decoder (as SAEs are trained), or one minus the cosine of the scores and "
+                            "the true codes, which this problem knows (default reconstruction)")
     train.add_argument("--hidden", type=_widths, metavar="W[,W]",
                        help="MLP: the hidden layers' widths, each at least 2d (default 4d)")
     train.add_argument("--layers", type=_positive_int, default=4, metavar="T",

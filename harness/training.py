@@ -53,7 +53,7 @@ HELDOUT_DRAW = 1 << 40
 ENCODERS = ("sae", "mlp", "lista")
 ACTIVATIONS = ("topk", "relu", "jumprelu")
 #: What training minimises: the SAE's reconstruction through the fixed decoder, or (the
-#: true codes being known on this problem) the scores' distance to them.
+#: true codes being known on this problem) one minus the cosine of the scores and the codes.
 OBJECTIVES = ("reconstruction", "supervised")
 #: A JumpReLU SAE's starting threshold on every latent: the ``threshold`` decoder's level.
 JUMPRELU_START_THRESHOLD = 0.5
@@ -328,14 +328,23 @@ def _codes(subsets: np.ndarray, n: int, dtype: Any) -> np.ndarray:
     return codes
 
 
+def _cosine_loss(scores: np.ndarray, codes: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean of ``1 − cos(scores, codes)`` over the rows, and its gradient in ``scores``
+    (a row of zero scores counts as cosine 0, its gradient taken at norm 1e-12)."""
+    norms = np.maximum(np.linalg.norm(scores.astype(np.float64), axis=1), 1e-12)[:, None]
+    code_norms = np.linalg.norm(codes, axis=1)[:, None]
+    cosines = np.sum(scores * codes, axis=1, dtype=np.float64)[:, None] / (norms * code_norms)
+    gradient = -(codes / code_norms - cosines * scores / norms) / norms / scores.shape[0]
+    return float(np.mean(1.0 - cosines)), gradient.astype(scores.dtype)
+
+
 def _loss(spec: TrainingSpec, matrix: np.ndarray, x: np.ndarray, model: _SAE | _MLP | _LISTA,
           subsets: np.ndarray | None = None) -> float:
     """The mean loss of an encoder on signals ``x``: ``½‖x − F z‖²`` of its latents, or
-    (objective supervised) ``½‖scores − z*‖²`` with ``z*`` the true codes of ``subsets``."""
+    (objective supervised) ``1 − cos(scores, z*)`` with ``z*`` the true codes of ``subsets``."""
     if spec.objective == "supervised":
         assert subsets is not None
-        difference = model.scores(x) - _codes(subsets, spec.n, model.dtype)
-        return 0.5 * float(np.mean(np.sum(difference.astype(np.float64)**2, axis=1)))
+        return _cosine_loss(model.scores(x), _codes(subsets, spec.n, model.dtype))[0]
     latents, _ = _latents(spec, model.scores(x), _threshold(spec, model))
     residual = x - latents @ matrix.T
     return 0.5 * float(np.mean(np.sum(residual.astype(np.float64)**2, axis=1)))
@@ -362,12 +371,12 @@ def loss_and_gradients(spec: TrainingSpec, model: _SAE | _MLP | _LISTA, matrix: 
     threshold = _threshold(spec, model)
     latents, mask = _latents(spec, pre, threshold)
     if spec.objective == "supervised":
-        # Latent regression (O'Neill et al.'s known-codes case): every score is pulled to
-        # its true code, so no latent is ever without a gradient and AuxK has nothing to do.
+        # Latent regression (O'Neill et al.'s known-codes case, with their cosine loss): the
+        # scores' direction is pulled to the true codes', which is all a top-k ranking sees;
+        # every latent has a gradient, so AuxK has nothing to do.
         assert subsets is not None
-        difference = pre - _codes(subsets, spec.n, pre.dtype)
-        loss = 0.5 * float(np.mean(np.sum(difference.astype(np.float64)**2, axis=1)))
-        return loss, model.backward(cache, difference / x.shape[0]), mask
+        loss, gradient = _cosine_loss(pre, _codes(subsets, spec.n, pre.dtype))
+        return loss, model.backward(cache, gradient), mask
     residual = x - latents @ matrix.T
     loss = 0.5 * float(np.mean(np.sum(residual**2, axis=1)))
     upstream = -(residual @ matrix)  # ∂loss/∂z, per signal

@@ -294,5 +294,4 @@ def test_supervised_training_lowers_the_held_out_distance_to_the_true_codes(enco
     trained = train_encoder(spec)
     losses = dict(trained.heldout)
     assert trained.best_step > 0 and losses[trained.best_step] < losses[0]
-    if encoder == "sae":  # the scores' distance to the codes, not a reconstruction: at the
-        assert losses[0] > 3  # start x·F is about k/d from 0 on each of the N latents
+    assert all(0 <= loss <= 2 for loss in losses.values())  # one minus a cosine
