@@ -331,9 +331,9 @@ def _codes(subsets: np.ndarray, n: int, dtype: Any) -> np.ndarray:
 def _cosine_loss(scores: np.ndarray, codes: np.ndarray) -> tuple[float, np.ndarray]:
     """The mean of ``1 − cos(scores, codes)`` over the rows, and its gradient in ``scores``
     (a row of zero scores counts as cosine 0, its gradient taken at norm 1e-12)."""
-    norms = np.maximum(np.linalg.norm(scores.astype(np.float64), axis=1), 1e-12)[:, None]
-    code_norms = np.linalg.norm(codes, axis=1)[:, None]
-    cosines = np.sum(scores * codes, axis=1, dtype=np.float64)[:, None] / (norms * code_norms)
+    norms = np.asarray(np.maximum(np.sqrt(np.sum(scores.astype(np.float64)**2, axis=1)), 1e-12))[:, None]
+    code_norms = np.asarray(np.sqrt(np.sum(codes.astype(np.float64)**2, axis=1)))[:, None]
+    cosines = np.asarray(np.sum(scores * codes, axis=1, dtype=np.float64))[:, None] / (norms * code_norms)
     gradient = -(codes / code_norms - cosines * scores / norms) / norms / scores.shape[0]
     return float(np.mean(1.0 - cosines)), gradient.astype(scores.dtype)
 

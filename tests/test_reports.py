@@ -76,4 +76,7 @@ def test_check_without_names_says_which_decoders_it_leaves_out(capsys):
     from superposition_harness.plugins import load_registry
     from superposition_harness.reports import unchecked_note
     note = unchecked_note(load_registry())
-    assert note is not None and "not checked: sae" in note and "harness check 'sae[weights=PATH]'" in note
+    # Every decoder tied to its own dictionary is named (in order), and one of them is shown
+    # with the parameter it needs.
+    assert note is not None and "not checked: learned, sae," in note
+    assert "harness check 'learned[weights=PATH]'" in note
