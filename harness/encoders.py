@@ -32,14 +32,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .files import RefusedFile, read_regular
 from .memory import DEFAULT_MEMORY
-from .tensors import WeightsError, _Arrays, _error, _reason, write_safetensors
+from .tensors import WeightsError, _Arrays, _error, write_safetensors
 
 ENCODER_CONFIG = "encoder.json"
 ENCODER_WEIGHTS = "encoder.safetensors"
@@ -108,17 +108,23 @@ class LearnedEncoder:
     def _hidden_layers(self) -> int:
         return sum(1 for name in self.tensors if name.startswith("hidden.") and name.endswith(".bias"))
 
-    def mlp_parameters(self) -> list[np.ndarray]:
+    def mlp_parameters(self, tensors: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """The MLP's parameters in :func:`mlp_scores`' order, from ``tensors`` (default the file's)."""
         names = [f"hidden.{i}.{part}" for i in range(self._hidden_layers()) for part in ("weight", "bias")]
-        return [self.tensors[name] for name in [*names, "out.weight", "out.bias"]]
+        return [(tensors or self.tensors)[name] for name in [*names, "out.weight", "out.bias"]]
+
+    @cached_property
+    def _wide(self) -> dict[str, np.ndarray]:
+        """The tensors in float64, made once (``scores`` runs on every batch)."""
+        return {name: array.astype(np.float64) for name, array in self.tensors.items()}
 
     def scores(self, signals: np.ndarray) -> np.ndarray:
         """``(B, N)`` float32 scores of the rows of ``signals``: computed in float64 and
         rounded once, so that a latent's score does not depend on the batch it is in."""
         x = np.asarray(signals, dtype=np.float64)
-        wide = {name: array.astype(np.float64) for name, array in self.tensors.items()}
+        wide = self._wide
         if self.kind == "mlp":
-            out = mlp_scores([p.astype(np.float64) for p in self.mlp_parameters()], x)
+            out = mlp_scores(self.mlp_parameters(wide), x)
         else:
             out = lista_scores(wide["W"], wide["step"], wide["threshold"], wide["W_dec"], x)
         return out.astype(np.float32)
@@ -166,19 +172,9 @@ def is_encoder_directory(path: str | os.PathLike[str]) -> bool:
 
 
 def _config(path: Path) -> dict[str, Any]:
-    try:
-        data = read_regular(path, MAX_CONFIG_BYTES)
-    except RefusedFile as exc:
-        raise _error(path, exc.problem) from None
-    except OSError as exc:
-        raise _error(path, f"cannot be read: {_reason(exc)}") from None
-    try:
-        value = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _error(path, f"file is not valid JSON ({_reason(exc)})") from None
-    if not isinstance(value, dict):
-        raise _error(path, f"file must hold a JSON object, not {type(value).__name__}")
-    return value
+    from .weights import _read_json_object  # weights.py reads this format's dictionary, so imports us
+
+    return _read_json_object(path, MAX_CONFIG_BYTES)
 
 
 def _count(path: Path, config: dict[str, Any], name: str) -> int:

@@ -223,8 +223,8 @@ def _check_finite(path: Path, name: str, array: np.ndarray) -> None:
 # ---------------------------------------------------------------- config files
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    text = _read_text(path)
+def _read_json_object(path: Path, limit: int = MAX_TEXT_BYTES) -> dict[str, Any]:
+    text = _read_text(path, limit)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -245,11 +245,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise _error(path, f"file is not valid TOML ({_reason(exc)})") from None
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, limit: int = MAX_TEXT_BYTES) -> str:
     if not path.exists():
         raise _error(path, "file not found")
     try:
-        data = read_regular(path, MAX_TEXT_BYTES)
+        data = read_regular(path, limit)
     except RefusedFile as exc:
         problem = exc.problem + (" for an SAE's configuration (the file is corrupt or not a configuration)"
                                  if "allowed" in exc.problem else "")
