@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MLP: the hidden layers' widths, each at least 2d (default 4d)")
     train.add_argument("--layers", type=_positive_int, default=4, metavar="T",
                        help="LISTA: unrolled layers (default 4)")
+    train.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                       help="what the weights are stored as: float16 takes half the bytes, each value "
+                            "rounded once when written; what is measured is what the file holds "
+                            "(default float32)")
     train.add_argument("--d", type=_positive_int, required=True, metavar="D", help="dimension d")
     train.add_argument("--n", type=_positive_int, default=4096, metavar="N",
                        help="number of features N (default 4096)")

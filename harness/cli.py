@@ -292,7 +292,7 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
                         learning_rate=args.learning_rate, l1=args.l1, warmup=args.warmup, clip=args.clip,
                         aux=args.aux, eval_every=args.eval_every, encoder=args.encoder,
                         hidden=args.hidden or (), layers=args.layers, l0=args.l0, bandwidth=args.bandwidth,
-                        objective=args.objective)
+                        objective=args.objective, dtype=args.dtype)
     try:
         spec.validate()
     except ValueError as exc:
@@ -311,6 +311,9 @@ def command_train_sae(args: argparse.Namespace, out: Console, err: Console) -> i
         directory = write_trained(trained, args.out)
     except OSError as exc:
         raise StoreError(f"cannot write the SAE to {args.out}: {exc.strerror}.") from None
+    except ValueError as exc:  # a weight beyond float16's range
+        raise StoreError(f"cannot write the weights as {args.dtype}: {exc}; write them with "
+                         "--dtype float32.") from None
     curve = Table(title="Loss curve (training: mean over each tenth; held-out: at its end)",
                   title_justify="left", header_style="bold")
     curve.add_column("steps", justify="right")

@@ -207,9 +207,35 @@ class Decoder(ABC):
         """
         return None
 
+    def identity(self) -> Mapping[str, Any] | None:
+        """What identifies this decoder beyond its parameters, as a JSON object, or None.
+
+        A decoder that reads files (an encoder's weights, say) returns their SHA-256 here,
+        and may add facts about them a leaderboard shows (``training_flops``: the training
+        compute that made them). Every record of the decoder stores it as
+        ``decoder_identity``: a run reuses a stored record only when it matches, and
+        ``harness verify`` re-makes the decoder and refuses to vouch for a record whose
+        files have changed since. Called once per run, before any trial.
+        """
+        return None
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def decoder_identity(decoder: Decoder) -> tuple[dict[str, Any] | None, str | None]:
+    """``decoder.identity()`` as a plain JSON object, and None; or None and why it could not be
+    had (the plugin raised, or returned what is not a JSON object): then its runs are errors."""
+    try:
+        given = decoder.identity()
+        if given is None:
+            return None, None
+        if not isinstance(given, Mapping):
+            raise TypeError(f"identity() returned {type(given).__name__}, not a mapping")
+        return json.loads(json.dumps(dict(given), allow_nan=False, sort_keys=True)), None
+    except Exception as exc:  # a plugin's failure is recorded as its error, not raised
+        return None, f"its identity() failed: {type(exc).__name__}: {exc}"
 
 
 def resolve_params(cls: type[Decoder], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,9 @@ The file is a directory with ``encoder.json`` and ``encoder.safetensors``
 (``"superposition-harness-encoder"``), ``version`` (1), ``encoder`` (``mlp`` or
 ``lista``), ``d_in`` (``d``), ``d_sae`` (``N``), ``k`` (the k it was trained at) and, for
 an MLP, ``hidden`` (the widths) or, for LISTA, ``layers`` (``T``); what trained it is under
-``harness_training``. The tensors, float32: ``W_dec`` (``N × d``, one codeword per row) and
-``b_dec`` (``d``, zeros for a trained encoder: the signals' offset), and for an MLP
+``harness_training``, and what the tensors are stored as under ``dtype``. The tensors,
+float32 or float16 (read as float32; each is what is measured): ``W_dec`` (``N × d``, one
+codeword per row) and ``b_dec`` (``d``, zeros for a trained encoder: the signals' offset), and for an MLP
 ``hidden.{i}.weight`` (``in × out``), ``hidden.{i}.bias``, ``out.weight`` (``H × N``),
 ``out.bias``; for LISTA ``W`` (``d × N``), ``step`` and ``threshold`` (``T`` each).
 """
@@ -129,6 +130,19 @@ class LearnedEncoder:
             out = lista_scores(wide["W"], wide["step"], wide["threshold"], wide["W_dec"], x)
         return out.astype(np.float32)
 
+    def sha256(self) -> str:
+        """The SHA-256 of the encoder's two files (``weights.fingerprint``), as a
+        fixed-dictionary record names them: what identifies this encoder in a record."""
+        from .weights import fingerprint
+
+        return fingerprint(self.path, "learned")
+
+    @property
+    def training(self) -> dict[str, Any] | None:
+        """``harness_training`` of ``encoder.json`` (with ``training_flops``), if it is an object."""
+        training = self.config.get("harness_training")
+        return training if isinstance(training, dict) else None
+
     def flops_per_signal(self) -> int:
         """Multiply-adds ×2 of one signal's scores (what the ``learned`` decoder spends)."""
         if self.kind == "mlp":
@@ -143,8 +157,9 @@ class LearnedEncoder:
 
 
 def write_encoder(directory: str | os.PathLike[str], kind: str, k: int, tensors: dict[str, np.ndarray],
-                  extra: dict[str, Any] | None = None) -> Path:
-    """Write an encoder in the format of the module docstring; return the directory."""
+                  extra: dict[str, Any] | None = None, dtype: str = "float32") -> Path:
+    """Write an encoder in the format of the module docstring, its tensors stored as
+    ``dtype`` (float32 or float16); return the directory."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     stored = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in tensors.items()}
@@ -157,7 +172,7 @@ def write_encoder(directory: str | os.PathLike[str], kind: str, k: int, tensors:
     else:
         config["layers"] = int(stored["step"].shape[0])
     config.update(extra or {})
-    write_safetensors(out / ENCODER_WEIGHTS, stored)
+    write_safetensors(out / ENCODER_WEIGHTS, stored, dtype)
     (out / ENCODER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out
 

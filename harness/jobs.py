@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from . import __version__, parallel
 from .config import ConfigError, Sweep
 from .dask_backend import Backend, run_on_dask
-from .decoder import Decoder, params_text, parse_params
+from .decoder import Decoder, decoder_identity, params_text, parse_params
 from .dictionary import Dictionary
 from .memory import DEFAULT_MEMORY, check
 from .plugins import DecoderEntry, Registry
@@ -51,6 +51,10 @@ class Job:
     dictionary: Dictionary | None
     decoder: Decoder
     entry: DecoderEntry
+    #: The decoder's identity (``Decoder.identity``), or why it could not be had: then the
+    #: job is recorded as that error without running.
+    identity: dict[str, Any] | None = None
+    identity_error: str | None = None
 
     @staticmethod
     def name_with_params(decoder: Decoder, entry: DecoderEntry) -> str:
@@ -72,7 +76,7 @@ class Job:
             "params": dict(self.decoder.params), "problem": self.problem.as_record(),
             "target": settings.target,
             "search": search_fields(self.problem, settings, search_limit(self.problem, settings)),
-            "provenance": {"harness_version": __version__}})
+            "provenance": {"harness_version": __version__}, "decoder_identity": self.identity})
 
 
 def _defaults(entry: DecoderEntry) -> dict[str, Any]:
@@ -165,9 +169,10 @@ def choose_decoders(sweep: Sweep, registry: Registry) -> list[tuple[Decoder, Dec
 
 def plan(problems: Sequence[tuple[Problem, Dictionary | None]],
          decoders: Sequence[tuple[Decoder, DecoderEntry]]) -> list[Job]:
-    """Every decoder on every problem, problem by problem."""
-    return [Job(problem, dictionary, decoder, entry) for problem, dictionary in problems
-            for decoder, entry in decoders]
+    """Every decoder on every problem, problem by problem; each decoder's identity is asked once."""
+    identities = [decoder_identity(decoder) for decoder, _ in decoders]
+    return [Job(problem, dictionary, decoder, entry, *identity) for problem, dictionary in problems
+            for (decoder, entry), identity in zip(decoders, identities, strict=True)]
 
 
 def check_memory(jobs: Sequence[Job], settings: RunSettings) -> None:
@@ -248,20 +253,27 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
             job = jobs[index]
             made = {**provenance(argv, threads=threads, batch_size=settings.batch_size), **where}
             record = make_record(run, decoder_name=job.entry.name, plugin_package=job.entry.package,
-                                 plugin_version=job.entry.version, provenance=made)
+                                 plugin_version=job.entry.version, provenance=made, identity=job.identity)
             if store is not None:
                 store.append(record)
             records[index] = record
             listen.finished(index, record, False)
 
+        for index, job in enumerate(jobs):  # a decoder whose identity failed is that error, not run
+            if job.identity_error is not None and records[index] is None:
+                finish(index, DecoderRun(problem=job.problem, settings=settings,
+                                         d_max=search_limit(job.problem, settings),
+                                         params=dict(job.decoder.params), error=job.identity_error),
+                       {"backend": "in-process"})
+        waiting = {index for index in range(len(jobs)) if records[index] is None}
         if backend is not None:
-            remote = [index for index in range(len(jobs)) if index not in reused]
+            remote = sorted(waiting)
             for position, run, tasks in run_on_dask(
                     backend, [(jobs[i].problem, jobs[i].decoder) for i in remote], settings, timeout=timeout,
                     on_trials=partial(_report_position, listen, remote)):
                 finish(remote[position], run, {**backend.provenance(), "tasks": tasks})
             return Outcome([record for record in records if record is not None], set(reused))
-        pooled = [index for index, job in enumerate(jobs) if side_by_side and index not in reused
+        pooled = [index for index, job in enumerate(jobs) if side_by_side and index in waiting
                   and can_run_in_a_process(job.problem, job.decoder, job.dictionary)]
         if parallel.workers() < 2 or len(pooled) < 2:
             pooled = []
@@ -269,8 +281,7 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
         # one at a time, each worker with the run's threads. Otherwise, the rest here.
         groups: list[tuple[list[int], int, int | None]] = [(pooled, parallel.workers(), 1)]
         if timeout is not None:
-            groups.append(([index for index in range(len(jobs)) if index not in reused
-                            and index not in pooled], 1, threads))
+            groups.append(([index for index in sorted(waiting) if index not in pooled], 1, threads))
         with stdout_to_stderr():
             for indices, processes, job_threads in groups:
                 if not indices:

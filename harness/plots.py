@@ -13,6 +13,14 @@ Only successful records of generated dictionaries are drawn, grouped by
   one panel per ``k``; ``shannon-ratio-snr-{dictionary}-n{N}`` the same against the
   signal-to-noise ratio, for the fixed-SNR track.
 
+Successful noiseless records of a fixed dictionary (``harness gap``) give one figure per
+``(dictionary file, N, d)``:
+
+- ``kstar-vs-time-{file}-n{N}-d{d}``: each decoder's (or encoder's) ``k*`` with its 95%
+  interval against its decoding time per signal as its record states it (``wall_seconds``
+  over ``trials``: the maker's machine, not a derived number), log-scaled: what reading
+  more of the code back costs at inference.
+
 matplotlib is optional: naming the figures needs none, drawing them does. The files
 are the same bytes for the same records and matplotlib version, whatever the clock,
 the machine's fonts, its matplotlib settings or the current directory.
@@ -227,6 +235,7 @@ Builder = Callable[[Sequence[Record], "Mapping[SeriesKey, _Style] | None"], "Fig
 
 def _figure_specs(records: Iterable[Record]) -> list[tuple[str, Builder, list[Record]]]:
     """Every figure the records give: its file stem, how it is drawn and from which records."""
+    records = list(records)
     usable = _usable(records)
     noiseless = [r for r in usable if _noise(r) == 0 and _snr(r) == 0]
     noisy = [r for r in usable if _noise(r) > 0 and _number(r.get("d_star_over_shannon")) is not None]
@@ -239,7 +248,32 @@ def _figure_specs(records: Iterable[Record]) -> list[tuple[str, Builder, list[Re
         specs.append((f"shannon-ratio-{_stem_part(dictionary)}-n{n}", _shannon_figure, rows))
     for (dictionary, n), rows in _group(fixed_snr).items():
         specs.append((f"shannon-ratio-snr-{_stem_part(dictionary)}-n{n}", _snr_figure, rows))
+    specs += _fixed_specs(records)
     return sorted(specs, key=lambda spec: spec[0])
+
+
+def _fixed_usable(records: Iterable[Record]) -> list[Record]:
+    """The successful noiseless fixed-dictionary records with a ``k*``, a time and trials."""
+    out = []
+    for record in records:
+        problem = _problem(record)
+        if record.get("status") != "ok" or track_of(problem) is not FIXED or _noise(record) or _snr(record):
+            continue
+        if (_is_int(record.get("k_star")) and _is_int(record.get("trials")) and record["trials"] > 0
+                and (_number(record.get("wall_seconds")) or 0) > 0 and _is_int(problem.get("n"))
+                and _is_int(problem.get("d")) and isinstance(problem.get("dictionary_file"), str)):
+            out.append(record)
+    return out
+
+
+def _fixed_specs(records: Iterable[Record]) -> list[tuple[str, Builder, list[Record]]]:
+    groups: dict[str, list[Record]] = {}
+    for record in _fixed_usable(records):
+        problem = _problem(record)
+        name = _stem_part(_last_part(str(problem["dictionary_file"])))
+        stem = f"kstar-vs-time-{name}-n{problem['n']}-d{problem['d']}"
+        groups.setdefault(stem, []).append(record)
+    return [(stem, _kstar_time_figure, rows) for stem, rows in groups.items()]
 
 
 def figure_names(records: Iterable[Record]) -> list[str]:
@@ -387,6 +421,60 @@ def _minimal_d_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Sty
     right.set_yticks([tick for tick, _ in ticks], labels=[text for _, text in ticks])
     right.yaxis.set_minor_locator(NullLocator())
     right.set_ylabel(f"dims/bit (d / H) at k = {k_hi}")
+    _legend(figure, entries)
+    return figure
+
+
+def _last_part(path: str) -> str:
+    """The last name of a path as a record states it (``/`` or ``\\`` separated)."""
+    return re.split(r"[\\/]", path.rstrip("/\\"))[-1] or path
+
+
+def encoder_label(record: Record) -> str:
+    """A fixed-dictionary row's name in a figure: the decoder, and the directory of the
+    weights it reads (``learned (lista-8)``) where it reads some."""
+    params = record.get("params")
+    weights = params.get("weights") if isinstance(params, Mapping) else None
+    if isinstance(weights, str) and weights.strip("/\\"):
+        return f"{record.get('decoder')} ({_last_part(weights)})"
+    return str(record.get("decoder", "?"))
+
+
+def _kstar_time_figure(records: Sequence[Record], styles: Mapping[SeriesKey, _Style] | None = None) -> Figure:
+    """``k*(q)`` against decoding time per signal on one fixed dictionary: one point per
+    decoder with its 95% interval, coloured and marked by its label's place in sorted order."""
+    problem = _problem(records[0])
+    targets = _targets(records)
+    rows = sorted(records, key=lambda r: (encoder_label(r),
+                                          json.dumps(r.get("params") or {}, sort_keys=True, default=str)))
+    labels = [encoder_label(r) for r in rows]
+    repeated = {label for label in labels if labels.count(label) > 1}
+    figure = _new_figure((8.0, 5.0))
+    ax = figure.add_subplot()
+    ax.set_xscale("log")
+    entries: dict[str, Any] = {}
+    for i, (record, label) in enumerate(zip(rows, labels, strict=True)):
+        if label in repeated:
+            label = f"{label}[{_fmt_params(record.get('params'))}]"
+        seconds = float(record["wall_seconds"]) / int(record["trials"]) * 1e3
+        k = float(record["k_star"])
+        ci = record.get("k_star_ci")
+        ci = list(ci) + [None, None] if isinstance(ci, (list, tuple)) else [None, None]
+        lo, hi = _number(ci[0]), _number(ci[1])
+        color, marker = _PALETTE[i % len(_PALETTE)], _MARKERS[i % len(_MARKERS)]
+        face = color if (i // len(_PALETTE)) % 2 == 0 else "white"
+        below, above = 0.0 if lo is None else max(k - lo, 0.0), 0.0 if hi is None else max(hi - k, 0.0)
+        entries[label] = ax.errorbar(
+            [seconds], [k], yerr=[[below], [above]], color=color, marker=marker, markersize=7,
+            markerfacecolor=face, linestyle="none", elinewidth=1.0, capsize=3, label=label, zorder=3)
+    _plain_log_axis(ax.xaxis)
+    ax.grid(True, which="major", color="0.92", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.set_xlabel("decoding time per signal (ms, as each record states it)")
+    ax.set_ylabel(f"k*({_q_text(targets)}) (active features read back)")
+    ax.set_ylim(bottom=0)
+    name = _last_part(str(problem["dictionary_file"]))
+    ax.set_title(f"Features read back against decoding time: {name}, d = {problem['d']}, N = {problem['n']}")
     _legend(figure, entries)
     return figure
 

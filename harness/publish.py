@@ -222,7 +222,7 @@ COLUMNS = ("track", "dictionary", "n", "k", "d", "noise", "snr", "seed", "decode
            "k_half",
            "k_half_lo", "k_half_hi", "entropy_bits", "bits_per_dim", "bits_per_dim_lo", "bits_per_dim_hi",
            "dims_per_bit", "d_shannon", "d_star_over_shannon", "d_counting", "d_star_over_counting", "trials",
-           "evidence", "evidence_note",
+           "evidence", "evidence_note", "weights_sha256", "training_flops",
            "wall_seconds", "peak_memory_bytes", "cpu", "cores", "date", "git_commit", "source", "error")
 
 #: A row's ``evidence``: every number follows from its record's outcomes and its decoder
@@ -267,6 +267,13 @@ def make_row(item: Sourced, verdict: Verdict | None = None) -> dict[str, Any]:
                                                     "wall_seconds", "peak_memory_bytes")})
     row["bits_per_dim_lo"], row["bits_per_dim_hi"] = _pair(record.get("bits_per_dim_ci"))
     row["d_max"] = None if fixed else (record.get("search") or {}).get("d_max")
+    given = record.get("decoder_identity")
+    identity: dict[str, Any] = given if isinstance(given, dict) else {}
+    trained = identity.get("training")
+    training: dict[str, Any] = trained if isinstance(trained, dict) else {}
+    row["weights_sha256"] = identity.get("sha256") if isinstance(identity.get("sha256"), str) else None
+    flops = training.get("training_flops")
+    row["training_flops"] = flops if isinstance(flops, (int, float)) and not isinstance(flops, bool) else None
     if verdict is not None and verdict.status != SKIPPED:
         row["evidence"] = CHECKED if verdict.status == VERIFIED else UNVERIFIABLE
         row["evidence_note"] = "; ".join(verdict.reasons) or None
@@ -402,24 +409,46 @@ def _generated_table(heading: str, rows: list[dict[str, Any]], noisy: bool) -> T
     return Table(heading, columns, cells, sort, [])
 
 
+def _ms_per_signal(row: dict[str, Any]) -> float | None:
+    """A row's decoding time per signal in ms, as its record states it (wall time over trials)."""
+    wall, trials = row["wall_seconds"], row["trials"]
+    if not isinstance(wall, (int, float)) or not isinstance(trials, int) or not trials:
+        return None
+    return wall / trials * 1e3
+
+
+def _flops_text(value: Any) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+#: What the training and time columns of a fixed-dictionary table are, as its note says.
+FIXED_NOTE = ("training FLOPs: the compute that trained an encoder, from the training settings its "
+              "weights carry (`harness train-sae`; `-` for a decoder that is not trained); ms/signal: "
+              "decoding time per signal as the record states it (wall time over trials, on the machine "
+              "and threads its provenance names).")
+
+
 def _fixed_table(heading: str, rows: list[dict[str, Any]]) -> Table:
     q = _q(rows)
     snr = any(row["snr"] is not None for row in rows)
     columns = ["#", "decoder", "params", "noise" if snr else "σ", f"k*({q}) [95% CI]", "H(N, k*)",
-               "bits/dim", "dims/bit", "k*(0.5) [95% CI]", "trials", "evidence", "version", "machine", "date"]
+               "bits/dim", "dims/bit", "k*(0.5) [95% CI]", "training FLOPs", "ms/signal", "trials",
+               "evidence", "version", "machine", "date"]
     cells, sort = [], []
     for index, row in enumerate(rows):
+        time = _ms_per_signal(row)
         cells.append([str(index + 1), row["decoder"], row["params"],
                       _noise_text(row) if snr else f"{row['noise']:g}",
                       _estimate(row, "k_star"), _float(row["entropy_bits"], 1),
                       _float(row["bits_per_dim"], 3), _float(row["dims_per_bit"]), _estimate(row, "k_half"),
+                      _flops_text(row["training_flops"]), "-" if time is None else f"{time:.3g}",
                       str(row["trials"]), row["evidence"] or "-", _version(row), _machine(row),
                       str(row["date"] or "-")[:10]])
         level = row["snr"] if row["snr"] is not None else row["noise"]
         sort.append([index, row["decoder"], row["params"], level, row["k_star"], row["entropy_bits"],
-                     row["bits_per_dim"], row["dims_per_bit"], row["k_half"], row["trials"],
-                     row["evidence"] or "", _version(row), _machine(row), row["date"]])
-    return Table(heading, columns, cells, sort, [])
+                     row["bits_per_dim"], row["dims_per_bit"], row["k_half"], row["training_flops"], time,
+                     row["trials"], row["evidence"] or "", _version(row), _machine(row), row["date"]])
+    return Table(heading, columns, cells, sort, [], note=FIXED_NOTE)
 
 
 #: Marks a summary cell whose row is unverifiable.
@@ -491,6 +520,8 @@ def build_tables(items: Sequence[Sourced], rows: list[dict[str, Any]]) -> list[t
         tables: list[Table] = []
         if kind == "fixed":
             tables.append(_fixed_table("All rows, best first", members))
+            tables[0].figures = plots.figure_names(
+                [item.record for item in items if _in_section(item.record, kind, members)])
         else:
             summary = _summary_table(members) if kind == "noiseless" else None
             if summary is not None:
@@ -505,6 +536,10 @@ def build_tables(items: Sequence[Sourced], rows: list[dict[str, Any]]) -> list[t
 def _in_section(record: dict[str, Any], kind: str, members: list[dict[str, Any]]) -> bool:
     problem = record.get("problem") or {}
     first = members[0]
+    if kind == "fixed":
+        name = Path(str(problem.get("dictionary_file"))).name
+        return track(record) == kind and name == first["dictionary"] and problem.get("n") == first["n"] \
+            and problem.get("d") == first["d"]
     return track(record) == kind and problem.get("dictionary") == first["dictionary"] \
         and problem.get("n") == first["n"]
 
@@ -551,6 +586,8 @@ def _figure_caption(stem: str) -> str:
         return "Minimal dimension d* against k, with the entropy H(N, k) and guides at 2, 4 and 8 dims/bit"
     if stem.startswith("success-vs-d"):
         return "Success probability against d at each k"
+    if stem.startswith("kstar-vs-time"):
+        return "k* against decoding time per signal, each decoder and encoder on the same dictionary"
     if stem.startswith("shannon-ratio-snr"):
         return "d*/d_Sh against the signal-to-noise ratio per dimension (fixed-SNR track)"
     return "d*/d_Sh against the noise level"
@@ -696,7 +733,7 @@ def _sort_text(value: Any) -> str:
 
 def _best(column: str) -> str | None:
     """Which end of a score column is best (``low`` or ``high``); None for other columns."""
-    if column == "#" or column == "dims/bit" or column.startswith(("d*", "k =")):
+    if column in ("#", "dims/bit", "ms/signal", "training FLOPs") or column.startswith(("d*", "k =")):
         return "low"  # a rank, d* (or d*(0.5), d*/d_Sh), and the summary's d* by k
     if column.startswith(("bits/dim", "k*", "H(N, k*)")):
         return "high"

@@ -128,12 +128,12 @@ def search_fields(problem: Problem, settings: RunSettings, limit: int,
 
 def measurement_key(*, decoder: str, plugin_version: str, params: dict[str, Any],
                     problem: dict[str, Any], target: float, search: dict[str, Any],
-                    harness_version: str) -> str:
+                    harness_version: str, identity: dict[str, Any] | None = None) -> str:
     """What makes two records the same measurement: problem (seed included), decoder,
-    parameters, versions and search settings; a run with the same key gives the same
-    record, apart from timings and provenance."""
-    return json.dumps([decoder, plugin_version, params, problem, target, search, harness_version],
-                      sort_keys=True)
+    parameters, the decoder's identity (the files it reads), versions and search settings;
+    a run with the same key gives the same record, apart from timings and provenance."""
+    key: list[Any] = [decoder, plugin_version, params, problem, target, search, harness_version]
+    return json.dumps(key + ([identity] if identity is not None else []), sort_keys=True)
 
 
 def stored_measurement_key(record: dict[str, Any]) -> str | None:
@@ -142,17 +142,22 @@ def stored_measurement_key(record: dict[str, Any]) -> str | None:
         return measurement_key(decoder=record["decoder"], plugin_version=record["plugin_version"],
                                params=record["params"], problem=record["problem"],
                                target=record["target"], search=record["search"],
-                               harness_version=record["provenance"]["harness_version"])
+                               harness_version=record["provenance"]["harness_version"],
+                               identity=record.get("decoder_identity"))
     except (KeyError, TypeError):
         return None
 
 
 def make_record(run: DecoderRun, *, decoder_name: str, plugin_package: str, plugin_version: str,
-                provenance: dict[str, Any], schema: int = SCHEMA_VERSION) -> dict[str, Any]:
+                provenance: dict[str, Any], schema: int = SCHEMA_VERSION,
+                identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """The result record of ``run`` (see the README's record schema), laid out as
-    ``schema`` says (an older one when ``harness verify`` rebuilds an older record)."""
+    ``schema`` says (an older one when ``harness verify`` rebuilds an older record);
+    ``identity`` is the decoder's (``Decoder.identity``), stored when it has one."""
     record = _common_fields(run, decoder_name=decoder_name, plugin_package=plugin_package,
                             plugin_version=plugin_version, provenance=provenance, schema=schema)
+    if identity is not None:
+        record["decoder_identity"] = identity
     record.update(_estimate_fields(run, schema))
     return record
 
@@ -529,6 +534,7 @@ _OPTIONAL: dict[str, Callable[[Any], bool]] = {
                                      "wall_seconds", "peak_memory_bytes")},
     **{f"{name}_ci": _pair_of(_is_number) for name in ("bits_per_dim", "dims_per_bit")},
     "error": lambda v: isinstance(v, str),
+    "decoder_identity": lambda v: isinstance(v, dict),
     "search": lambda v: isinstance(v, dict) and all(
         _is_number(x) if key == "resolution" else _is_int(x, 1) for key, x in v.items()),
     "trials_by_estimate": lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()),

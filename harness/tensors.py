@@ -204,14 +204,26 @@ def read_safetensors(path: str | os.PathLike[str], keys: Iterable[str] | None = 
         return {key: arrays.read(key) for key in (arrays.names if keys is None else keys)}
 
 
-def write_safetensors(path: str | os.PathLike[str], tensors: dict[str, np.ndarray]) -> None:
-    """Write float32 tensors as a safetensors file (little-endian, header padded to 8 bytes)."""
+#: The dtypes :func:`write_safetensors` writes: NumPy's name → (safetensors name, layout).
+WRITTEN_DTYPES = {"float32": ("F32", "<f4"), "float16": ("F16", "<f2")}
+
+
+def write_safetensors(path: str | os.PathLike[str], tensors: dict[str, np.ndarray],
+                      dtype: str = "float32") -> None:
+    """Write tensors as a safetensors file of ``dtype`` (float32 or float16, each value
+    rounded to it once; little-endian, header padded to 8 bytes). ValueError if a value
+    does not fit float16."""
+    stored, layout = WRITTEN_DTYPES[dtype]
     header: dict[str, Any] = {}
     chunks = []
     offset = 0
     for name, array in tensors.items():
-        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(np.shape(array)),
+        with np.errstate(over="ignore"):  # a value beyond float16 becomes infinite: refused below
+            values = np.ascontiguousarray(array, dtype=layout)
+        if not np.isfinite(values).all() and np.isfinite(np.asarray(array)).all():
+            raise ValueError(f"tensor {name!r} has values beyond the range of {dtype}")
+        data = values.tobytes()
+        header[name] = {"dtype": stored, "shape": list(np.shape(array)),
                         "data_offsets": [offset, offset + len(data)]}
         chunks.append(data)
         offset += len(data)

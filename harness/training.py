@@ -55,6 +55,8 @@ ACTIVATIONS = ("topk", "relu", "jumprelu")
 #: What training minimises: the SAE's reconstruction through the fixed decoder, or (the
 #: true codes being known on this problem) one minus the cosine of the scores and the codes.
 OBJECTIVES = ("reconstruction", "supervised")
+#: What ``--dtype`` stores the weights as.
+DTYPES = ("float32", "float16")
 #: A JumpReLU SAE's starting threshold on every latent: the ``threshold`` decoder's level.
 JUMPRELU_START_THRESHOLD = 0.5
 #: The random starting weights of an MLP's extra hidden units come from this seed's stream.
@@ -87,6 +89,9 @@ class TrainingSpec:
     objective: str = "reconstruction"
     hidden: tuple[int, ...] = ()
     layers: int = 4
+    #: What the weights are stored as: float32, or float16 (half the bytes; each value
+    #: rounded once when written, and what is measured is what the file holds).
+    dtype: str = "float32"
 
     def validate(self) -> None:
         Problem(n=self.n, k=self.k, dictionary=self.dictionary, seed=self.seed)
@@ -103,6 +108,7 @@ class TrainingSpec:
                   (self.encoder in ENCODERS,
                    f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}."),
                   (self.steps >= 1, f"steps must be a positive integer, not {self.steps}."),
+                  (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}."),
                   (self.batch_size >= 1, f"batch size must be a positive integer, not {self.batch_size}."),
                   (self.learning_rate > 0 and math.isfinite(self.learning_rate),
                    f"learning rate must be a positive number, not {self.learning_rate}."),
@@ -485,7 +491,7 @@ def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
     spec = trained.spec
     config = {
         "architecture": {"topk": "topk", "jumprelu": "jumprelu"}.get(spec.activation, "standard"),
-        "d_in": spec.d, "d_sae": spec.n, "dtype": "float32", "apply_b_dec_to_input": False,
+        "d_in": spec.d, "d_sae": spec.n, "dtype": spec.dtype, "apply_b_dec_to_input": False,
         "normalize_activations": "none",
         "harness_training": _training_record(trained),
     }
@@ -495,7 +501,7 @@ def write_saelens(trained: TrainedEncoder, directory: str | Path) -> Path:
                "W_dec": trained.W_dec.astype(np.float32), "b_dec": np.zeros(spec.d, np.float32)}
     if spec.activation == "jumprelu":
         tensors["threshold"] = trained.tensors["threshold"].astype(np.float32)
-    write_safetensors(out / "sae_weights.safetensors", tensors)
+    write_safetensors(out / "sae_weights.safetensors", tensors, spec.dtype)
     (out / "cfg.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out / "losses.csv").write_text(_losses_csv(trained), encoding="utf-8")
     return out
@@ -509,6 +515,7 @@ def write_trained(trained: TrainedEncoder, directory: str | Path) -> Path:
     spec = trained.spec
     tensors = {**trained.tensors, "W_dec": trained.W_dec, "b_dec": np.zeros(spec.d)}
     out = write_encoder(directory, spec.encoder, spec.k, tensors,
-                        {"activation": spec.activation, "harness_training": _training_record(trained)})
+                        {"activation": spec.activation, "dtype": spec.dtype,
+                         "harness_training": _training_record(trained)}, dtype=spec.dtype)
     (out / "losses.csv").write_text(_losses_csv(trained), encoding="utf-8")
     return out

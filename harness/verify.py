@@ -16,16 +16,18 @@ a record is **verified** only when all of it holds:
    estimates and the target (``results.score_fields``).
 4. **Its outcomes come from its trials**: a random sample of its trials is re-run from
    the problem's seed with the installed decoder, and each must succeed or fail as stored.
+   A decoder that reads files (an encoder's weights) must first say it reads the same
+   ones: its ``identity()`` (their SHA-256) must equal the record's ``decoder_identity``.
 
 Any field that differs from its derivation makes the record **failed** (exit status 1).
 A record whose evidence is incomplete is **unverifiable** (exit status 3), never
 verified: it has no per-trial outcomes, it was made by another harness version (whose
 search cannot be replayed here), its decoder is not installed here at the package and
 version it names, it holds fields this harness does not make, or its dictionary file
-is not here. Steps 1 and 3 run whatever the versions, so an edited count or score fails
-even then. What a record says of where and how it was made (``provenance``: machine,
-date, command; ``wall_seconds``, ``peak_memory_bytes``) is the maker's statement: it
-is shown, never derived.
+or the files its decoder reads are not here as they were. Steps 1 and 3 run whatever
+the versions, so an edited count or score fails even then. What a record says of where
+and how it was made (``provenance``: machine, date, command; ``wall_seconds``,
+``peak_memory_bytes``) is the maker's statement: it is shown, never derived.
 
 **The sample.** ``DEFAULT_SAMPLE`` trials (all of them in a smaller record) are drawn
 uniformly without replacement, from a seed taken from fresh entropy unless ``--seed``
@@ -39,6 +41,7 @@ exact figure for a record's size).
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import zlib
@@ -49,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .decoder import Decoder, ParameterError, resolve_params
+from .decoder import Decoder, ParameterError, decoder_identity, resolve_params
 from .plugins import DecoderEntry, Registry
 from .problem import Problem, ProblemError, Track, track_of
 from .results import (
@@ -254,7 +257,8 @@ def _replay(record: dict[str, Any], problem: Problem, outcomes: dict[int, np.nda
     again = make_record(run, decoder_name=str(record.get("decoder")),
                         plugin_package=str(record.get("plugin_package")),
                         plugin_version=str(record.get("plugin_version")), provenance={},
-                        schema=int(record.get("schema") or 0))
+                        schema=int(record.get("schema") or 0),
+                        identity=record.get("decoder_identity"))  # checked against the decoder in step 4
     for key in sorted(set(again) | set(record)):
         if key in VOLATILE:
             continue
@@ -404,6 +408,15 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
     if checked is None or decoder is None or verdict.status != VERIFIED:
         return verdict
     problem, outcomes = checked
+    identity, failure = decoder_identity(decoder)
+    if failure is not None:
+        verdict.cannot(f"decoder {record.get('decoder')!r} cannot say what it reads: {failure}")
+        return verdict
+    if identity != record.get("decoder_identity"):
+        verdict.cannot(f"decoder {record.get('decoder')!r} made with its parameters is not the one it "
+                       f"was measured with: its identity is {_shown(identity)}, the record's "
+                       f"{_shown(record.get('decoder_identity'))} (the files it reads have changed)")
+        return verdict
     dictionary = None
     if problem.fixed:
         try:
@@ -415,6 +428,13 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
     _rerun(problem, _variable(record), decoder, dictionary, _sample(record, sample, verdict.sample_seed),
            outcomes, verdict, on_trials)
     return verdict
+
+
+def _shown(identity: Any) -> str:
+    """An identity as a verdict shows it: its SHA-256 where it has one, else its JSON."""
+    if isinstance(identity, dict) and isinstance(identity.get("sha256"), str):
+        return f"sha256 {identity['sha256'][:16]}…"
+    return "none" if identity is None else json.dumps(identity, sort_keys=True)[:120]
 
 
 def planned_trials(record: dict[str, Any], sample: int | None) -> int:

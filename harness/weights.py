@@ -104,6 +104,9 @@ class SAEWeights:
     residual_threshold: float | None = None
     max_iterations: int | None = None
     stop_on_duplicate_support: bool = True
+    #: What ``harness train-sae`` wrote of the training that made the file
+    #: (``harness_training`` in its SAELens ``cfg.json``, with ``training_flops``), else None.
+    training: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # the dataclass is frozen; normalise once, here
@@ -130,6 +133,11 @@ class SAEWeights:
     def decoder_matrix(self) -> np.ndarray:
         """The decoder as a dictionary: ``W_dec`` transposed to ``(d_in, d_sae)``, float32, not normalised."""
         return np.ascontiguousarray(self.W_dec.T)
+
+    def sha256(self) -> str:
+        """The SHA-256 of the files the weights were read from (:func:`fingerprint`), as a
+        fixed-dictionary record names them: what identifies these weights in a record."""
+        return fingerprint(self.path, self.format)
 
     def __repr__(self) -> str:
         k = f", k={self.k}" if self.k is not None else ""
@@ -523,8 +531,9 @@ def _load_saelens(directory: Path, max_bytes: int) -> SAEWeights:
         _fold_scaling_factor(config_path, weights_path, config, tensors, scaling)
     if rescale:
         _fold_decoder_norms(weights_path, tensors)
+    training = config.get("harness_training")
     return _weights(tensors, activation=activation, k=k, apply_b_dec_to_input=apply_b_dec, format="saelens",
-                    path=directory, **pursuit)
+                    path=directory, training=training if isinstance(training, dict) else None, **pursuit)
 
 
 def _pursuit_settings(config_path: Path, config: dict[str, Any]) -> dict[str, Any]:

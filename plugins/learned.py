@@ -57,6 +57,12 @@ class LearnedEncoderDecoder(Decoder):
             raise ValueError("the learned decoder needs weights=PATH, e.g. --plugin 'learned[weights=PATH]'")
         return _encoder(self.weights)
 
+    def identity(self) -> dict[str, object]:
+        """The encoder's files (their SHA-256) and the training that made them, as its records store it."""
+        encoder = self.encoder()
+        training = encoder.training
+        return {"sha256": encoder.sha256(), **({"training": training} if training is not None else {})}
+
     def own_dictionary(self) -> Dictionary:
         encoder = self.encoder()
         return MatrixDictionary(np.ascontiguousarray(encoder.tensors["W_dec"].T),

@@ -111,6 +111,14 @@ class SparseAutoencoderEncoder(Decoder):
         """The loaded weights (read once per process and path)."""
         return self._loaded()[0]
 
+    def identity(self) -> dict[str, object] | None:
+        """The weights' files (their SHA-256) and, for an SAE from ``harness train-sae``, the
+        training that made them, as its records store it; None before weights are given."""
+        if not self.weights:
+            return None
+        sae = self.weights_file()
+        return {"sha256": sae.sha256(), **({"training": sae.training} if sae.training is not None else {})}
+
     def own_dictionary(self) -> Dictionary:
         """The SAE's decoder matrix as a dictionary, with its ``b_dec`` as the offset of
         every signal: the activations this encoder was trained to read."""

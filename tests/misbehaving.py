@@ -186,6 +186,30 @@ class SaysMarkup(_Broken):
         raise RuntimeError("[/4] at [weights=PATH] [bold]x[/bold]")
 
 
+class IdentityRaises(_Broken):
+    """Cannot say what it reads: its identity() raises (before any trial)."""
+
+    name = "bad-identity"
+
+    def identity(self):
+        raise OSError("weights vanished")
+
+    def decode(self, dictionary, signals, *, k, noise):
+        return _top_k(dictionary, signals, k)
+
+
+class IdentityNotJson(_Broken):
+    """Says what it reads in something that is not a JSON object."""
+
+    name = "bad-identity-json"
+
+    def identity(self):
+        return {"sha256": object()}
+
+    def decode(self, dictionary, signals, *, k, noise):
+        return _top_k(dictionary, signals, k)
+
+
 class Instant(_Broken):
     """Returns at once, every time (an empty set): no machine is too slow for a time limit."""
 
@@ -206,7 +230,7 @@ class Plain(_Broken):
 
 IN_PROCESS = (Plain, Raises, Exits, WrongShape, NotANumber, Duplicates, OutOfRange, Garbage, HugeAllocation,
               Prints, ChangesNumPy, WritesTheDictionary, DividesByZero, Forks, ChangesDirectory,
-              EndsTheProcess, SaysMarkup)
+              EndsTheProcess, SaysMarkup, IdentityRaises, IdentityNotJson)
 ALL = (*IN_PROCESS, Hangs, Crashes, Instant)
 
 

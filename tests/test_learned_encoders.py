@@ -295,3 +295,149 @@ def test_supervised_training_lowers_the_held_out_distance_to_the_true_codes(enco
     losses = dict(trained.heldout)
     assert trained.best_step > 0 and losses[trained.best_step] < losses[0]
     assert all(0 <= loss <= 2 for loss in losses.values())  # one minus a cosine
+
+
+def test_an_encoder_record_names_the_files_it_read_and_verify_refuses_changed_ones(tmp_path, capsys):
+    """The records of `sae` and `learned` store ``decoder_identity``: the SHA-256 of the
+    weights and the training that made them. A stored measurement is reused only for the
+    same files, and `harness verify` will not vouch for a record whose files have changed."""
+    sae = _train(tmp_path, "sae")
+    lista = _train(tmp_path, "lista", "--encoder", "lista", "--layers", "2")
+    capsys.readouterr()
+    store = tmp_path / "store"
+    gap = ["gap", str(sae), str(lista), "--trials", "64", "--k-max", "12", "--results", str(store), "--json"]
+    assert main(gap) == 0
+    records = {(r["decoder"], r["params"].get("weights")): r
+               for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    mine = records[("learned", str(lista))]["decoder_identity"]
+    assert mine["sha256"] == load_encoder(lista).sha256() == fingerprint(lista, "learned")
+    assert mine["training"]["training_flops"] == load_encoder(lista).training["training_flops"] > 0
+    assert mine["training"]["layers"] == 2
+    theirs = records[("sae", str(sae))]["decoder_identity"]
+    assert theirs["sha256"] == load_sae(sae).sha256() == records[("sae", str(sae))]["problem"][
+        "dictionary_sha256"]
+    assert "decoder_identity" not in records[("topk", None)]  # a decoder that reads no file
+    assert main(["verify", str(store), "--sample", "8", "--seed", "1"]) == 0
+    capsys.readouterr()
+
+    # The encoder changes in place (its step sizes, same shapes): the record stays as it was.
+    before = (store / "records.jsonl").read_bytes()
+    tensors = read_safetensors(lista / "encoder.safetensors")
+    tensors["step"] = tensors["step"] * 0.5
+    write_safetensors(lista / "encoder.safetensors", tensors)
+    assert main(["verify", str(store), "--sample", "8", "--seed", "1", "--json"]) == 3
+    verdicts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    refused = [v for v in verdicts if v["status"] != "verified"]
+    assert len(refused) == 1 and "not the one it was measured with" in refused[0]["reasons"][0]
+    # Running again measures the new files instead of reusing the old record, and keeps it.
+    assert main(gap) == 0
+    capsys.readouterr()
+    after = [json.loads(line) for line in (store / "records.jsonl").read_text().splitlines()]
+    assert (store / "records.jsonl").read_bytes().startswith(before)
+    measured = [r for r in after if r["params"].get("weights") == str(lista)]
+    assert len(measured) == 2 and measured[0]["decoder_identity"] != measured[1]["decoder_identity"]
+    assert sum(r["decoder"] == "topk" for r in after) == 1  # reused: nothing it reads changed
+
+
+def test_float16_weights_are_written_read_exactly_and_decoded(tmp_path, capsys):
+    for encoder in (["--encoder", "lista", "--layers", "2"], []):
+        name = "lista16" if encoder else "sae16"
+        out = _train(tmp_path, name, "--dtype", "float16", *encoder)
+        weights = out / ("encoder.safetensors" if encoder else "sae_weights.safetensors")
+        header = json.loads(weights.read_bytes()[8:8 + int.from_bytes(weights.read_bytes()[:8], "little")])
+        assert {spec["dtype"] for spec in header.values()} == {"F16"}
+        config = json.loads((out / ("encoder.json" if encoder else "cfg.json")).read_text())
+        assert config["dtype"] == "float16" and config["harness_training"]["dtype"] == "float16"
+        stored = read_safetensors(weights)
+        loaded = load_encoder(out).tensors if encoder else {"W_enc": load_sae(out).W_enc}
+        for key, array in loaded.items():
+            assert array.dtype == np.float32
+            np.testing.assert_array_equal(array, stored[key])  # F16 values, widened exactly
+            np.testing.assert_array_equal(array, array.astype(np.float16).astype(np.float32))
+    capsys.readouterr()
+    assert main(["gap", str(tmp_path / "sae16"), str(tmp_path / "lista16"), "--trials", "64", "--k-max", "12",
+                 "--no-store", "--json"]) == 0
+    assert all(json.loads(line)["status"] == "ok" for line in capsys.readouterr().out.splitlines())
+
+
+def test_writing_a_value_beyond_float16_is_refused():
+    with pytest.raises(ValueError, match="beyond the range of float16"):
+        write_safetensors("unused.safetensors", {"W": np.array([1.0, 7e4], np.float32)}, "float16")
+
+
+def test_a_record_whose_decoder_identity_is_not_an_object_is_malformed():
+    from superposition_harness.results import record_fault
+
+    record = {"decoder": "learned", "plugin_package": "p", "plugin_version": "1", "status": "ok",
+              "params": {}, "problem": {"n": 16, "k": 2, "dictionary": "rademacher", "noise": 0.0, "seed": 0,
+                                        "subsets_per_draw": 32},
+              "target": 0.95, "trials": 0, "provenance": {}, "curve": [{"d": 4, "trials": 0, "successes": 0}]}
+    assert record_fault(record) is None
+    assert record_fault({**record, "decoder_identity": "abc"}) == "its decoder_identity is malformed"
+
+
+def test_a_published_gap_table_shows_training_compute_time_and_its_figure(tmp_path, capsys):
+    from superposition_harness import plots
+    from superposition_harness.publish import publish
+
+    sae = _train(tmp_path, "sae")
+    lista = _train(tmp_path, "lista-2", "--encoder", "lista", "--layers", "2")
+    capsys.readouterr()
+    store = tmp_path / "store"
+    assert main(["gap", str(sae), str(lista), "--trials", "64", "--k-max", "12", "--results", str(store),
+                 "--json"]) == 0
+    records = {r["decoder"] + str(r["params"].get("weights", "")): r
+               for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    flops = load_encoder(lista).training["training_flops"]
+    drawn = plots.available()
+    publish([store], store, figures=drawn)
+    readme = (store / "README.md").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| # | decoder | params"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[columns.index("k*(0.95) [95% CI]"):columns.index("trials")] == [
+        "k*(0.95) [95% CI]", "H(N, k*)", "bits/dim", "dims/bit", "k*(0.5) [95% CI]", "training FLOPs",
+        "ms/signal"]
+    row = next(line for line in readme.splitlines() if line.startswith("| ") and "| learned |" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    mine = records["learned" + str(lista)]
+    assert cells[columns.index("training FLOPs")] == f"{flops:.2g}"
+    assert cells[columns.index("ms/signal")] == f"{mine['wall_seconds'] / mine['trials'] * 1e3:.3g}"
+    topk = next(line for line in readme.splitlines() if line.startswith("| ") and "| topk |" in line)
+    assert [c.strip() for c in topk.strip("|").split("|")][columns.index("training FLOPs")] == "-"
+    table = json.loads((store / "leaderboard.json").read_text())["rows"]
+    by = {r["decoder"] + ("" if r["decoder"] not in ("sae", "learned") else r["params"]): r for r in table}
+    assert {r["training_flops"] for r in table if r["decoder"] == "learned"} == {flops}
+    assert {r["weights_sha256"] for r in table if r["decoder"] == "learned"} == {load_encoder(lista).sha256()}
+    assert by["topk"]["weights_sha256"] is None and by["topk"]["training_flops"] is None
+    stem = "kstar-vs-time-sae-n256-d48"
+    assert plots.figure_names(records.values()) == [stem]
+    assert f"(figures/{stem}.svg)" in readme
+    if drawn:
+        assert (store / "figures" / f"{stem}.png").stat().st_size > 0
+
+
+def test_the_gap_figure_labels_encoders_by_their_directory_and_plots_time_per_signal():
+    pytest.importorskip("matplotlib")
+    from superposition_harness import plots
+
+    def record(decoder, k_star, wall, trials, weights=None):
+        params = {"weights": weights} if weights else {}
+        return {"decoder": decoder, "params": params, "status": "ok", "target": 0.95, "k_star": k_star,
+                "k_star_ci": [k_star - 1, k_star + 2], "wall_seconds": wall, "trials": trials,
+                "problem": {"dictionary": "file", "dictionary_file": "runs/enc/sae-k8", "n": 4096, "d": 256,
+                            "k": None, "noise": 0.0, "seed": 0}}
+
+    records = [record("mp", 22, 10.0, 2000), record("learned", 9, 1.0, 1000, "runs/enc/lista-2/"),
+               record("sae", 7, 0.5, 1000, "runs/enc/sae-k8"),
+               {**record("omp", 30, 1.0, 10), "status": "error"}]
+    assert plots.figure_names(records) == ["kstar-vs-time-sae-k8-n4096-d256"]
+    assert plots.encoder_label(records[1]) == "learned (lista-2)"
+    with plots._settings():
+        figure = plots._kstar_time_figure(plots._fixed_usable(records))
+    ax = figure.axes[0]
+    points = {}
+    for container in ax.containers:
+        line = container.lines[0]
+        points[container.get_label()] = (float(line.get_xdata()[0]), float(line.get_ydata()[0]))
+    assert points == {"learned (lista-2)": (1.0, 9.0), "mp": (5.0, 22.0), "sae (sae-k8)": (0.5, 7.0)}
+    assert ax.get_xscale() == "log"

@@ -29,6 +29,8 @@ EXPECTED = {
     "bad-writes": "read-only",
     "bad-os-exit": "raised ProcessExit: called os._exit(0), which would have ended the harness",
     "bad-markup": "raised RuntimeError: [/4] at [weights=PATH] [bold]x[/bold]",
+    "bad-identity": "its identity() failed: OSError: weights vanished",
+    "bad-identity-json": "its identity() failed: TypeError",
 }
 #: Misbehaving decoders whose side effects must not reach the record or anyone else's.
 HARMLESS = ("bad-prints", "bad-numpy-state", "divides", "bad-forks", "bad-chdir")
