@@ -217,10 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--encoder", choices=("sae", "mlp", "lista"), default="sae",
                        help="what to train: an SAE's one-step encoder, an MLP with one or two hidden "
                             "layers, or LISTA (default sae)")
-    train.add_argument("--objective", choices=("reconstruction", "supervised"), default="reconstruction",
+    train.add_argument("--objective", choices=("reconstruction", "supervised", "ranking"),
+                       default="reconstruction",
                        help="what training minimises: the reconstruction ½‖x − F z‖² through the fixed "
-                            "decoder (as SAEs are trained), or one minus the cosine of the scores and "
-                            "the true codes, which this problem knows (default reconstruction)")
+                            "decoder (as SAEs are trained); or, from the true codes, which this problem "
+                            "knows, one minus the cosine of the scores and the codes (supervised) or the "
+                            "softmax cross-entropy of the true latents among all scores (ranking) "
+                            "(default reconstruction)")
     train.add_argument("--hidden", type=_widths, metavar="W[,W]",
                        help="MLP: the hidden layers' widths, each at least 2d (default 4d)")
     train.add_argument("--layers", type=_positive_int, default=4, metavar="T",

@@ -54,7 +54,11 @@ ENCODERS = ("sae", "mlp", "lista")
 ACTIVATIONS = ("topk", "relu", "jumprelu")
 #: What training minimises: the SAE's reconstruction through the fixed decoder, or (the
 #: true codes being known on this problem) one minus the cosine of the scores and the codes.
-OBJECTIVES = ("reconstruction", "supervised")
+OBJECTIVES = ("reconstruction", "supervised", "ranking")
+#: The temperature of the ranking objective's softmax: at the start (the matched filter)
+#: a true latent's score is about 1 and the others' spread is about √(k/d) (0.18 at
+#: k = 8, d = 256), so the softmax puts its weight on the few strongest competitors.
+RANKING_TEMPERATURE = 0.1
 #: What ``--dtype`` stores the weights as.
 DTYPES = ("float32", "float16")
 #: A JumpReLU SAE's starting threshold on every latent: the ``threshold`` decoder's level.
@@ -344,13 +348,32 @@ def _cosine_loss(scores: np.ndarray, codes: np.ndarray) -> tuple[float, np.ndarr
     return float(np.mean(1.0 - cosines)), gradient.astype(scores.dtype)
 
 
+def _ranking_loss(scores: np.ndarray, codes: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean over the rows of the softmax cross-entropy of the true latents among all
+    ``N`` scores, ``−(1/k) Σ_{j∈S} log softmax(s/τ)_j`` with ``τ = RANKING_TEMPERATURE``, and
+    its gradient in ``scores``, ``(softmax(s/τ) − codes/k) / τ`` per row. It falls only as the
+    true latents' scores rise above every other's: what reading the set back by top-k needs."""
+    logits = scores.astype(np.float64) / RANKING_TEMPERATURE
+    logits -= logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    counts = np.sum(codes, axis=1, keepdims=True, dtype=np.float64)
+    loss = float(np.mean(-np.sum(codes * log_p, axis=1, keepdims=True) / counts))
+    gradient = (np.exp(log_p) - codes / counts) / RANKING_TEMPERATURE / scores.shape[0]
+    return loss, gradient.astype(scores.dtype)
+
+
+#: The loss of each objective that knows the true codes, in the scores and the codes.
+_KNOWN_CODES = {"supervised": _cosine_loss, "ranking": _ranking_loss}
+
+
 def _loss(spec: TrainingSpec, matrix: np.ndarray, x: np.ndarray, model: _SAE | _MLP | _LISTA,
           subsets: np.ndarray | None = None) -> float:
     """The mean loss of an encoder on signals ``x``: ``½‖x − F z‖²`` of its latents, or
-    (objective supervised) ``1 − cos(scores, z*)`` with ``z*`` the true codes of ``subsets``."""
-    if spec.objective == "supervised":
+    (objective supervised) ``1 − cos(scores, z*)`` with ``z*`` the true codes of ``subsets``,
+    or (ranking) the softmax cross-entropy of the true latents (:func:`_ranking_loss`)."""
+    if spec.objective in _KNOWN_CODES:
         assert subsets is not None
-        return _cosine_loss(model.scores(x), _codes(subsets, spec.n, model.dtype))[0]
+        return _KNOWN_CODES[spec.objective](model.scores(x), _codes(subsets, spec.n, model.dtype))[0]
     latents, _ = _latents(spec, model.scores(x), _threshold(spec, model))
     residual = x - latents @ matrix.T
     return 0.5 * float(np.mean(np.sum(residual.astype(np.float64)**2, axis=1)))
@@ -376,12 +399,11 @@ def loss_and_gradients(spec: TrainingSpec, model: _SAE | _MLP | _LISTA, matrix: 
     pre = model.scores(x, cache)
     threshold = _threshold(spec, model)
     latents, mask = _latents(spec, pre, threshold)
-    if spec.objective == "supervised":
-        # Latent regression (O'Neill et al.'s known-codes case, with their cosine loss): the
-        # scores' direction is pulled to the true codes', which is all a top-k ranking sees;
-        # every latent has a gradient, so AuxK has nothing to do.
+    if spec.objective in _KNOWN_CODES:
+        # Latent regression (O'Neill et al.'s known-codes case, with their cosine loss), or
+        # the ranking loss: every latent has a gradient, so AuxK has nothing to do.
         assert subsets is not None
-        loss, gradient = _cosine_loss(pre, _codes(subsets, spec.n, pre.dtype))
+        loss, gradient = _KNOWN_CODES[spec.objective](pre, _codes(subsets, spec.n, pre.dtype))
         return loss, model.backward(cache, gradient), mask
     residual = x - latents @ matrix.T
     loss = 0.5 * float(np.mean(np.sum(residual**2, axis=1)))

@@ -36,7 +36,8 @@ def _dictionary(n: int, d: int, k: int) -> np.ndarray:
 
 GRADIENT_CASES = ([(e, x, a, "reconstruction") for e, x in ENCODERS for a in ("topk", "relu")]
                   + [("sae", {}, "jumprelu", "reconstruction")]
-                  + [(e, x, "topk", "supervised") for e, x in ENCODERS])
+                  + [(e, x, "topk", objective) for e, x in ENCODERS
+                     for objective in ("supervised", "ranking")])
 
 
 @pytest.mark.parametrize("encoder, extra, activation, objective", GRADIENT_CASES)
@@ -441,3 +442,34 @@ def test_the_gap_figure_labels_encoders_by_their_directory_and_plots_time_per_si
         points[container.get_label()] = (float(line.get_xdata()[0]), float(line.get_ydata()[0]))
     assert points == {"learned (lista-2)": (1.0, 9.0), "mp": (5.0, 22.0), "sae (sae-k8)": (0.5, 7.0)}
     assert ax.get_xscale() == "log"
+
+
+def test_the_ranking_loss_is_the_softmax_cross_entropy_of_the_true_latents():
+    from superposition_harness.training import RANKING_TEMPERATURE, _codes, _ranking_loss
+
+    rng = np.random.default_rng(4)
+    scores = rng.normal(0, 0.3, (5, 40))
+    subsets = np.array([rng.choice(40, 3, replace=False) for _ in range(5)])
+    codes = _codes(subsets, 40, np.float64)
+    loss, gradient = _ranking_loss(scores, codes)
+    expected = []
+    for row, subset in zip(scores, subsets, strict=True):
+        p = np.exp(row / RANKING_TEMPERATURE) / np.sum(np.exp(row / RANKING_TEMPERATURE))
+        expected.append(-np.mean(np.log(p[subset])))
+    assert loss == pytest.approx(np.mean(expected), rel=1e-12)
+    assert gradient.shape == scores.shape and np.allclose(gradient.sum(axis=1), 0.0)
+    # Separated (every true score far above the rest): each true latent holds 1/k of the mass.
+    separated = np.where(codes > 0, 100.0, 0.0)
+    assert _ranking_loss(separated, codes)[0] == pytest.approx(np.log(3), abs=1e-9)
+    beaten = separated.copy()
+    beaten[0, np.flatnonzero(codes[0] == 0)[0]] = 101.0  # one other latent above the true ones
+    assert _ranking_loss(beaten, codes)[0] > _ranking_loss(separated, codes)[0] + 1.0
+
+
+def test_ranking_training_lowers_the_held_out_ranking_loss():
+    spec = TrainingSpec(**{**SMALL, "steps": 30, "eval_every": 10, "objective": "ranking",
+                           "encoder": "mlp", "hidden": (96,)})
+    trained = train_encoder(spec)
+    losses = dict(trained.heldout)
+    assert trained.best_step > 0 and losses[trained.best_step] < losses[0]
+    assert all(loss >= np.log(SMALL["k"]) - 1e-9 for loss in losses.values())
