@@ -614,7 +614,10 @@ Each row is one decoder's score on the standard problem (§1–2 of the harness'
 dimension `d*(q)` at which it reads a uniform k-subset of N features back exactly with
 probability at least `q`, with its 95% confidence interval, and its bitrate
 `H(N, k) / d*` in bits per dimension (`H(N, k) = log2 C(N, k)`; higher is better).
-`d*(0.5)` is the even-odds dimension. Rows are ranked by bitrate within each `k`."""
+`d*(0.5)` is the even-odds dimension. Rows are ranked by bitrate within each `k`.
+A fixed-dictionary section (the amortisation gap, `harness gap`) holds the dimension
+instead: each decoder or learned encoder on one dictionary file is scored by `k*(q)`,
+the most active features it reads back at that `d`, and its bitrate `H(N, k*) / d`."""
 
 FOOTER = """\
 ## Reproduce, check, submit
