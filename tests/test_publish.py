@@ -335,3 +335,20 @@ def test_a_decoder_name_that_breaks_the_rule_is_refused(records, tmp_path, capsy
     err = capsys.readouterr().err
     assert "line 1 is not a result record" in err and "decoder-name rule" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_committed_gap_table_verifies_against_its_committed_encoders(monkeypatch, capsys):
+    """leaderboard/gap/ holds its encoders' weights: every record there re-runs from the
+    repository's root (their paths are relative to it) with the files it names."""
+    from superposition_harness.cli import main
+
+    monkeypatch.chdir(LEADERBOARD.parent)
+    records = [json.loads(line) for line in (LEADERBOARD / "gap" / "records.jsonl").read_text().splitlines()]
+    encoders = {r["params"]["weights"] for r in records if "weights" in r["params"]}
+    assert len(encoders) >= 5 and all((LEADERBOARD.parent / path).is_dir() for path in encoders)
+    assert {r["decoder"] for r in records} >= {"topk", "sae", "learned", "mp", "omp", "amp-binary"}
+    assert main(["verify", "leaderboard/gap", "--sample", "4", "--seed", "0", "--json"]) == 0
+    verdicts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(verdicts) == len(records) and {v["status"] for v in verdicts} == {"verified"}
+    readme = (LEADERBOARD / README).read_text(encoding="utf-8")
+    assert "![k* against decoding time per signal" in readme
