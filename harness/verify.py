@@ -412,6 +412,10 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
     if failure is not None:
         verdict.cannot(f"decoder {record.get('decoder')!r} cannot say what it reads: {failure}")
         return verdict
+    if identity is not None and record.get("decoder_identity") is None:
+        verdict.cannot(f"it does not name the files decoder {record.get('decoder')!r} read "
+                       "(decoder_identity; made before records held it), so they cannot be checked")
+        return verdict
     if identity != record.get("decoder_identity"):
         verdict.cannot(f"decoder {record.get('decoder')!r} made with its parameters is not the one it "
                        f"was measured with: its identity is {_shown(identity)}, the record's "
