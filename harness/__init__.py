@@ -4,11 +4,11 @@ superposition code back exactly?
 The public API for plugin authors is what this package exports, and nothing else: the
 decoder contract (:class:`Decoder`, :class:`Param`, :data:`hookimpl`, :data:`Register`), the
 :class:`Dictionary` operator, and the tools the built-in decoders use, which a third
-party needs as much: the tie-breaking selections :func:`top_k_rows` and
-:func:`keep_largest`, the exact-product grid :func:`grid_steps` and
-:func:`snap_to_grid`, the size above which compiled kernels go parallel
-(:data:`PARALLEL_ENTRIES`), SAE weight loading (:func:`load_sae`,
-:class:`SAEWeights`, :class:`WeightsError`) and learned-encoder loading
+party needs as much: the tie-breaking selections :func:`top_k_rows`,
+:func:`keep_largest` and :func:`subtract_and_pick` (a greedy step's update and argmax),
+the exact-product grid :func:`grid_steps` and :func:`snap_to_grid`, the size above
+which compiled kernels go parallel (:data:`PARALLEL_ENTRIES`), SAE weight loading
+(:func:`load_sae`, :class:`SAEWeights`, :class:`WeightsError`) and learned-encoder loading
 (:func:`load_encoder`, :class:`LearnedEncoder`). The built-ins import nothing else from the
 harness; a test holds them to it.
 
@@ -38,7 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .decoder import Decoder, Param, ParameterError
 from .dictionary import Dictionary, MatrixDictionary, grid_steps, snap_to_grid
 from .hookspecs import Register, hookimpl
-from .kernels import PARALLEL_ENTRIES, keep_largest, top_k_rows
+from .kernels import PARALLEL_ENTRIES, keep_largest, subtract_and_pick, top_k_rows
 from .problem import Problem, ProblemError, entropy_bits
 
 if TYPE_CHECKING:
@@ -69,5 +69,5 @@ __all__ = [
     "PARALLEL_ENTRIES", "Decoder", "Dictionary", "LearnedEncoder", "MatrixDictionary", "Param",
     "ParameterError", "Problem", "ProblemError", "Register", "SAEWeights", "Score", "WeightsError",
     "__version__", "entropy_bits", "grid_steps", "hookimpl", "keep_largest", "load_encoder", "load_sae",
-    "records_frame", "score", "snap_to_grid", "sweep", "top_k_rows",
+    "records_frame", "score", "snap_to_grid", "subtract_and_pick", "sweep", "top_k_rows",
 ]

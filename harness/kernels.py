@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
@@ -45,13 +46,50 @@ def keep_largest(score: np.ndarray, positions: np.ndarray, limit: int) -> int:  
     return taken
 
 
+@njit(cache=True, nogil=True)
+def _top_k_streaming(row: np.ndarray, k: int, out: np.ndarray) -> int:  # pragma: no cover
+    """:func:`keep_largest` of a long row in one pass: entries other than NaN go to a
+    buffer of ``4k`` while they beat the ``k``-th largest kept so far (a later tie never
+    does: ties go to the earlier entry), and a full buffer is cut back to its ``k`` largest."""
+    size = 4 * k
+    score = np.empty(size, dtype=row.dtype)
+    positions = np.empty(size, dtype=np.int64)
+    used = 0
+    full = False  # whether k entries have been kept at a cut, so that ``bar`` is set
+    bar = row.dtype.type(0)
+    for t in range(row.shape[0]):
+        value = row[t]
+        if value != value or (full and not value > bar):  # NaN is never kept
+            continue
+        if used == size:
+            used = keep_largest(score[:used], positions[:used], k)
+            for i in range(used):
+                score[i] = row[positions[i]]
+            full = used == k
+            if full:
+                bar = score[0]
+                for i in range(1, used):
+                    bar = min(bar, score[i])
+                if not value > bar:
+                    continue
+        score[used] = value
+        positions[used] = t
+        used += 1
+    taken = keep_largest(score[:used], positions[:used], k)
+    out[:taken] = positions[:taken]
+    return taken
+
+
 def _top_k_rows_body(values: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - compiled
     rows, width = values.shape
     out = np.full((rows, k), -1, dtype=np.int64)
     for b in prange(rows):
-        positions = np.arange(width)
-        taken = keep_largest(values[b], positions, k)
-        out[b, :taken] = positions[:taken]
+        if width >= 16 * k:
+            _top_k_streaming(values[b], k, out[b])
+        else:
+            positions = np.arange(width)
+            taken = keep_largest(values[b], positions, k)
+            out[b, :taken] = positions[:taken]
     return out
 
 
@@ -89,6 +127,129 @@ def _popcount(typingctx, word):  # pragma: no cover - compiled
     return types.uint64(types.uint64), codegen
 
 
+# ---------------------------------------------------------------- the contract's streams
+#
+# The dictionary's bits come from NumPy's ``SeedSequence`` and ``Philox`` (docs/contract.md
+# §1). Made one stream at a time from Python, creating the streams alone costs more than
+# drawing their words (about 85 µs a stream; a draw at N = 2^20, d = 4614 has 18,688).
+# The same two algorithms compiled below yield the same words, many streams side by side;
+# tests compare them with NumPy's word for word.
+
+_MASK32 = 0xFFFFFFFF
+_INIT_A, _MULT_A = 0x43B0D7E5, 0x931E8875
+_INIT_B, _MULT_B = 0x8B51F9DD, 0x58F38DED
+_MIX_MULT_L, _MIX_MULT_R = 0xCA01F9DD, 0x4973F715
+_POOL = 4
+_PHILOX_M0, _PHILOX_M1 = 0xD2E7470EE14C6C93, 0xCA5A826395121157
+_PHILOX_W0, _PHILOX_W1 = 0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B
+
+
+@intrinsic
+def _mulhilo(typingctx, a, b):  # pragma: no cover - compiled
+    """The high and low 64 bits of the 128-bit product of two uint64."""
+    if a != types.uint64 or b != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        wide = ir.IntType(128)
+        product = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
+        high = builder.trunc(builder.lshr(product, ir.Constant(wide, 64)), ir.IntType(64))
+        low = builder.trunc(product, ir.IntType(64))
+        return context.make_tuple(builder, signature.return_type, (high, low))
+
+    return types.UniTuple(types.uint64, 2)(types.uint64, types.uint64), codegen
+
+
+@njit(cache=True, nogil=True)
+def _hashmix(value: int, hash_const: np.ndarray) -> int:  # pragma: no cover - compiled
+    value = (value ^ hash_const[0]) & _MASK32
+    hash_const[0] = (hash_const[0] * _MULT_A) & _MASK32
+    value = (value * hash_const[0]) & _MASK32
+    return value ^ (value >> 16)
+
+
+@njit(cache=True, nogil=True)
+def _mix(x: int, y: int) -> int:  # pragma: no cover - compiled
+    result = (_MIX_MULT_L * x - _MIX_MULT_R * y) & _MASK32
+    return result ^ (result >> 16)
+
+
+@njit(cache=True, nogil=True)
+def _seed_sequence_key(entropy: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled
+    """``SeedSequence`` of the assembled entropy words (``entropy``, uint32 values in
+    int64, at least the pool's 4), its first two uint64 of ``generate_state``."""
+    hash_const = np.array([_INIT_A], dtype=np.int64)
+    mixer = np.zeros(_POOL, dtype=np.int64)
+    for i in range(_POOL):
+        mixer[i] = _hashmix(entropy[i], hash_const)
+    for source in range(_POOL):
+        for target in range(_POOL):
+            if source != target:
+                mixer[target] = _mix(mixer[target], _hashmix(mixer[source], hash_const))
+    for source in range(_POOL, entropy.shape[0]):
+        for target in range(_POOL):
+            mixer[target] = _mix(mixer[target], _hashmix(entropy[source], hash_const))
+    constant = _INIT_B
+    words = np.zeros(4, dtype=np.uint64)
+    for i in range(4):
+        value = (mixer[i % _POOL] ^ constant) & _MASK32
+        constant = (constant * _MULT_B) & _MASK32
+        value = (value * constant) & _MASK32
+        words[i] = value ^ (value >> 16)
+    return words[0] | (words[1] << np.uint64(32)), words[2] | (words[3] << np.uint64(32))
+
+
+def seed_sequence_key(entropy: np.ndarray) -> tuple[int, int]:
+    """The Philox key NumPy makes from ``SeedSequence`` entropy: ``entropy`` is the
+    assembled uint32 entropy (``SeedSequence.get_assembled_entropy()``, 4 words or
+    more); returns ``generate_state(2, np.uint64)`` as two ints."""
+    words = np.asarray(entropy, dtype=np.int64)
+    if words.ndim != 1 or words.size < _POOL or words.min() < 0 or words.max() > _MASK32:
+        raise ValueError("entropy must be at least 4 uint32 words")
+    high, low = _seed_sequence_key(words)
+    return int(high), int(low)
+
+
+@njit(cache=True, nogil=True)
+def _philox_words(key0: np.uint64, key1: np.uint64, out: np.ndarray) -> None:  # pragma: no cover
+    """The first ``len(out)`` words of ``Philox(key=[key0, key1]).random_raw`` (counter 0):
+    Philox4x64-10, four words a counter value, the counter from 1 up."""
+    count = out.shape[0]
+    m0 = np.uint64(_PHILOX_M0)
+    m1 = np.uint64(_PHILOX_M1)
+    w0 = np.uint64(_PHILOX_W0)
+    w1 = np.uint64(_PHILOX_W1)
+    for group in range((count + 3) // 4):
+        c0 = np.uint64(group + 1)
+        c1 = np.uint64(0)
+        c2 = np.uint64(0)
+        c3 = np.uint64(0)
+        k0 = key0
+        k1 = key1
+        for round_ in range(10):
+            if round_:
+                k0 += w0
+                k1 += w1
+            hi0, lo0 = _mulhilo(m0, c0)  # type: ignore[call-arg,var-annotated]
+            hi1, lo1 = _mulhilo(m1, c2)  # type: ignore[call-arg,var-annotated]
+            c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        first = 4 * group
+        out[first] = c0
+        if first + 1 < count:
+            out[first + 1] = c1
+        if first + 2 < count:
+            out[first + 2] = c2
+        if first + 3 < count:
+            out[first + 3] = c3
+
+
+def philox_words(key: tuple[int, int], count: int) -> np.ndarray:
+    """``np.random.Philox(key=key).random_raw(count)``, compiled (``count`` < 2^66)."""
+    out = np.empty(int(count), dtype=np.uint64)
+    _philox_words(np.uint64(key[0]), np.uint64(key[1]), out)
+    return out
+
+
 @njit(cache=True, nogil=True)
 def _transpose64(a: np.ndarray) -> None:  # pragma: no cover - compiled
     """Transpose the 64 × 64 bit matrix ``a`` in place: bit ``c`` of ``a[r]`` moves to
@@ -122,6 +283,46 @@ def _pack_row_block(words: np.ndarray, packed: np.ndarray, word: int, rows: int,
         _transpose64(tile)
         for c in range(min(64, width - first)):
             packed[first + c, word] = tile[c] & keep
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _make_sign_blocks(prefix: np.ndarray, blocks: np.ndarray, d: int, block_width: int,
+                      out: np.ndarray) -> None:  # pragma: no cover - compiled
+    n, words = out.shape
+    length = prefix.shape[0]
+    for task in prange(blocks.shape[0] * words):
+        block = blocks[task // words]
+        word = task % words
+        entropy = np.empty(length + 2, dtype=np.int64)
+        entropy[:length] = prefix
+        entropy[length] = word
+        entropy[length + 1] = block
+        key0, key1 = _seed_sequence_key(entropy)
+        raw = np.empty(block_width, dtype=np.uint64)  # 64 rows x block_width bits
+        _philox_words(key0, key1, raw)  # type: ignore[arg-type]
+        start = block * block_width
+        stop = min(n, start + block_width)
+        _pack_row_block(raw, out[start:stop], word, min(64, d - 64 * word), block_width)
+
+
+def make_sign_blocks(prefix: np.ndarray, blocks: np.ndarray, d: int, block_width: int,
+                     out: np.ndarray) -> None:
+    """Make column blocks of a Rademacher dictionary's sign bits in place, in parallel.
+
+    Block ``b``'s rows ``64·w … 64·w + 63`` come from the stream of
+    ``SeedSequence(seed, spawn_key=(…, w, b))``: ``prefix`` is the assembled entropy of
+    the key without its last two words (``SeedSequence(seed, spawn_key=(…))
+    .get_assembled_entropy()``), and each stream's first ``block_width`` Philox words
+    hold its 64 × ``block_width`` bits row-major, packed into ``out[b·block_width …]`` as
+    :func:`pack_signs` packs them; ``out`` is ``(N, ⌈d/64⌉)`` uint64 and ``block_width``
+    a multiple of 64. Word for word what NumPy's streams give.
+    """
+    if block_width % 64:
+        raise ValueError(f"make_sign_blocks needs a block width that is a multiple of 64, not {block_width}")
+    words = np.asarray(prefix, dtype=np.int64)
+    if words.ndim != 1 or words.size < _POOL - 2 or words.min() < 0 or words.max() > _MASK32:
+        raise ValueError("prefix must hold the assembled uint32 entropy words")
+    _make_sign_blocks(words, np.ascontiguousarray(blocks, dtype=np.int64), int(d), int(block_width), out)
 
 
 def pack_signs(words: np.ndarray, packed: np.ndarray, word: int, rows: int, stride: int) -> None:
@@ -158,21 +359,36 @@ def unpack_codewords(packed: np.ndarray, d: int, out: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Codewords per task of the sign-bit kernels: their counts for every pick stay in the
+#: first-level cache while they are used.
+SIGN_TILE = 128
+
+
+@njit(cache=True, nogil=True)
+def _sign_counts(packed: np.ndarray, picks: np.ndarray, first: int, last: int,
+                 counts: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``counts[c − first, b]`` = popcount of ``packed[c] XOR picks[:, b]`` for ``c`` in
+    ``[first, last)``: the inner loop runs over the picks, which the compiler vectorises."""
+    words = packed.shape[1]
+    batch = picks.shape[1]
+    counts[:last - first] = 0
+    for c in range(first, last):
+        for t in range(words):
+            word = packed[c, t]
+            for b in range(batch):
+                counts[c - first, b] += _popcount(word ^ picks[t, b])  # type: ignore[call-arg]
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _sign_products(packed: np.ndarray, picks: np.ndarray, table: np.ndarray, out: np.ndarray,
                    start: int) -> None:  # pragma: no cover - compiled
-    width, words = packed.shape
+    width = packed.shape[0]
     batch = picks.shape[1]
-    tile = 128
-    for part in prange((width + tile - 1) // tile):
-        first = part * tile
-        last = min(width, first + tile)
-        counts = np.zeros((last - first, batch), dtype=np.int64)
-        for c in range(first, last):
-            for t in range(words):
-                word = packed[c, t]
-                for b in range(batch):
-                    counts[c - first, b] += _popcount(word ^ picks[t, b])  # type: ignore[call-arg]
+    for part in prange((width + SIGN_TILE - 1) // SIGN_TILE):
+        first = part * SIGN_TILE
+        last = min(width, first + SIGN_TILE)
+        counts = np.empty((SIGN_TILE, batch), dtype=np.int64)
+        _sign_counts(packed, picks, first, last, counts)
         for b in range(batch):
             for c in range(first, last):
                 out[b, start + c] = table[counts[c - first, b]]
@@ -188,6 +404,95 @@ def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray
     """
     table = ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(out.dtype)
     _sign_products(packed, np.ascontiguousarray(picks), table, out, int(start))
+
+
+#: Columns per chunk of :func:`subtract_and_pick`: a chunk's maximum is found without a
+#: branch (vectorised), and only a chunk that beats the best so far is scanned for it.
+CHUNK = 1024
+
+
+def _subtract_and_pick_body(correlations: np.ndarray, gram: np.ndarray,
+                            best: np.ndarray) -> None:  # pragma: no cover - compiled
+    rows, width = correlations.shape
+    for b in prange(rows):
+        top = -np.inf
+        pick = 0
+        for first in range(0, width, CHUNK):
+            last = min(width, first + CHUNK)
+            high = -np.inf
+            for i in range(first, last):
+                value = correlations[b, i] - gram[b, i]
+                correlations[b, i] = value
+                high = max(high, value)
+            if high > top:  # the first of ties: a later chunk must be strictly higher
+                top = high
+                for i in range(first, last):
+                    if correlations[b, i] == high:
+                        pick = i
+                        break
+        best[b] = pick
+
+
+_subtract_and_pick_serial = njit(cache=True, nogil=True)(_subtract_and_pick_body)
+_subtract_and_pick_parallel = njit(cache=True, nogil=True, parallel=True)(_subtract_and_pick_body)
+
+
+def subtract_and_pick(correlations: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """``correlations −= gram`` in place (``gram`` widened to ``correlations``' type), and
+    each row's largest entry after it, in one pass: ``(B,)`` int64 column indices, the
+    first of ties, NaN never picked (0 where no entry exceeds −∞)."""
+    best = np.empty(correlations.shape[0], dtype=np.int64)
+    step = _subtract_and_pick_parallel if correlations.size >= PARALLEL_ENTRIES else _subtract_and_pick_serial
+    step(correlations, gram, best)
+    return best
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _subtract_sign_products(packed: np.ndarray, picks: np.ndarray, table: np.ndarray,
+                            correlations: np.ndarray, best: np.ndarray) -> None:  # pragma: no cover
+    width = packed.shape[0]
+    batch = picks.shape[1]
+    tiles = (width + SIGN_TILE - 1) // SIGN_TILE
+    tile_top = np.empty((batch, tiles))
+    tile_pick = np.empty((batch, tiles), dtype=np.int64)
+    for part in prange(tiles):
+        first = part * SIGN_TILE
+        last = min(width, first + SIGN_TILE)
+        counts = np.empty((SIGN_TILE, batch), dtype=np.int64)
+        _sign_counts(packed, picks, first, last, counts)
+        for b in range(batch):
+            high = -np.inf
+            pick = first
+            for c in range(first, last):
+                value = correlations[b, c] - table[counts[c - first, b]]
+                correlations[b, c] = value
+                if value > high:  # the first of ties; NaN never compares higher
+                    high = value
+                    pick = c
+            tile_top[b, part] = high
+            tile_pick[b, part] = pick
+    for b in range(batch):
+        top = -np.inf
+        pick = 0
+        for part in range(tiles):
+            if tile_top[b, part] > top:  # a later tile must be strictly higher
+                top = tile_top[b, part]
+                pick = tile_pick[b, part]
+        best[b] = pick
+
+
+def subtract_sign_products(packed: np.ndarray, picks: np.ndarray, d: int,
+                           correlations: np.ndarray) -> np.ndarray:
+    """:func:`sign_products` subtracted from ``correlations`` as they are counted, and each
+    row's largest entry after it: ``correlations[b, c] −= (d − 2·popcount(packed[c] XOR
+    picks[:, b])) / d`` (that value rounded once to float32, as :func:`sign_products`
+    stores it, then widened), in place on a float64 ``(B, width)`` array. Returns the
+    picks as :func:`subtract_and_pick` does, with the same ties, in one pass over the
+    codewords: what matching pursuit does at each step, without writing the Gram rows."""
+    table = ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(np.float32).astype(np.float64)
+    best = np.empty(correlations.shape[0], dtype=np.int64)
+    _subtract_sign_products(packed, np.ascontiguousarray(picks), table, correlations, best)
+    return best
 
 
 @njit(cache=True, nogil=True)

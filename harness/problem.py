@@ -356,6 +356,26 @@ def stream(seed: int, *key: int) -> np.random.Philox:
     return np.random.Philox(key=sequence.generate_state(2, np.uint64))
 
 
+def stream_entropy(seed: int, *key: int) -> np.ndarray:
+    """The uint32 entropy words NumPy's ``SeedSequence`` assembles for :func:`stream`
+    ``(seed, *key)`` before it hashes them: a compiled stream that appends more key words
+    to them (:func:`.kernels.make_sign_blocks`) yields the same words as ``stream``."""
+    def words(value: int) -> list[int]:  # an integer as NumPy splits it: 32 bits at a time
+        value = int(value)
+        if value < 0:
+            raise ValueError(f"stream seeds and keys must be non-negative, not {value}")
+        out = [value & 0xFFFFFFFF]
+        while value >> 32:
+            value >>= 32
+            out.append(value & 0xFFFFFFFF)
+        return out
+
+    run = words(seed)
+    if key and len(run) < 4:  # NumPy pads the seed to its pool size when a key follows
+        run += [0] * (4 - len(run))
+    return np.array(run + [word for part in key for word in words(part)], dtype=np.uint32)
+
+
 def uniform01(words: np.ndarray) -> np.ndarray:
     """Map raw 64-bit words to doubles uniform on the open interval (0, 1).
 

@@ -364,12 +364,16 @@ def warm_up(problem: Problem, dictionary: Dictionary | None = None) -> None:
     from .kernels import top_k_rows
 
     small = problem.with_k(1)
-    operator = dictionary if dictionary is not None else generated_dictionary(small, 64, 0, cache_bytes=0)
+    # Room for a Rademacher draw's bits at d = 64 (one word a codeword), so that the
+    # kernels that run over all of them are compiled too.
+    operator = dictionary if dictionary is not None else generated_dictionary(small, 64, 0,
+                                                                              cache_bytes=8 * small.n)
     subsets = draw_subsets(small, 0)[:2]
     signals = operator.superpose(subsets)
     top_k_rows(operator.correlate(snap_to_grid(signals, grid_steps(signals))), 1)
-    operator.correlate(signals)
+    correlations = operator.correlate(signals).astype(np.float64)
     operator.gram_rows(subsets[:, 0])
+    operator.subtract_gram_rows(correlations, subsets[:, 0])
     operator.remove(signals, subsets[:, 0])
 
 

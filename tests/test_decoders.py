@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from superposition_harness import MatrixDictionary, Problem
+from superposition_harness import MatrixDictionary, Problem, subtract_and_pick
 from superposition_harness.dictionary import generated_dictionary
+from superposition_harness.kernels import CHUNK
 from superposition_harness.problem import draw_subsets
-from superposition_harness_builtins.mp import CHUNK, MatchingPursuit, subtract_and_pick
+from superposition_harness_builtins.mp import MatchingPursuit
 from superposition_harness_builtins.threshold import ThresholdDecoder
 from superposition_harness_builtins.topk import TopKDecoder
 

@@ -507,6 +507,70 @@ def test_rademacher_gram_rows_are_exact_sign_counts():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("d, n, options", LAYOUTS)
+def test_subtract_gram_rows_is_subtracting_gram_rows_then_the_first_argmax(kind, d, n, options):
+    """A greedy step in one call is the two-step reference bit for bit, on one block,
+    several, and several without a cache (where a Rademacher dictionary cannot hold all
+    its bits at once and falls back to its Gram rows), with exact ties and a NaN."""
+    dictionary = _make(kind, d, n, **options)
+    rng = np.random.default_rng(7)
+    indices = np.array([0, n - 1, 17, 17, 200, 3])
+    correlations = np.round(rng.standard_normal((6, n)), 1)  # many exact ties after the update
+    correlations[1] = dictionary.gram_rows(indices[1:2])[0]  # all zero after it: pick 0
+    correlations[4, 5] = np.nan
+    correlations[5] = -np.inf
+    expected = correlations - dictionary.gram_rows(indices)
+    finite = np.where(np.isnan(expected), -np.inf, expected)
+    expected_picks = np.where(np.isneginf(finite).all(axis=1), 0, finite.argmax(axis=1))
+    picks = dictionary.subtract_gram_rows(correlations, indices)
+    assert picks.dtype == np.int64
+    np.testing.assert_array_equal(correlations, expected)
+    np.testing.assert_array_equal(picks, expected_picks)
+    assert picks[1] == 0
+
+
+def test_rademacher_bits_in_one_array_are_the_blocks_bits():
+    """Bits that fit in the cache are kept as one array whose slices are the blocks; the
+    products over it equal those made block by block without a cache."""
+    roomy = RademacherDictionary(130, 4096 * 2 + 300, seed=5, draw=2)
+    bare = RademacherDictionary(130, 4096 * 2 + 300, seed=5, draw=2, cache_bytes=0)
+    bits = roomy._all_packed()
+    assert bits is not None and bits.shape == (roomy.n, roomy.words)
+    assert bare._all_packed() is None
+    for block in range(roomy.n_blocks):
+        start, stop = roomy.block_range(block)
+        assert np.array_equal(bits[start:stop], bare._packed(block))
+        assert np.shares_memory(roomy._packed(block), bits)
+    indices = np.array([1, 4096, 8491, 4095])
+    assert np.array_equal(roomy.gram_rows(indices), bare.gram_rows(indices))
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((4, roomy.n))
+    one, two = start.copy(), start.copy()
+    assert np.array_equal(roomy.subtract_gram_rows(one, indices), bare.subtract_gram_rows(two, indices))
+    assert np.array_equal(one, two)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(lambda n: np.zeros((3, n), dtype=np.float32), id="float32"),
+    pytest.param(lambda n: np.zeros((2, n)), id="rows"),
+    pytest.param(lambda n: np.zeros((3, n + 1)), id="columns"),
+    pytest.param(lambda n: np.zeros((n, 3)).T, id="not-contiguous"),
+    pytest.param(lambda n: np.zeros((3, n)).tolist(), id="list"),
+    pytest.param(lambda n: _read_only(np.zeros((3, n))), id="read-only"),
+])
+@pytest.mark.parametrize("kind", ["rademacher", "matrix"])
+def test_subtract_gram_rows_refuses_what_it_cannot_update_in_place(kind, bad):
+    dictionary = _make(kind, 20, 300)
+    with pytest.raises(ValueError, match="writable, C-contiguous float64 array of shape"):
+        dictionary.subtract_gram_rows(bad(300), np.array([1, 2, 3]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_remove_subtracts_one_codeword_per_row(kind):
     dictionary = _make(kind, 40, 350)
     signals = np.random.default_rng(0).standard_normal((3, 40)).astype(np.float32)

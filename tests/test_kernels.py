@@ -28,6 +28,36 @@ def test_matches_reference_on_random_rows(dtype, width, k):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", ["random", "ties", "rising", "falling", "nan", "infinite", "few"])
+@pytest.mark.parametrize("k", [1, 3, 16])
+def test_long_rows_are_selected_in_one_pass_like_the_whole_row(dtype, shape, k):
+    """Rows at least 16k long go through a buffer of candidates cut back whenever it
+    fills: rising rows cut it at every fill, ties and NaN and infinities cross its
+    cuts; the sets are the reference's, ties to the lower index."""
+    width = 16 * k + 3000
+    rng = np.random.default_rng(k * 7 + len(shape))
+    values = {
+        "random": rng.standard_normal((6, width)),
+        "ties": rng.integers(0, 3, size=(6, width)).astype(float),
+        "rising": np.tile(np.arange(width, dtype=float), (6, 1)),
+        "falling": np.tile(np.arange(width, 0, -1, dtype=float), (6, 1)),
+        "nan": np.where(rng.random((6, width)) < 0.3, np.nan, rng.integers(0, 4, size=(6, width))),
+        "infinite": np.where(rng.random((6, width)) < 0.5, -np.inf, rng.integers(0, 2, size=(6, width))),
+        "few": np.where(np.arange(width) % 997 == 5, 1.0, np.nan) * np.ones((6, 1)),
+    }[shape].astype(dtype)
+    values[1] = -0.0
+    values[2, ::2] = 0.0
+    result = top_k_rows(values, k)
+    finite = ~np.isnan(values)
+    for b in range(6):
+        row = np.where(finite[b], values[b], -np.inf)
+        order = np.lexsort((np.arange(width), -row.astype(np.float64)))
+        want = np.sort(order[:min(k, int(finite[b].sum()))])
+        got = result[b][result[b] >= 0]
+        assert np.array_equal(got, want), (shape, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("levels, width, k", [(2, 50, 7), (3, 64, 20), (5, 300, 33), (1, 40, 5),
                                               (4, 1000, 500)])
 def test_ties_go_to_the_lower_index(dtype, levels, width, k):
@@ -190,6 +220,39 @@ def test_sign_products_are_exact_inner_products_over_d(d):
     assert np.all(out[0, 15] == 1.0) and np.all(out[1, 10] == 1.0)
 
 
+@pytest.mark.parametrize("width", [1, 127, 128, 129, 3 * 128 + 5])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_subtract_sign_products_is_sign_products_then_subtract_and_pick(width, threads):
+    """The fused greedy step equals its two parts bit for bit: updates, and picks with the
+    first of ties inside a tile of codewords and across tiles, NaN never picked, on one
+    thread or two."""
+    import numba
+    from superposition_harness.kernels import sign_products, subtract_and_pick, subtract_sign_products
+    d = 70
+    rng = np.random.default_rng(width)
+    packed = rng.integers(0, 2**64, size=(width, 2), dtype=np.uint64)
+    packed[:, 1] &= np.uint64((1 << 6) - 1)
+    packed[width // 2:] = packed[0]  # equal codewords: exact ties between tiles
+    picks = np.ascontiguousarray(packed[[0, width - 1, width // 3, 0, 0]].T)
+    correlations = np.round(rng.standard_normal((5, width)), 1)
+    correlations[2] = 1.0  # every entry ties unless the Gram row breaks it
+    correlations[3, width // 2] = np.nan
+    correlations[4] = -np.inf
+    gram = np.empty((5, width), dtype=np.float32)
+    sign_products(packed, picks, d, gram, 0)
+    expected = correlations.copy()
+    expected_picks = subtract_and_pick(expected, gram)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        picked = subtract_sign_products(packed, picks, d, correlations)
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(correlations, expected)
+    np.testing.assert_array_equal(picked, expected_picks)
+    assert picked[4] == 0
+
+
 def test_scale_rows_into_divides_or_multiplies_and_rounds_once():
     from superposition_harness.kernels import scale_rows_into
     rng = np.random.default_rng(3)
@@ -200,3 +263,42 @@ def test_scale_rows_into_divides_or_multiplies_and_rounds_once():
                          source[2].astype(np.float64) / 7]).astype(np.float32)
     assert np.array_equal(out[[4, 0, 2], 7:57], expected)
     assert not out[[1, 3]].any() and not out[:, :7].any() and not out[:, 57:].any()
+
+
+# ------------------------------------------------- the contract's streams, compiled
+
+
+@pytest.mark.parametrize(("seed", "key"), [(0, ()), (0, (1, 0, 0, 0)), (7, (1, 5, 3, 250)), (123, (9,)),
+                                           (2**40 + 3, (1, 2**33 + 1, 3, 4)), (2**140 + 5, (2, 0)),
+                                           (5, (0, 0, 0, 0, 0, 2**32 - 1))])
+def test_compiled_streams_are_numpys_word_for_word(seed, key):
+    """The entropy the harness assembles, hashed by the compiled SeedSequence, is the key
+    of NumPy's ``SeedSequence``; the compiled Philox yields ``Philox.random_raw``'s words."""
+    from superposition_harness.kernels import philox_words, seed_sequence_key
+    from superposition_harness.problem import stream, stream_entropy
+    sequence = np.random.SeedSequence(seed, spawn_key=key)
+    want = tuple(int(word) for word in sequence.generate_state(2, np.uint64))
+    entropy = stream_entropy(seed, *key)
+    padded = np.concatenate([entropy, np.zeros(max(0, 4 - entropy.size), dtype=np.uint32)])
+    assert seed_sequence_key(padded) == want
+    for count in (1, 3, 4, 5, 4099):
+        assert np.array_equal(philox_words(want, count), stream(seed, *key).random_raw(count))
+
+
+@pytest.mark.parametrize(("d", "n", "width"), [(1, 200, 64), (63, 4096, 4096), (64, 300, 128),
+                                               (65, 1000, 192), (200, 9000, 4096)])
+def test_sign_blocks_made_in_parallel_are_the_streams_bits(d, n, width):
+    """Blocks made by the compiled kernel, all at once, equal those made stream by stream
+    from NumPy's generators, rows past d cleared."""
+    from superposition_harness.dictionary import RademacherDictionary
+    from superposition_harness.kernels import make_sign_blocks
+    from superposition_harness.problem import STREAM_DICTIONARY, stream_entropy
+    reference = RademacherDictionary(d, n, seed=11, draw=2**33 + 5, block_width=width, cache_bytes=0)
+    out = np.zeros((n, reference.words), dtype=np.uint64)
+    blocks = np.arange(reference.n_blocks)[::-1]
+    make_sign_blocks(stream_entropy(11, STREAM_DICTIONARY, 2**33 + 5), blocks, d, width, out)
+    for block in range(reference.n_blocks):
+        start, stop = reference.block_range(block)
+        assert np.array_equal(out[start:stop], reference._make_packed(block))
+    with pytest.raises(ValueError, match="multiple of 64"):
+        make_sign_blocks(stream_entropy(11, STREAM_DICTIONARY, 0), blocks, d, width + 1, out)
