@@ -15,6 +15,10 @@ the summary prints seconds per trial and the speed-ups of
   penalty per signal (``alpha = λ/d``: scikit-learn scales the squared loss by
   ``1/(2d)``), one trial at a time.
 
+At the paper's scale (N = 2^20, k = 64, d = 1280, 32 signals) ``mp`` is timed once more
+beside the batched float32 NumPy peer on the same dense matrix (5 GiB of it; several
+minutes, only with ``--benchmark-enable``).
+
 ``sp``, ``beam-mp``, ``ista``, ``fista``, ``amp`` and ``amp-binary`` are timed with no peer.
 Each peer's decoded sets are checked against the truth beside the harness's, so that a
 fast peer doing less work would show.
@@ -195,3 +199,61 @@ def test_reference_sklearn_lasso(benchmark, per_trial, instance, dense):
 
     time_peer(benchmark, per_trial, one_at_a_time, 2, "reference: sklearn Lasso, one trial",
               trials, f"lasso-cd (batch of {BATCH})")
+
+
+# ------------------------------------------------------------- the paper's scale
+
+#: ``mp`` at the paper's scale: N = 2^20, k = 64, near its d*(0.95) (d = 1280, as
+#: ``test_roofline.py``), one batch of 32, against the batched float32 NumPy peer on the
+#: same signals and the same dense matrix (5 GiB). Only with ``--benchmark-enable``.
+PAPER_N, PAPER_D, PAPER_K, PAPER_BATCH = 1 << 20, 1280, 64, 32
+PAPER_LABEL = f"mp (batch of {PAPER_BATCH}, N = 2^20, k = {PAPER_K}, d = {PAPER_D})"
+PAPER_PEER = f"reference: NumPy matching pursuit, float32, batch of {PAPER_BATCH}, N = 2^20"
+
+
+@pytest.fixture(scope="module")
+def paper_instance():
+    problem = Problem(n=PAPER_N, k=PAPER_K, seed=1, subsets_per_draw=PAPER_BATCH)
+    dictionary = generated_dictionary(problem, PAPER_D, 0, cache_bytes=1 << 30)
+    subsets = draw_subsets(problem, 0)
+    return dictionary, dictionary.superpose(subsets), list(subsets)
+
+
+def _paper_scale(benchmark, request):
+    if benchmark.disabled:
+        pytest.skip("paper-scale benchmark: run with --benchmark-enable")
+    return request.getfixturevalue("paper_instance")
+
+
+def _decoded_exactly(decoded, subsets) -> int:
+    return sum(np.array_equal(np.unique(np.asarray(guess, dtype=np.int64)), truth)
+               for guess, truth in zip(decoded, subsets, strict=True))
+
+
+def test_mp_at_the_papers_scale(benchmark, per_trial, request):
+    dictionary, signals, subsets = _paper_scale(benchmark, request)
+    decoder = load_registry().get("mp").cls()
+    decoder.decode(dictionary, signals[:2], k=PAPER_K, noise=0.0)  # compile, and make the draw
+    decoded = benchmark.pedantic(decoder.decode, args=(dictionary, signals),
+                                 kwargs={"k": PAPER_K, "noise": 0.0}, rounds=2, iterations=1)
+    per_trial(PAPER_LABEL, benchmark, PAPER_BATCH)
+    FIGURES[f"{PAPER_LABEL}: decoded exactly"] = f"{_decoded_exactly(decoded, subsets)}/{PAPER_BATCH}"
+
+
+def test_reference_numpy_matching_pursuit_batched_float32_at_the_papers_scale(benchmark, per_trial, request):
+    dictionary, signals, subsets = _paper_scale(benchmark, request)
+    matrix = dictionary.dense(max_bytes=8 << 30)  # d × N float32
+    x = np.ascontiguousarray(signals, dtype=np.float32)
+
+    def batched():
+        correlations = x @ matrix
+        picks = np.empty((x.shape[0], PAPER_K), dtype=np.int64)
+        for step in range(PAPER_K):
+            picks[:, step] = correlations.argmax(axis=1)
+            correlations -= matrix[:, picks[:, step]].T @ matrix
+        return [np.unique(row) for row in picks]
+
+    decoded = benchmark.pedantic(batched, rounds=1, iterations=1)
+    per_trial(PAPER_PEER, benchmark, PAPER_BATCH)
+    FIGURES[f"{PAPER_PEER}: decoded exactly"] = f"{_decoded_exactly(decoded, subsets)}/{PAPER_BATCH}"
+    RATIOS.append((PAPER_LABEL, PAPER_PEER))
