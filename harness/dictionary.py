@@ -586,6 +586,7 @@ class RademacherDictionary(GeneratedDictionary):
         #: slices, when they fit in the cache: made all at once on first use, in
         #: parallel, and kernels then run over all ``N`` in one call.
         self._bits: np.ndarray | None = None
+        self._bits_complete = False  # every block made into ``_bits`` and cached
         self._bits_lock = threading.Lock()
 
     @property
@@ -627,6 +628,8 @@ class RademacherDictionary(GeneratedDictionary):
         cache; whether it does. Blocks whose width fills whole words are made by one
         compiled kernel on all cores (the same words as the streams of
         :meth:`_make_packed`, which makes the others)."""
+        if self._bits_complete:
+            return True
         if self.packed_bytes() > self._cache_bytes:
             return False
         with self._bits_lock:
@@ -641,14 +644,13 @@ class RademacherDictionary(GeneratedDictionary):
                 if self.block_width % ROWS_PER_BLOCK:
                     self._make_packed(block, self._bits[start:stop])
                 self._keep(block, self._bits[start:stop])
+            self._bits_complete = all(block in self._cache for block in range(self.n_blocks))
         return True
 
     def _all_packed(self) -> np.ndarray | None:
         """The sign bits of every codeword as one ``(N, words)`` array, or None when they
         do not fit in the cache."""
-        if not self._make_bits() or not all(block in self._cache for block in range(self.n_blocks)):
-            return None
-        return self._bits
+        return self._bits if self._make_bits() and self._bits_complete else None
 
     def _parts(self, rows: int) -> list[tuple[int, int, int]]:
         # Make the bits here, on the calling thread, before workers take the parts.
@@ -713,6 +715,9 @@ class RademacherDictionary(GeneratedDictionary):
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise IndexError(f"codeword index out of range [0, {self.n})")
+        bits = self._all_packed()
+        if bits is not None:
+            return bits[idx]
         out = np.empty((idx.size, self.words), dtype=np.uint64)
         owner = idx // self.block_width
         for block in np.unique(owner):

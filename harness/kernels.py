@@ -431,6 +431,11 @@ def _sign_products(packed: np.ndarray, picks: np.ndarray, table: np.ndarray, out
                 out[b, start + c] = table[counts[c - first, b]]
 
 
+def _sign_table(d: int, dtype: type | np.dtype) -> np.ndarray:
+    """``(d − 2c) / d`` for every count ``c`` of differing signs, rounded once to ``dtype``."""
+    return ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(dtype)
+
+
 def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray, start: int) -> None:
     """Normalised inner products of sign vectors, by XOR and population count.
 
@@ -439,7 +444,7 @@ def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray
     receives ``(d − 2·popcount(packed[c] XOR picks[:, b])) / d``: the exact inner product
     of the two ±1 vectors over ``d``, rounded once.
     """
-    table = ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(out.dtype)
+    table = _sign_table(d, out.dtype)
     _sign_products(packed, np.ascontiguousarray(picks), table, out, int(start))
 
 
@@ -526,7 +531,7 @@ def subtract_sign_products(packed: np.ndarray, picks: np.ndarray, d: int,
     stores it, then widened), in place on a float64 ``(B, width)`` array. Returns the
     picks as :func:`subtract_and_pick` does, with the same ties, in one pass over the
     codewords: what matching pursuit does at each step, without writing the Gram rows."""
-    table = ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(np.float32).astype(np.float64)
+    table = _sign_table(d, np.float32).astype(np.float64)
     best = np.empty(correlations.shape[0], dtype=np.int64)
     _subtract_sign_products(packed, np.ascontiguousarray(picks), table, correlations, best)
     return best
