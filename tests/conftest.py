@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 from superposition_harness import Decoder, Problem, hookimpl, top_k_rows
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_terminal_size(monkeypatch) -> None:
+    """Every test starts without COLUMNS and LINES: tables are fitted to COLUMNS when it is
+    set, and a user's shell or pytest-xdist (which exports the controller's width to its
+    workers) must not change what a test sees. A test that needs a width sets it."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
 
 
 @pytest.fixture
@@ -42,6 +53,35 @@ def marker(monkeypatch, tmp_path) -> Path:
     real = load_registry
     monkeypatch.setattr(cli_module, "load_registry", lambda: real(extra_plugins=[Plugin()]))
     return tmp_path / "decoded"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core the process may use, at most four (each test may
+    start compiled kernels on every core, or processes of its own)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def pytest_sessionfinish(session) -> None:
+    """A pytest-xdist worker hands its fault-injection counts to the controller."""
+    import fault_counts
+
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["fault_counts"] = json.dumps(fault_counts.counts())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """The controller adds up the counts its workers ran (pytest-xdist)."""
+    import fault_counts
+
+    for name, n in json.loads(getattr(node, "workeroutput", {}).get("fault_counts", "{}")).items():
+        fault_counts.add(name, n)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -40,16 +40,9 @@ def _mypy(where: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=where, env=env, capture_output=True, text=True, check=False)
 
 
-def test_the_harness_the_built_ins_and_the_example_type_check(tmp_path):
-    result = _mypy(_layout(tmp_path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Success: no issues found" in result.stdout
-
-
-def test_the_check_sees_the_contract_and_not_any(tmp_path):
-    """A plugin that reads an undeclared parameter, or registers something that is not a
-    decoder, fails the same check: the contract's types reached mypy."""
-    wrong = '''
+#: A plugin that reads an undeclared parameter and registers something that is not a decoder:
+#: checked beside the real code, it must fail, or the contract's types never reached mypy.
+WRONG = '''
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +64,37 @@ class Wrong(Decoder):
 def register_decoders(register: Register) -> None:
     register(int)
 '''
-    result = _mypy(_layout(tmp_path, {"wrong.py": wrong}))
-    assert result.returncode == 1
-    assert '"Wrong" has no attribute "levle"' in result.stdout
-    assert 'Argument 1 has incompatible type "type[int]"' in result.stdout
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One mypy run over the harness, the built-ins, the example and ``wrong.py`` (a run
+    takes tens of seconds; both tests read its report)."""
+    where = _layout(tmp_path_factory.mktemp("typing"), {"wrong.py": WRONG})
+    return _mypy(where), where
+
+
+def _errors(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stdout.splitlines() if ": error:" in line]
+
+
+def test_the_harness_the_built_ins_and_the_example_type_check(checked):
+    """Every error of the run is in ``wrong.py``: the rest, checked, has none."""
+    result, where = checked
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Found 2 errors in 1 file" in result.stdout, result.stdout + result.stderr
+    assert all(line.startswith("superposition_harness_builtins/wrong.py:") for line in _errors(result)), \
+        result.stdout
+    checked_files = int(result.stdout.rsplit("(checked ", 1)[1].split()[0])
+    sources = len(list((where / "superposition_harness").glob("*.py")))
+    sources += len(list((where / "superposition_harness_builtins").glob("*.py"))) + 1  # the example
+    assert checked_files >= sources  # every file was read, none skipped
+
+
+def test_the_check_sees_the_contract_and_not_any(checked):
+    """A plugin that reads an undeclared parameter, or registers something that is not a
+    decoder, fails the same check: the contract's types reached mypy."""
+    result, _ = checked
+    errors = "\n".join(_errors(result))
+    assert '"Wrong" has no attribute "levle"' in errors
+    assert 'Argument 1 has incompatible type "type[int]"' in errors
