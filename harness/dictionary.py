@@ -34,6 +34,7 @@ from .kernels import (
     pack_signs,
     scale_rows_into,
     sign_products,
+    sign_sums,
     snap_rows,
     subtract_and_pick,
     subtract_sign_products,
@@ -414,13 +415,18 @@ class Dictionary(ABC):
         float32 (summed in float64, rounded once); ``offset`` is zero unless the dictionary
         has one (see :attr:`offset`)."""
         subsets = np.asarray(subsets, dtype=np.int64)
-        rows = self._base_rows(subsets.reshape(-1))
-        x = rows.reshape(subsets.shape[0], subsets.shape[1], self.d).sum(axis=1) * self.scale
+        x = self._base_sums(subsets) * self.scale
         if self.offset is not None:
             x = x + self.offset.astype(np.float64)
         if sigma and noise is not None:
             x = x + sigma * noise
         return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _base_sums(self, subsets: np.ndarray) -> np.ndarray:
+        """``Σ_{i∈Y}`` of the base values of the codewords of each row ``Y`` of ``subsets``
+        (``(B, k)``), in float64: ``(B, d)``."""
+        rows = self._base_rows(subsets.reshape(-1))
+        return rows.reshape(subsets.shape[0], subsets.shape[1], self.d).sum(axis=1)
 
     def subtract_offset(self, signals: np.ndarray) -> np.ndarray:
         """``signals`` less :attr:`offset`: what the codewords themselves add up to.
@@ -728,6 +734,12 @@ class RademacherDictionary(GeneratedDictionary):
     def _base_rows(self, indices: np.ndarray) -> np.ndarray:
         packed = self._packed_rows(indices)
         return unpack_codewords(packed, self.d, np.empty((packed.shape[0], self.d), dtype=np.float64))
+
+    def _base_sums(self, subsets: np.ndarray) -> np.ndarray:
+        # Counted on the sign bits: the same integers as adding the unpacked rows.
+        if subsets.ndim != 2 or subsets.shape[1] == 0:
+            return super()._base_sums(subsets)
+        return sign_sums(self._packed_rows(subsets.reshape(-1)), subsets.shape[1], self.d)
 
     def gram_rows(self, indices: np.ndarray) -> np.ndarray:
         """As :meth:`Dictionary.gram_rows`, counted on the sign bits: ``⟨f_i, f_j⟩`` is

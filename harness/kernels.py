@@ -436,6 +436,34 @@ def _sign_table(d: int, dtype: type | np.dtype) -> np.ndarray:
     return ((d - 2 * np.arange(d + 1, dtype=np.float64)) / d).astype(dtype)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _sign_sums(packed: np.ndarray, k: int, d: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    words = packed.shape[1]
+    for b in prange(out.shape[0]):
+        counts = np.zeros(words * 64, dtype=np.int64)
+        for j in range(b * k, (b + 1) * k):
+            for t in range(words):
+                word = packed[j, t]
+                base = t * 64
+                for bit in range(64):
+                    counts[base + bit] += np.int64((word >> np.uint64(bit)) & np.uint64(1))
+        for r in range(d):
+            out[b, r] = np.float64(k - 2 * counts[r])
+
+
+def sign_sums(packed: np.ndarray, k: int, d: int) -> np.ndarray:
+    """Sums of signs, ``k`` codewords at a time: ``out[b, r] = Σ_j s_{bk+j, r}`` where
+    ``s = −1`` for a set bit of ``packed`` (``(B·k, ⌈d/64⌉)`` uint64, rows as
+    :func:`pack_signs` stores them), else ``+1``; ``(B, d)`` float64, exact integers, the
+    same numbers as unpacking the ``B·k`` codewords and adding them up."""
+    packed = np.ascontiguousarray(packed, dtype=np.uint64)
+    if k < 1 or packed.ndim != 2 or packed.shape[0] % k or packed.shape[1] * 64 < d:
+        raise ValueError(f"sign_sums needs (B·k, ⌈d/64⌉) words for k = {k}, d = {d}, not {packed.shape}")
+    out = np.empty((packed.shape[0] // k, int(d)), dtype=np.float64)
+    _sign_sums(packed, int(k), int(d), out)
+    return out
+
+
 def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray, start: int) -> None:
     """Normalised inner products of sign vectors, by XOR and population count.
 

@@ -223,6 +223,21 @@ def test_superpose_is_batch_size_independent():
     assert np.array_equal(whole, np.vstack([dictionary.superpose(row[None]) for row in subsets]))
 
 
+@pytest.mark.parametrize(("d", "n", "options"), LAYOUTS)
+@pytest.mark.parametrize("k", [1, 7])
+def test_rademacher_superpose_counted_on_bits_is_the_sum_of_its_codewords(d, n, options, k):
+    """The sign-bit sums (every layout, one or several blocks, cached or not) are the
+    float32 rounding of the float64 sum of the unpacked codewords, bit for bit."""
+    dictionary = RademacherDictionary(d, n, seed=3, draw=1, **options)
+    subsets = np.random.default_rng(d + k).integers(0, n, size=(6, k))
+    columns = np.sign(dictionary.columns(np.arange(n))).astype(np.float64)  # the signs, ±1
+    want = (columns[:, subsets].sum(axis=2).T * dictionary.scale).astype(np.float32)
+    assert np.array_equal(dictionary.superpose(subsets), want)
+    noise = np.random.default_rng(1).standard_normal((6, d))
+    noisy = (columns[:, subsets].sum(axis=2).T * dictionary.scale + 0.1 * noise).astype(np.float32)
+    assert np.array_equal(dictionary.superpose(subsets, noise, 0.1), noisy)
+
+
 # --------------------------------------------------- blocks, caching and regeneration
 
 

@@ -201,6 +201,26 @@ def test_unpack_codewords_gives_minus_one_for_set_bits(dtype, d):
         assert np.array_equal(out[c], np.where(bits == 1, -1.0, 1.0).astype(dtype))
 
 
+@pytest.mark.parametrize(("k", "d"), [(1, 1), (3, 64), (5, 100), (64, 129)])
+def test_sign_sums_add_up_the_unpacked_codewords(k, d):
+    """Sums of k codewords' signs counted on their bits are the sums of the unpacked rows,
+    whatever the bits past d hold."""
+    from superposition_harness.kernels import sign_sums, unpack_codewords
+    rng = np.random.default_rng(k * 1000 + d)
+    words = (d + 63) // 64
+    packed = rng.integers(0, 2**64, size=(4 * k, words), dtype=np.uint64)
+    rows = unpack_codewords(packed, d, np.empty((4 * k, d), dtype=np.float64))
+    assert np.array_equal(sign_sums(packed, k, d), rows.reshape(4, k, d).sum(axis=1))
+
+
+def test_sign_sums_refuse_rows_that_are_not_whole_sets():
+    from superposition_harness.kernels import sign_sums
+    with pytest.raises(ValueError, match="B·k"):
+        sign_sums(np.zeros((5, 2), dtype=np.uint64), 2, 100)
+    with pytest.raises(ValueError, match="B·k"):
+        sign_sums(np.zeros((4, 1), dtype=np.uint64), 2, 100)
+
+
 @pytest.mark.parametrize("d", [1, 64, 100, 129])
 def test_sign_products_are_exact_inner_products_over_d(d):
     """(d − 2·popcount(a XOR b)) / d equals the ±1 inner product over d, rounded once."""
