@@ -96,13 +96,13 @@ def test_the_cost_law_follows_k(standard):
 
 def test_a_stand_in_is_a_real_search_on_a_stretched_curve(paper, standard):
     settings = RunSettings()
-    problem = Problem(n=1 << 20, k=16)
+    problem = Problem(n=1 << 18, k=16)  # no record; k = 16 has records at N = 2^16 and 2^20
     mp = [r for r in paper + standard if r["decoder"] == "mp"]
     job = stand_in("mp", problem, settings, mp)
     again = stand_in("mp", problem, settings, mp)
     assert job.requests == again.requests  # the same plan from the same inputs
-    assert job.origin.startswith("stand-in from mp N=65536 k=16")  # nearest k first, then largest N
-    assert job.label == "mp N=1048576 k=16"
+    assert job.origin.startswith("stand-in from mp N=1048576 k=16")  # nearest k first, then largest N
+    assert job.label == "mp N=262144 k=16"
     assert 20 < len(job.requests) < 200 and job.problem == problem
     assert stand_in("mp", problem, settings, mp, seed=1).requests != job.requests
     with pytest.raises(ValueError, match="no successful"):
