@@ -24,7 +24,7 @@ from typing import Any, NoReturn, Protocol
 import numpy as np
 
 from .decoder import Decoder
-from .dictionary import Dictionary, MatrixDictionary, generated_dictionary
+from .dictionary import Dictionary, MatrixDictionary, generated_dictionary, release_kept_bits
 from .memory import DEFAULT_MEMORY, needed_bytes
 from .problem import FIXED, SAE_OFFSET, Problem, draw_noise, draw_subsets, entropy_bits
 from .search import DimensionSearch, Estimate, SearchError
@@ -490,6 +490,7 @@ def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
         except (Exception, SystemExit) as exc:  # a plugin's failure is recorded, never propagated
             kind = getattr(exc, "kind", None) or type(exc).__name__
             run.error = f"decoder {decoder.name!r} raised {kind}: {exc}"
+    release_kept_bits()  # the last draw's bits are not needed after the run
     run.wall_seconds = time.perf_counter() - began
     run.peak_memory_bytes = peak_memory_bytes()
     for point in run.curve:

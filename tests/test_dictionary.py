@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import pytest
+from superposition_harness import dictionary as dictionary_module
 from superposition_harness.dictionary import (
     DictionaryTooLarge,
     GaussianDictionary,
     MatrixDictionary,
     RademacherDictionary,
     generated_dictionary,
+    release_kept_bits,
 )
 from superposition_harness.problem import Problem, draw_subsets
 
@@ -563,6 +566,71 @@ def test_rademacher_bits_in_one_array_are_the_blocks_bits():
     one, two = start.copy(), start.copy()
     assert np.array_equal(roomy.subtract_gram_rows(one, indices), bare.subtract_gram_rows(two, indices))
     assert np.array_equal(one, two)
+
+
+def _blockwise_bits(d: int, n: int, draw: int) -> np.ndarray:
+    bare = RademacherDictionary(d, n, seed=5, draw=draw, cache_bytes=0)
+    return np.concatenate([bare._packed(block) for block in range(bare.n_blocks)])
+
+
+def test_a_finished_draws_bits_are_written_again_by_the_next_of_its_shape():
+    """The next draw of the same shape writes its bits into the last draw's array once
+    nothing refers to it, and they are that draw's own bits, bit for bit."""
+    release_kept_bits()
+    d, n = 130, 4096 * 2 + 300
+    first = RademacherDictionary(d, n, seed=5, draw=0)
+    kept = weakref.ref(first._all_packed())
+    del first
+    second = RademacherDictionary(d, n, seed=5, draw=1)
+    bits = second._all_packed()
+    assert bits is kept()
+    assert np.array_equal(bits, _blockwise_bits(d, n, 1))
+    assert np.array_equal(second.superpose(np.array([[0, 4097, n - 1]])),
+                          RademacherDictionary(d, n, seed=5, draw=1, cache_bytes=0).superpose(
+                              np.array([[0, 4097, n - 1]])))
+
+
+@pytest.mark.parametrize("hold", ["dictionary", "view"])
+def test_bits_still_referred_to_are_never_written_again(hold):
+    """A live dictionary, or any view of its bits, keeps them: the next draw gets new memory."""
+    release_kept_bits()
+    d, n = 130, 4096 * 2 + 300
+    first = RademacherDictionary(d, n, seed=5, draw=0)
+    held = first if hold == "dictionary" else first._packed(1)
+    before = np.array(first._all_packed())
+    if hold == "view":
+        del first
+    second = RademacherDictionary(d, n, seed=5, draw=1)
+    assert not np.shares_memory(second._all_packed(), held._all_packed() if hold == "dictionary" else held)
+    assert np.array_equal(second._all_packed(), _blockwise_bits(d, n, 1))
+    if hold == "dictionary":
+        assert np.array_equal(held._all_packed(), before)
+    else:
+        assert np.array_equal(held, before[4096:8192])
+
+
+def test_kept_bits_are_let_go_before_another_shape_is_made_and_on_release():
+    release_kept_bits()
+    first = RademacherDictionary(130, 4096 * 2, seed=5, draw=0)
+    gone = weakref.ref(first._all_packed())
+    del first
+    assert gone() is not None  # kept for the next draw of its shape
+    other = RademacherDictionary(200, 4096 * 2, seed=5, draw=0)
+    assert other._all_packed() is not None
+    assert gone() is None
+    kept = weakref.ref(other._all_packed())
+    del other
+    assert kept() is not None
+    release_kept_bits()
+    assert kept() is None
+
+
+def test_a_run_lets_its_kept_bits_go():
+    from superposition_harness.api import score  # noqa: PLC0415
+    release_kept_bits()
+    result = score("topk", n=4096, k=2, trials=96)
+    assert result.d_star is not None
+    assert dictionary_module._KEPT._array is None
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
