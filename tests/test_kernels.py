@@ -221,28 +221,37 @@ def test_sign_sums_refuse_rows_that_are_not_whole_sets():
         sign_sums(np.zeros((4, 1), dtype=np.uint64), 2, 100)
 
 
-@pytest.mark.parametrize("d", [1, 64, 100, 129])
-def test_sign_products_are_exact_inner_products_over_d(d):
-    """(d − 2·popcount(a XOR b)) / d equals the ±1 inner product over d, rounded once."""
-    from superposition_harness.kernels import sign_products, unpack_codewords
+#: Pick counts on both sides of ROWS_FORM_BELOW: none, one, a multiple of four and not.
+PICK_COUNTS = [1, 4, 7, 15, 16, 21]
+
+
+@pytest.mark.parametrize("d", [1, 64, 100, 129, 300])
+@pytest.mark.parametrize("batch", PICK_COUNTS)
+def test_sign_products_are_exact_inner_products_over_d(d, batch):
+    """(d − 2·popcount(a XOR b)) / d equals the ±1 inner product over d, rounded once,
+    in either form of the counts (by words for few picks, by picks for many)."""
+    from superposition_harness.kernels import ROWS_FORM_BELOW, sign_products, unpack_codewords
+    assert 1 < ROWS_FORM_BELOW <= max(PICK_COUNTS)
     rng = np.random.default_rng(d + 7)
     words = (d + 63) // 64
     mask = np.array([(1 << min(64, d - 64 * t)) - 1 if d - 64 * t < 64 else 2**64 - 1
                      for t in range(words)], dtype=np.uint64)
-    packed = rng.integers(0, 2**64, size=(300, words), dtype=np.uint64) & mask
-    picks = packed[[5, 0, 299, 5]]
-    out = np.full((4, 310), np.nan, dtype=np.float32)
-    sign_products(packed, np.ascontiguousarray(picks.T), d, out, 10)
-    signs = unpack_codewords(packed, d, np.empty((300, d)))
-    expected = (signs[[5, 0, 299, 5]] @ signs.T).astype(np.int64)
+    packed = rng.integers(0, 2**64, size=(301, words), dtype=np.uint64) & mask
+    chosen = np.resize([5, 0, 300, 5], batch)
+    chosen[4:] = rng.integers(0, 301, size=max(0, batch - 4))
+    out = np.full((batch, 311), np.nan, dtype=np.float32)
+    sign_products(packed, np.ascontiguousarray(packed[chosen].T), d, out, 10)
+    signs = unpack_codewords(packed, d, np.empty((301, d)))
+    expected = (signs[chosen] @ signs.T).astype(np.int64)
     assert np.array_equal(out[:, 10:], (expected / d).astype(np.float32))
     assert np.all(np.isnan(out[:, :10]))
-    assert np.all(out[0, 15] == 1.0) and np.all(out[1, 10] == 1.0)
+    assert out[0, 15] == 1.0 and (batch == 1 or out[1, 10] == 1.0)
 
 
 @pytest.mark.parametrize("width", [1, 127, 128, 129, 3 * 128 + 5])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_subtract_sign_products_is_sign_products_then_subtract_and_pick(width, threads):
+@pytest.mark.parametrize("extra", [0, 16])
+def test_subtract_sign_products_is_sign_products_then_subtract_and_pick(width, threads, extra):
     """The fused greedy step equals its two parts bit for bit: updates, and picks with the
     first of ties inside a tile of codewords and across tiles, NaN never picked, on one
     thread or two."""
@@ -253,12 +262,13 @@ def test_subtract_sign_products_is_sign_products_then_subtract_and_pick(width, t
     packed = rng.integers(0, 2**64, size=(width, 2), dtype=np.uint64)
     packed[:, 1] &= np.uint64((1 << 6) - 1)
     packed[width // 2:] = packed[0]  # equal codewords: exact ties between tiles
-    picks = np.ascontiguousarray(packed[[0, width - 1, width // 3, 0, 0]].T)
-    correlations = np.round(rng.standard_normal((5, width)), 1)
+    chosen = [0, width - 1, width // 3, 0, 0, *rng.integers(0, width, size=extra)]  # both forms
+    picks = np.ascontiguousarray(packed[chosen].T)
+    correlations = np.round(rng.standard_normal((len(chosen), width)), 1)
     correlations[2] = 1.0  # every entry ties unless the Gram row breaks it
     correlations[3, width // 2] = np.nan
     correlations[4] = -np.inf
-    gram = np.empty((5, width), dtype=np.float32)
+    gram = np.empty((len(chosen), width), dtype=np.float32)
     sign_products(packed, picks, d, gram, 0)
     expected = correlations.copy()
     expected_picks = subtract_and_pick(expected, gram)
