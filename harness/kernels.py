@@ -292,24 +292,52 @@ def _pack_row_block(words: np.ndarray, packed: np.ndarray, word: int, rows: int,
             packed[first + c, word] = tile[c] & keep
 
 
+#: Words of each codeword that one task of :func:`make_sign_blocks` makes: a 64-byte
+#: cache line of the packed array, so each line is written once, whole, instead of a
+#: word at a time by eight tasks (each of which would read the line and write it back).
+LINE_WORDS = 8
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _make_sign_blocks(prefix: np.ndarray, blocks: np.ndarray, d: int, block_width: int,
                       out: np.ndarray) -> None:  # pragma: no cover - compiled
     n, words = out.shape
     length = prefix.shape[0]
-    for task in prange(blocks.shape[0] * words):
-        block = blocks[task // words]
-        word = task % words
+    lines = (words + LINE_WORDS - 1) // LINE_WORDS
+    groups = block_width // 64
+    for task in prange(blocks.shape[0] * lines):
+        block = blocks[task // lines]
+        first_word = (task % lines) * LINE_WORDS
+        count = min(LINE_WORDS, words - first_word)
         entropy = np.empty(length + 2, dtype=np.int64)
         entropy[:length] = prefix
-        entropy[length] = word
         entropy[length + 1] = block
-        key0, key1 = _seed_sequence_key(entropy)
-        raw = np.empty(block_width, dtype=np.uint64)  # 64 rows x block_width bits
-        _philox_words(key0, key1, raw)  # type: ignore[arg-type]
+        raw = np.empty((count, block_width), dtype=np.uint64)  # each word's 64 × block_width bits
+        keep = np.empty(count, dtype=np.uint64)
+        for j in range(count):
+            entropy[length] = first_word + j
+            key0, key1 = _seed_sequence_key(entropy)
+            _philox_words(key0, key1, raw[j])  # type: ignore[arg-type]
+            rows = min(64, d - 64 * (first_word + j))
+            everything = np.uint64(0xFFFFFFFFFFFFFFFF)
+            keep[j] = everything if rows == 64 else (np.uint64(1) << np.uint64(rows)) - np.uint64(1)
         start = block * block_width
-        stop = min(n, start + block_width)
-        _pack_row_block(raw, out[start:stop], word, min(64, d - 64 * word), block_width)
+        width = min(n, start + block_width) - start
+        tile = np.empty(64, dtype=np.uint64)
+        line = np.empty((64, LINE_WORDS), dtype=np.uint64)
+        for g in range(groups):
+            first = g * 64
+            if first >= width:
+                break
+            for j in range(count):
+                for r in range(64):
+                    tile[r] = raw[j, r * groups + g]
+                _transpose64(tile)
+                for c in range(64):
+                    line[c, j] = tile[c] & keep[j]
+            for c in range(min(64, width - first)):
+                for j in range(count):
+                    out[start + first + c, first_word + j] = line[c, j]
 
 
 def make_sign_blocks(prefix: np.ndarray, blocks: np.ndarray, d: int, block_width: int,

@@ -316,10 +316,12 @@ def test_compiled_streams_are_numpys_word_for_word(seed, key):
 
 
 @pytest.mark.parametrize(("d", "n", "width"), [(1, 200, 64), (63, 4096, 4096), (64, 300, 128),
-                                               (65, 1000, 192), (200, 9000, 4096)])
+                                               (65, 1000, 192), (200, 9000, 4096), (512, 300, 128),
+                                               (600, 5000, 256), (1100, 700, 4096)])
 def test_sign_blocks_made_in_parallel_are_the_streams_bits(d, n, width):
     """Blocks made by the compiled kernel, all at once, equal those made stream by stream
-    from NumPy's generators, rows past d cleared."""
+    from NumPy's generators, rows past d cleared: one cache line of words or several,
+    the last one whole or not."""
     from superposition_harness.dictionary import RademacherDictionary
     from superposition_harness.kernels import make_sign_blocks
     from superposition_harness.problem import STREAM_DICTIONARY, stream_entropy
