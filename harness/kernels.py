@@ -375,52 +375,38 @@ def pack_signs(words: np.ndarray, packed: np.ndarray, word: int, rows: int, stri
 
 
 @njit(cache=True, nogil=True)
-def _unpack_codewords(packed: np.ndarray, d: int, out: np.ndarray) -> None:  # pragma: no cover
-    one = out.dtype.type(1.0)
-    two = out.dtype.type(2.0)
+def _unpack_sign_bits(packed: np.ndarray, d: int, out: np.ndarray, one: int,
+                      top: int) -> None:  # pragma: no cover - compiled
+    """Signs written as the bits of floating-point numbers: ``out`` is the float array
+    seen as unsigned integers of its width, ``one`` the bits of ``+1.0`` and ``top`` the
+    sign bit's place, so a set bit of ``packed`` makes ``one | 1 << top``, which is
+    ``−1.0``. Branch-free and the same for every bit, so the compiler vectorises it."""
+    kind = out.dtype.type
+    ones = kind(one)
+    shift = kind(top)
+    whole = d // 64
     for c in range(packed.shape[0]):
         for t in range(packed.shape[1]):
             word = packed[c, t]
             base = t * 64
-            for bit in range(min(64, d - base)):
-                out[c, base + bit] = one - two * out.dtype.type((word >> np.uint64(bit)) & np.uint64(1))
-
-
-#: The eight signs of every byte of bits, as float32: ``_SIGNS[v, j]`` is −1 where bit
-#: ``j`` of ``v`` is set, else +1.
-_SIGNS = np.where((np.arange(256)[:, None] >> np.arange(8)) & 1, -1.0, 1.0).astype(np.float32)
-
-
-@njit(cache=True, nogil=True)
-def _unpack_codewords_bytes(packed: np.ndarray, d: int, out: np.ndarray,
-                            signs: np.ndarray) -> None:  # pragma: no cover - compiled
-    """As :func:`_unpack_codewords`, eight signs a byte from a table for whole words."""
-    whole = d // 64
-    for c in range(packed.shape[0]):
-        for t in range(whole):
-            word = packed[c, t]
-            base = t * 64
-            for byte in range(8):
-                value = (word >> np.uint64(8 * byte)) & np.uint64(255)
-                for j in range(8):
-                    out[c, base + 8 * byte + j] = signs[value, j]
-        for t in range(whole, packed.shape[1]):
-            word = packed[c, t]
-            base = t * 64
-            for bit in range(min(64, d - base)):
-                out[c, base + bit] = np.float32(1.0) - np.float32(2.0) * np.float32(
-                    (word >> np.uint64(bit)) & np.uint64(1))
+            if t < whole:
+                for i in range(64):
+                    out[c, base + i] = ones | (kind((word >> np.uint64(i)) & np.uint64(1)) << shift)
+            else:
+                for i in range(d - base):
+                    out[c, base + i] = ones | (kind((word >> np.uint64(i)) & np.uint64(1)) << shift)
 
 
 def unpack_codewords(packed: np.ndarray, d: int, out: np.ndarray) -> np.ndarray:
     """Signs as numbers: ``out[c, r] = −1`` where bit ``r`` of codeword ``c`` is set, else
     ``+1``, for ``r < d``; ``out`` is float32 or float64 of shape ``(len(packed), d)``.
-    Releases the GIL, so worker threads can unpack blocks side by side. float32 is made
-    a byte at a time from a table (1.4 times faster, measured at d = 1280 and 4614)."""
+    Releases the GIL, so worker threads can unpack blocks side by side. Each number's bits
+    are made directly, ``+1.0`` with the sign bit set or not (2-3 times faster than
+    copying eight float32 signs a byte from a table, measured at d = 19874)."""
     if out.dtype == np.float32:
-        _unpack_codewords_bytes(packed, int(d), out, _SIGNS)
+        _unpack_sign_bits(packed, int(d), out.view(np.uint32), 0x3F800000, 31)
     else:
-        _unpack_codewords(packed, int(d), out)
+        _unpack_sign_bits(packed, int(d), out.view(np.uint64), 0x3FF0000000000000, 63)
     return out
 
 
