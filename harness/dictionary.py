@@ -23,7 +23,7 @@ import math
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 
@@ -67,6 +67,14 @@ SCRATCH_BYTES = 64 << 20
 #: product: small enough to stay in a core's cache between the two (measured at
 #: d = 1280 and 4614: 1.4-1.6 times faster than unpacking a whole block first).
 UNPACKED_PIECE_BYTES = 2 << 20
+
+#: A part of a product with at least this many multiply-adds goes to a worker even when
+#: its block is in memory (``Dictionary._on_workers``). Measured on two cores: matching
+#: pursuit at N = 16384, d = 512, 64 signals (parts of 134 M) took 75-93 ms instead of
+#: 128-139 ms, its steps slowed by BLAS threads spinning after the product on the calling
+#: thread; FISTA and AMP at d = 128-200 (parts of 17-26 M) were 10-15% slower on the
+#: workers, where handing parts over costs more than the spin.
+WORKER_PART_WORK = 1 << 25
 
 #: Default bound on the bytes :meth:`Dictionary.dense` may allocate.
 DEFAULT_DENSE_BYTES = 1 << 30
@@ -259,7 +267,8 @@ class Dictionary(ABC):
                 out[others, start + lo:start + hi] = product64
 
         kinds = ([np.float32] if on_lattice.size else []) + ([np.float64] if others.size else [])
-        parallel.run_parts(part, self._parts(x.shape[0]), threaded=not self._ready(*kinds))
+        parts = self._parts(x.shape[0])
+        parallel.run_parts(part, parts, threaded=self._on_workers(x.shape[0], parts, *kinds))
         return out
 
     def gram_rows(self, indices: np.ndarray) -> np.ndarray:
@@ -281,7 +290,8 @@ class Dictionary(ABC):
             product *= factor
             out[:, start + lo:start + hi] = product
 
-        parallel.run_parts(part, self._parts(idx.size), threaded=not self._ready(np.float64))
+        parts = self._parts(idx.size)
+        parallel.run_parts(part, parts, threaded=self._on_workers(idx.size, parts, np.float64))
         return out
 
     def subtract_gram_rows(self, correlations: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -415,7 +425,7 @@ class Dictionary(ABC):
                         np.matmul(piece, values, out=partial[number])
 
         kinds = ([np.float32] if on_grid.size else []) + ([np.float64] if rest.shape[0] else [])
-        parallel.run_parts(part, range(len(parts)), threaded=not self._ready(*kinds))
+        parallel.run_parts(part, range(len(parts)), threaded=self._on_workers(y.shape[0], parts, *kinds))
         total = partial[0].copy() if parts else np.zeros((y.shape[0], self.d))
         for number in range(1, len(parts)):
             total += partial[number]
@@ -545,9 +555,21 @@ class Dictionary(ABC):
             self._cached_bytes += values.nbytes
             return True
 
+    def _on_workers(self, rows: int, parts: Sequence[tuple[int, int, int]], *dtypes: type) -> bool:
+        """Whether the parts of a product with ``rows`` rows go to the workers: when their
+        blocks must be made first, or when each is large enough (``WORKER_PART_WORK``) that
+        handing it over costs nothing beside it. Small parts already in memory run one
+        after another on the calling thread, BLAS spreading each over the cores. Large
+        ones do not: OpenBLAS's threads spin for a while after each call (up to 2^28
+        cycles by default), taking the cores from the compiled kernels that come next."""
+        if not self._ready(*dtypes):
+            return True
+        largest = max((hi - lo for _, lo, hi in parts), default=0)
+        return rows * self.d * largest >= WORKER_PART_WORK
+
     def _ready(self, *dtypes: type) -> bool:
-        """Whether every block's values are in memory as ``dtypes`` (then products run on
-        the calling thread with a multi-threaded BLAS instead of on the workers)."""
+        """Whether every block's values are in memory as ``dtypes`` (then small products run
+        on the calling thread with a multi-threaded BLAS instead of on the workers)."""
         return all(block in self._cache for block in range(self.n_blocks))
 
     def _block_values(self, block: int, dtype: type, lo: int, hi: int) -> np.ndarray:

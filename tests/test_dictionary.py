@@ -633,6 +633,31 @@ def test_a_run_lets_its_kept_bits_go():
     assert dictionary_module._KEPT._array is None
 
 
+@pytest.mark.parametrize(("rows", "on_workers"), [(2, False), (4096, True)])
+def test_products_in_memory_go_to_the_workers_only_when_their_parts_are_large(rows, on_workers, monkeypatch):
+    """Blocks in memory: small parts run on the calling thread (BLAS spreads them), parts of
+    WORKER_PART_WORK multiply-adds or more go to the workers; blocks still to be made
+    always do. The results are the same bits either way."""
+    from superposition_harness import parallel
+    from superposition_harness.dictionary import WORKER_PART_WORK
+    matrix = MatrixDictionary(_matrix(64, 2 * 4096), block_width=4096)
+    matrix.correlate(np.ones((1, 64)))  # its blocks made and kept
+    assert (rows * 64 * 4096 >= WORKER_PART_WORK) is on_workers
+    seen: list[bool] = []
+    run_parts = parallel.run_parts
+    monkeypatch.setattr(parallel, "run_parts", lambda *args, threaded: (seen.append(threaded),
+                                                                         run_parts(*args, threaded=threaded)))
+    signals = np.random.default_rng(0).standard_normal((rows, 64))
+    matrix.correlate(signals)
+    matrix.synthesize(np.random.default_rng(1).standard_normal((rows, matrix.n)))
+    matrix.gram_rows(np.arange(rows) % matrix.n)
+    assert seen == [on_workers] * 3
+    seen.clear()
+    bare = RademacherDictionary(64, 2 * 4096, seed=5, draw=0, cache_bytes=0)
+    bare.correlate(bare.superpose(np.array([[0, 1, 2]])))
+    assert seen == [True]
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
