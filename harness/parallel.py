@@ -4,8 +4,9 @@ Products with a dictionary are split into parts (column blocks, or slices of a l
 block), by sizes alone. When the parts' blocks must be made first (unpacking sign bits,
 say), worker threads take the parts, each making its block and multiplying it on one
 BLAS thread, so the compiled kernels and BLAS never fight over the cores. When every
-block is already in memory, the parts run one after another on the calling thread and
-BLAS spreads each product over the cores itself, which costs less for small products.
+block is already in memory and the parts are small, they run one after another on the
+calling thread and BLAS spreads each product over the cores itself, which costs less
+(the operator decides: ``Dictionary._on_workers``).
 Every part writes its own columns of the result, so the arithmetic, hence every bit of
 the result, is the same for any number of workers and either way of running.
 """
