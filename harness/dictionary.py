@@ -73,7 +73,9 @@ UNPACKED_PIECE_BYTES = 2 << 20
 #: pursuit at N = 16384, d = 512, 64 signals (parts of 134 M) took 75-93 ms instead of
 #: 128-139 ms, its steps slowed by BLAS threads spinning after the product on the calling
 #: thread; FISTA and AMP at d = 128-200 (parts of 17-26 M) were 10-15% slower on the
-#: workers, where handing parts over costs more than the spin.
+#: workers, where handing parts over costs more than the spin. OMP, whose steps between
+#: products are NumPy's, lost a little at the 134 M shape (-2% to +18% over five pairs of
+#: runs, median +6%).
 WORKER_PART_WORK = 1 << 25
 
 #: Default bound on the bytes :meth:`Dictionary.dense` may allocate.
@@ -127,7 +129,7 @@ class _Kept:
 
     A new draw's bits go into memory the process has never touched, and the first
     touch of a page costs a fault; on a virtual machine that hands freed memory back to
-    its host that is up to 2 s a GB, ten times the writing itself (measured:
+    its host that was up to 2.5 s a GB, up to twenty times the writing itself (measured:
     0.13-1.5 s to touch 0.6 GB once, 0.04-0.08 s to write it again). A run makes draw
     after draw of one shape at each dimension, so the last draw's array is held here and
     given to the next draw of the same shape, once nothing else refers to it: no
