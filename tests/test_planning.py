@@ -111,10 +111,10 @@ def test_a_stand_in_is_a_real_search_on_a_stretched_curve(paper, standard):
 
 def test_a_sweep_takes_each_jobs_own_record_when_it_has_one(paper, standard):
     settings = RunSettings()
-    jobs = [("mp", Problem(n=1 << 20, k=64)), ("threshold", Problem(n=1 << 20, k=64))]
+    jobs = [("mp", Problem(n=1 << 20, k=64)), ("amp-binary", Problem(n=1 << 20, k=64))]
     plans = plan_sweep(jobs, settings, paper + standard)
     assert [p.origin for p in plans][0] == "record"
-    assert plans[1].origin.startswith("stand-in from threshold N=65536 k=64")
+    assert plans[1].origin.startswith("stand-in from amp-binary N=65536 k=64")
     assert record_problem(paper[1]) == jobs[0][1]
 
 
