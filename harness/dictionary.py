@@ -359,6 +359,8 @@ class Dictionary(ABC):
                     np.empty(0), np.empty(0))
         integers, factors, steps = integer_rows(x, self.lattice_scale, self.d, lattice)
         mask = factors != 0.0
+        if mask.all():  # the usual case: no copy of the integers
+            return mask, integers, factors, steps
         return mask, np.ascontiguousarray(integers[mask]), factors[mask], steps[mask]
 
     def _unpacked_pieces(self, block: int, dtype: type, lo: int, hi: int) -> Iterator[tuple[int, int]]:
@@ -396,7 +398,9 @@ class Dictionary(ABC):
         Sparse coefficients (at most 1 in 128 non-zero, as iterative decoders' estimates
         mostly are) are summed codeword by codeword instead of by a dense product.
         """
-        y = self._as_batch(coefficients, self.n, "coefficients")
+        # float32 coefficients are kept as they are (float64 holds the same numbers): a
+        # decoder's dense (B, N) estimate is not copied in full to be looked at.
+        y = self._as_batch(coefficients, self.n, "coefficients", keep=np.float32)
         if np.count_nonzero(y) * SPARSE_SYNTHESIS <= y.size:
             rows, cols = np.nonzero(y)
             return self._synthesize_sparse(y, rows, cols)
@@ -407,7 +411,7 @@ class Dictionary(ABC):
         exact, integers, _, steps = self._integer_rows(y, lattice=False)
         on_grid = np.flatnonzero(exact)
         others = np.flatnonzero(~exact)
-        rest = y[others] if on_grid.size else y
+        rest = np.asarray(y[others] if on_grid.size else y, dtype=np.float64)
 
         def part(number: int) -> None:
             block, lo, hi = parts[number]
@@ -437,7 +441,7 @@ class Dictionary(ABC):
     def _synthesize_sparse(self, y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.zeros((y.shape[0], self.d), dtype=np.float64)
         if rows.size:
-            terms = self._base_rows(cols) * y[rows, cols][:, None]
+            terms = self._base_rows(cols) * y[rows, cols].astype(np.float64)[:, None]
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
             out[rows[starts]] = np.add.reduceat(terms, starts, axis=0)
         out *= self.scale
@@ -599,13 +603,15 @@ class Dictionary(ABC):
         return out
 
     @staticmethod
-    def _as_batch(values: np.ndarray, width: int, name: str) -> np.ndarray:
+    def _as_batch(values: np.ndarray, width: int, name: str, keep: type | None = None) -> np.ndarray:
+        """``values`` as a C-contiguous ``(B, width)`` float64 array (one signal: ``B = 1``),
+        or left in its type if that is ``keep``."""
         array = np.asarray(values)
         if array.ndim == 1:
             array = array[None, :]
         if array.ndim != 2 or array.shape[1] != width:
             raise ValueError(f"{name} must have shape (B, {width}), not {np.shape(values)}")
-        return np.ascontiguousarray(array, dtype=np.float64)
+        return np.ascontiguousarray(array, dtype=array.dtype if array.dtype == keep else np.float64)
 
 
 class GeneratedDictionary(Dictionary):

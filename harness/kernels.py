@@ -670,59 +670,71 @@ def scale_rows_into(source: np.ndarray, factors: np.ndarray, out: np.ndarray, ro
 
 
 @njit(cache=True, nogil=True)
-def _integer_rows(x: np.ndarray, scale: float, d: int, integers: np.ndarray,
-                  factors: np.ndarray, steps: np.ndarray, lattice_too: bool) -> None:  # pragma: no cover
+def _integer_row(row: np.ndarray, scale: float, d: int, integers: np.ndarray, factors: np.ndarray,
+                 steps: np.ndarray, b: int, lattice_too: bool) -> None:  # pragma: no cover
     limit = 2.0**24
-    for b in range(x.shape[0]):
-        row = x[b]
-        # On the lattice: every entry is the float32 rounding of scale·m, m an integer.
-        total = 0.0
-        lattice = lattice_too
-        for r in range(row.shape[0] if lattice_too else 0):
-            m = np.rint(row[r] / scale)
-            if np.float64(np.float32(m * scale)) != row[r]:
-                lattice = False
-                break
-            integers[b, r] = m
-            total += abs(m)
-        if lattice and total <= limit:
-            factors[b] = d
-            continue
-        # On a grid: every entry a multiple of the power of two 2^-23 of the L1 norm.
-        norm = 0.0
-        for r in range(row.shape[0]):
-            norm += abs(row[r])
-        if norm == 0.0 or not np.isfinite(norm):
-            factors[b] = 0.0
-            continue
-        _, exponent = math.frexp(norm)
-        step = math.ldexp(1.0, exponent - 23)
-        total = 0.0
-        grid = True
-        for r in range(row.shape[0]):
-            m = row[r] / step
-            if m != np.rint(m):
-                grid = False
-                break
-            integers[b, r] = m
-            total += abs(m)
-        factors[b] = -step * scale if grid and total <= limit else 0.0
-        steps[b] = step
+    # On the lattice: every entry is the float32 rounding of scale·m, m an integer.
+    total = 0.0
+    lattice = lattice_too
+    for r in range(row.shape[0] if lattice_too else 0):
+        m = np.rint(np.float64(row[r]) / scale)
+        if np.float64(np.float32(m * scale)) != np.float64(row[r]):
+            lattice = False
+            break
+        integers[b, r] = m
+        total += abs(m)
+    if lattice and total <= limit:
+        factors[b] = d
+        return
+    # On a grid: every entry a multiple of the power of two 2^-23 of the L1 norm.
+    norm = 0.0
+    for r in range(row.shape[0]):
+        norm += abs(np.float64(row[r]))
+    if norm == 0.0 or not np.isfinite(norm):
+        factors[b] = 0.0
+        return
+    _, exponent = math.frexp(norm)
+    step = math.ldexp(1.0, exponent - 23)
+    total = 0.0
+    grid = True
+    for r in range(row.shape[0]):
+        m = np.float64(row[r]) / step
+        if m != np.rint(m):
+            grid = False
+            break
+        integers[b, r] = m
+        total += abs(m)
+    factors[b] = -step * scale if grid and total <= limit else 0.0
+    steps[b] = step
+
+
+def _integer_rows_body(x: np.ndarray, scale: float, d: int, integers: np.ndarray,
+                       factors: np.ndarray, steps: np.ndarray, lattice_too: bool) -> None:  # pragma: no cover
+    for b in prange(x.shape[0]):
+        _integer_row(x[b], scale, d, integers, factors, steps, b, lattice_too)
+
+
+_integer_rows_serial = njit(cache=True, nogil=True)(_integer_rows_body)
+_integer_rows_parallel = njit(cache=True, nogil=True, parallel=True)(_integer_rows_body)
 
 
 def integer_rows(x: np.ndarray, scale: float, d: int,
                  lattice: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of ``x`` (float64) that a ±1 dictionary with scale ``scale`` multiplies
-    exactly in float32: their integers (float32, exact) and a factor per row: ``d`` (on
-    the lattice: the integer product is divided by it; looked for only if ``lattice``),
-    a negative ``−h·scale`` (on the grid of step ``h``, ``2^-23`` of the row's L1 norm:
-    multiplied by ``h·scale``), or 0 (neither; its integers are junk); and the steps
-    ``h`` of the rows on the grid."""
-    integers = np.zeros(x.shape, dtype=np.float32)
-    factors = np.zeros(x.shape[0])
-    steps = np.zeros(x.shape[0])
-    _integer_rows(np.ascontiguousarray(x, dtype=np.float64), float(scale), int(d), integers, factors,
-                  steps, bool(lattice))
+    """Rows of ``x`` (float64, or float32: the same numbers) that a ±1 dictionary with
+    scale ``scale`` multiplies exactly in float32: their integers (float32, exact) and a
+    factor per row: ``d`` (on the lattice: the integer product is divided by it; looked
+    for only if ``lattice``), a negative ``−h·scale`` (on the grid of step ``h``,
+    ``2^-23`` of the row's L1 norm: multiplied by ``h·scale``), or 0 (neither; its
+    integers are junk); and the steps ``h`` of the rows on the grid. Each row is worked
+    out on its own (on the cores when there are many numbers), in float64."""
+    array = np.ascontiguousarray(x)
+    if array.dtype != np.float32:
+        array = np.ascontiguousarray(array, dtype=np.float64)
+    integers = np.zeros(array.shape, dtype=np.float32)
+    factors = np.zeros(array.shape[0])
+    steps = np.zeros(array.shape[0])
+    kernel = _integer_rows_parallel if array.size >= PARALLEL_ENTRIES else _integer_rows_serial
+    kernel(array, float(scale), int(d), integers, factors, steps, bool(lattice))
     return integers, factors, steps
 
 

@@ -6,12 +6,15 @@ denoiser, and keep the loop here as any plugin package keeps code its decoders s
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from superposition_harness import Decoder, Dictionary, grid_steps, snap_to_grid, top_k_rows
+from superposition_harness import PARALLEL_ENTRIES, Decoder, Dictionary, grid_steps, snap_to_grid, top_k_rows
 
 #: Rows whose L1 norm is below 2^MIN_EXPONENT are snapped on the grid of 2^(MIN_EXPONENT − 23).
 MIN_EXPONENT = -100
@@ -20,6 +23,14 @@ MIN_EXPONENT = -100
 #: not divide by zero, and the standard problem's coefficients are 1, so 1e-12 is far
 #: below any scale that matters.
 TAU2_FLOOR = 1e-12
+
+#: Entries of a row worked on at once by the row-wise helpers (:func:`square_sums`, the
+#: denoisers): a few arrays of this many float32 (128 KiB each) stay in a core's cache,
+#: where whole-batch arrays (134 MB each at 32 × 2^20) go through memory once per operation.
+TILE = 1 << 15
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def snap(values: np.ndarray) -> np.ndarray:
@@ -113,8 +124,8 @@ class MessagePassing(Decoder):
             new = snap(new)
             onsager = self.damping * slopes / d
             residual[rows] = x[rows] - dictionary.synthesize(new) + z * onsager[:, None]
-            change = row_sums(np.square(new - previous, dtype=np.float64))
-            done = change <= self.tol ** 2 * row_sums(np.square(new, dtype=np.float64))
+            change = square_sums(new, previous)
+            done = change <= self.tol ** 2 * square_sums(new)
             estimate[rows] = new
             pseudo[rows] = r
             tau2[rows] = t2
@@ -139,3 +150,51 @@ def row_sums(values: np.ndarray) -> np.ndarray:
     is then the same in a batch of any size.
     """
     return np.asarray(values, dtype=np.float64).sum(axis=1)
+
+
+def for_rows(work: Callable[[range], None], batch: int, size: int) -> None:
+    """Call ``work`` on the rows ``0 … batch − 1`` of a batch of ``size`` numbers: shared
+    among as many threads as numba's kernels use (the harness sets that number from
+    ``--workers``) when the batch is large, else at once on this thread.
+
+    ``work(rows)`` must compute each row of ``rows`` on its own, into its own places,
+    with NumPy's loops (which let other threads run): the results are then the same
+    bits however the rows are shared.
+    """
+    threads = min(batch, numba.get_num_threads())
+    if threads <= 1 or size < PARALLEL_ENTRIES:
+        work(range(batch))
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != threads:
+            if _pool is not None:
+                _pool[1].shutdown(wait=False)
+            _pool = (threads, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="message-passing"))
+        pool = _pool[1]
+    for _ in pool.map(work, [range(j, batch, threads) for j in range(threads)]):
+        pass
+
+
+def square_sums(values: np.ndarray, minus: np.ndarray | None = None) -> np.ndarray:
+    """``row_sums(np.square(values − minus, dtype=np.float64))`` for 2-D arrays (``minus``
+    of the same shape and type, or none), the same bits: each row's difference made
+    :data:`TILE` entries at a time, its squares gathered in float64 and summed as one row,
+    the rows shared among threads (:func:`for_rows`)."""
+    batch, n = values.shape
+    sums = np.empty(batch)
+
+    def rows(numbers: range) -> None:
+        difference = np.empty(min(TILE, n), dtype=values.dtype)
+        squares = np.empty(n)
+        for i in numbers:
+            for start in range(0, n, TILE):
+                stop = min(start + TILE, n)
+                piece = values[i, start:stop]
+                if minus is not None:
+                    piece = np.subtract(piece, minus[i, start:stop], out=difference[:stop - start])
+                np.square(piece, out=squares[start:stop], dtype=np.float64)
+            sums[i] = squares.sum()
+
+    for_rows(rows, batch, values.size)
+    return sums

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from superposition_harness import Param, Register, hookimpl
 
-from ._message_passing import MessagePassing, row_sums
+from ._message_passing import TILE, MessagePassing, for_rows
 
 
 def posterior_mean(pseudo: np.ndarray, tau2: np.ndarray | float,
@@ -25,13 +25,71 @@ def posterior_mean(pseudo: np.ndarray, tau2: np.ndarray | float,
     inverse = (1.0 / np.asarray(tau2, dtype=np.float64)).astype(dtype)
     if inverse.ndim:
         inverse = inverse[:, None]
-    prior = dtype.type(math.log(rho) - math.log1p(-rho))
-    s = (r - dtype.type(0.5)) * inverse + prior
-    e = np.exp(-np.abs(s))
-    denominator = 1 + e
-    mean = np.where(s >= 0, dtype.type(1), e) / denominator
-    slope = e / (denominator * denominator) * inverse
+    mean, slope = np.empty_like(r), np.empty_like(r)
+    _posterior_into(r, inverse, _log_odds(rho, dtype), mean, slope,
+                    np.empty_like(r), np.empty_like(r), np.empty_like(r))
     return mean, slope
+
+
+def _log_odds(rho: float, dtype: np.dtype) -> np.generic:
+    return dtype.type(math.log(rho) - math.log1p(-rho))
+
+
+def _posterior_into(r: np.ndarray, inverse: np.ndarray | np.generic, prior: np.generic,
+                    mean: np.ndarray, slope: np.ndarray, s: np.ndarray, e: np.ndarray,
+                    denominator: np.ndarray) -> None:
+    """:func:`posterior_mean` of ``r`` into ``mean`` and ``slope``, with ``s``, ``e`` and
+    ``denominator`` as scratch (arrays of ``r``'s shape and type; ``inverse`` is ``1/τ²``
+    broadcast against ``r``). Every number is one rounding of the same operations
+    whatever the arrays' extent, so a tile of a row gets the bits the whole row gets."""
+    one = r.dtype.type(1)
+    np.subtract(r, r.dtype.type(0.5), out=s)
+    np.multiply(s, inverse, out=s)
+    np.add(s, prior, out=s)  # s = (r − ½)/τ² + ln(ρ/(1 − ρ))
+    np.abs(s, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # e = exp(−|s|)
+    np.add(one, e, out=denominator)
+    np.copyto(mean, e)
+    np.copyto(mean, one, where=s >= 0)
+    np.divide(mean, denominator, out=mean)  # η = (1 if s ≥ 0 else e)/(1 + e)
+    np.multiply(denominator, denominator, out=slope)
+    np.divide(e, slope, out=slope)
+    np.multiply(slope, inverse, out=slope)  # η' = e/(1 + e)² / τ²
+
+
+def posterior_denoise(pseudo: np.ndarray, tau2: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
+    """The means of :func:`posterior_mean` for a batch ``(B, N)`` and the float64 sum of each
+    row's slopes (``row_sums``), the same bits, made ``TILE`` entries of a row at a time,
+    the rows shared among threads (``_message_passing.for_rows``).
+
+    The whole-array form makes a dozen passes over ``B × N`` numbers in memory on one
+    core; here each row is read once and its means written once. A row's slopes are
+    gathered in float64 and summed as one row, so that their sum is ``row_sums``' sum.
+    """
+    r = np.ascontiguousarray(pseudo)
+    if r.dtype not in (np.float32, np.float64):
+        r = r.astype(np.float64)
+    batch, n = r.shape
+    inverse = (1.0 / np.asarray(tau2, dtype=np.float64)).astype(r.dtype)
+    prior = _log_odds(rho, r.dtype)
+    mean = np.empty_like(r)
+    sums = np.empty(batch)
+
+    def rows(numbers: range) -> None:
+        scratch = np.empty((4, min(TILE, n)), dtype=r.dtype)
+        slopes = np.empty(n)
+        for i in numbers:
+            for start in range(0, n, TILE):
+                stop = min(start + TILE, n)
+                s, e, denominator, slope = scratch[:, :stop - start]
+                _posterior_into(r[i, start:stop], inverse[i], prior, mean[i, start:stop], slope,
+                                s, e, denominator)
+                slopes[start:stop] = slope
+            sums[i] = slopes.sum()
+
+    for_rows(rows, batch, r.size)
+    return mean, sums
 
 
 def prior_probability(k: int, n: int) -> float:
@@ -65,8 +123,7 @@ class BinaryAMP(MessagePassing):
 
     def _denoise(self, pseudo: np.ndarray, tau2: np.ndarray, k: int,
                  n: int) -> tuple[np.ndarray, np.ndarray]:
-        mean, slope = posterior_mean(pseudo, tau2, prior_probability(k, n))
-        return mean, row_sums(slope)
+        return posterior_denoise(pseudo, tau2, prior_probability(k, n))
 
 
 @hookimpl

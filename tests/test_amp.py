@@ -14,8 +14,9 @@ from superposition_harness.dictionary import generated_dictionary
 from superposition_harness.plugins import load_registry
 from superposition_harness.problem import draw_noise, draw_subsets
 from superposition_harness.runner import RunSettings, check_decoded, run_decoder
+from superposition_harness_builtins._message_passing import TILE, row_sums, square_sums
 from superposition_harness_builtins.amp import SoftThresholdAMP, minimax_alpha, soft_threshold_risk
-from superposition_harness_builtins.amp_binary import BinaryAMP, posterior_mean
+from superposition_harness_builtins.amp_binary import BinaryAMP, posterior_denoise, posterior_mean
 from superposition_harness_builtins.topk import TopKDecoder
 
 DECODERS = [
@@ -185,6 +186,34 @@ def test_the_posterior_mean_is_a_stable_sigmoid():
     expected_slope = special.expit(logits) * special.expit(-logits) / tau2[:, None]
     np.testing.assert_allclose(slope, expected_slope, rtol=1e-12, atol=1e-300)
     assert np.all((mean >= 0) & (mean <= 1)) and np.all(np.diff(mean, axis=1) >= 0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("batch", "n", "dtype"), [
+    (4, (1 << 20) + 77, np.float32), (3, TILE * 2 + 5, np.float32), (1, 300, np.float64), (5, 7, np.float32)])
+def test_the_denoiser_row_by_row_gives_the_whole_array_bits(threads, batch, n, dtype):
+    """posterior_denoise (tiles of a row, rows on threads) gives posterior_mean's means and
+    row_sums of its slopes to the bit, whatever the row length and the thread count:
+    a sum formed tile by tile would differ in its last bits."""
+    import numba
+    rng = np.random.default_rng(batch * n)
+    pseudo = (rng.standard_normal((batch, n)) * 0.3).astype(dtype)
+    pseudo[:, ::97] += 1.0
+    tau2 = rng.uniform(1e-6, 0.3, size=batch)
+    rho = min(16 / n, 0.25)
+    mean, slope = posterior_mean(pseudo, tau2, rho)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        got_mean, got_sums = posterior_denoise(pseudo, tau2, rho)
+        got_change = square_sums(mean, pseudo.astype(mean.dtype))
+        got_norm = square_sums(mean)
+    finally:
+        numba.set_num_threads(previous)
+    assert got_mean.dtype == mean.dtype and np.array_equal(got_mean, mean)
+    assert np.array_equal(got_sums, row_sums(slope))
+    assert np.array_equal(got_change, row_sums(np.square(mean - pseudo.astype(mean.dtype), dtype=np.float64)))
+    assert np.array_equal(got_norm, row_sums(np.square(mean, dtype=np.float64)))
 
 
 def mmse(tau2: float, rho: float) -> float:

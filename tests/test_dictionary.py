@@ -778,3 +778,50 @@ def test_synthesis_of_grid_rows_in_float32_equals_the_float64_sum():
     assert np.array_equal(dictionary.synthesize(rows), expected)
     for b in range(5):
         assert np.array_equal(dictionary.synthesize(rows[b:b + 1])[0], expected[b])
+
+
+def test_float32_coefficients_are_synthesised_as_their_float64_copy():
+    """A decoder's float32 estimate is not copied to float64 to be synthesised; the
+    result is the float64 copy's to the bit, on and off the grid, dense and sparse,
+    for the sign-bit dictionary and a loaded one."""
+    from superposition_harness.dictionary import MatrixDictionary, grid_steps, snap_to_grid
+    rng = np.random.default_rng(12)
+    loaded = MatrixDictionary(rng.standard_normal((50, 3000)).astype(np.float32))
+    for dictionary in (RademacherDictionary(77, 5000, seed=1, draw=0), loaded):
+        n = dictionary.n
+        dense = rng.random((5, n)).astype(np.float32)
+        dense[1] = snap_to_grid(dense[1:2], grid_steps(dense[1:2]), np.float32)[0]
+        dense[2, : n // 2] = 0
+        sparse = np.zeros((3, n), dtype=np.float32)
+        sparse[0, 5] = 0.3
+        sparse[1, [1, 7, n - 1]] = [1.0, -2.5, 1e-3]
+        for coefficients in (dense, dense[1:2], sparse):
+            got = dictionary.synthesize(coefficients)
+            assert got.dtype == np.float32
+            assert np.array_equal(got, dictionary.synthesize(coefficients.astype(np.float64)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_integer_rows_of_float32_rows_are_those_of_their_float64_copy(threads):
+    """integer_rows reads float32 rows as the float64 numbers they are, and works each row
+    out on its own: the same integers, factors and steps serial or on the cores."""
+    import numba
+    from superposition_harness.dictionary import grid_steps, snap_to_grid
+    from superposition_harness.kernels import PARALLEL_ENTRIES, integer_rows
+    rng = np.random.default_rng(13)
+    width = PARALLEL_ENTRIES // 4 + 3  # 4 rows: the parallel kernel
+    rows = rng.standard_normal((4, width)).astype(np.float32)
+    rows[0] = snap_to_grid(rows[:1], grid_steps(rows[:1]), np.float32)[0]
+    rows[1] = (np.float32(0.25) * rng.integers(-3, 4, size=width)).astype(np.float32)
+    rows[3] = 0.0
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for lattice in (True, False):
+            got = integer_rows(rows, 0.25, 90, lattice)
+            small = [integer_rows(rows[b:b + 1].astype(np.float64), 0.25, 90, lattice) for b in range(4)]
+            for part, expected in zip(got, zip(*small, strict=True), strict=True):
+                assert np.array_equal(part, np.concatenate(expected))
+    finally:
+        numba.set_num_threads(previous)
+    assert got[1][0] < 0 and got[1][3] == 0.0  # on the grid, and neither
