@@ -6,6 +6,9 @@ population count."""
 from __future__ import annotations
 
 import math
+import types as pytypes
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -16,6 +19,23 @@ from numba.extending import intrinsic
 #: more than it saves, and they would fight BLAS's threads still spinning from the last
 #: product (measured: 8 ms parallel against about 1 ms serial for 256 × 1024).
 PARALLEL_ENTRIES = 1 << 22
+
+
+def serial_and_parallel(body: Callable[..., Any], **flags: Any) -> tuple[Any, Any]:
+    """``body`` compiled twice, on one thread and with its ``prange`` loops on numba's
+    threads, each under a name of its own. numba's on-disk cache knows a function by
+    its module, name and line, not by its ``parallel`` flag: two compilations of one
+    function would share a cache entry, and whichever was compiled first would be
+    loaded for both (the parallel kernel then ran on one thread)."""
+    def variant(suffix: str) -> Callable[..., Any]:
+        clone = pytypes.FunctionType(body.__code__, body.__globals__, f"{body.__name__}_{suffix}",
+                                     body.__defaults__, body.__closure__)
+        clone.__qualname__ = f"{body.__qualname__}_{suffix}"
+        clone.__doc__ = body.__doc__
+        return clone
+
+    return (njit(cache=True, **flags)(variant("serial")),
+            njit(cache=True, parallel=True, **flags)(variant("parallel")))
 
 
 @njit(cache=True)
@@ -93,8 +113,7 @@ def _top_k_rows_body(values: np.ndarray, k: int) -> np.ndarray:  # pragma: no co
     return out
 
 
-_top_k_rows_serial = njit(cache=True)(_top_k_rows_body)
-_top_k_rows_parallel = njit(parallel=True, cache=True)(_top_k_rows_body)
+_top_k_rows_serial, _top_k_rows_parallel = serial_and_parallel(_top_k_rows_body)
 
 
 def top_k_rows(values: np.ndarray, k: int) -> np.ndarray:
@@ -583,8 +602,8 @@ def _subtract_and_pick_body(correlations: np.ndarray, gram: np.ndarray,
         best[b] = pick
 
 
-_subtract_and_pick_serial = njit(cache=True, nogil=True)(_subtract_and_pick_body)
-_subtract_and_pick_parallel = njit(cache=True, nogil=True, parallel=True)(_subtract_and_pick_body)
+_subtract_and_pick_serial, _subtract_and_pick_parallel = serial_and_parallel(
+    _subtract_and_pick_body, nogil=True)
 
 
 def subtract_and_pick(correlations: np.ndarray, gram: np.ndarray) -> np.ndarray:
@@ -714,8 +733,7 @@ def _integer_rows_body(x: np.ndarray, scale: float, d: int, integers: np.ndarray
         _integer_row(x[b], scale, d, integers, factors, steps, b, lattice_too)
 
 
-_integer_rows_serial = njit(cache=True, nogil=True)(_integer_rows_body)
-_integer_rows_parallel = njit(cache=True, nogil=True, parallel=True)(_integer_rows_body)
+_integer_rows_serial, _integer_rows_parallel = serial_and_parallel(_integer_rows_body, nogil=True)
 
 
 def integer_rows(x: np.ndarray, scale: float, d: int,

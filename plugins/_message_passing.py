@@ -6,6 +6,7 @@ denoiser, and keep the loop here as any plugin package keeps code its decoders s
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ TAU2_FLOOR = 1e-12
 TILE = 1 << 15
 
 _pool_lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: ThreadPoolExecutor | None = None
 
 
 def snap(values: np.ndarray) -> np.ndarray:
@@ -159,33 +160,44 @@ def for_rows(work: Callable[[range], None], batch: int, size: int) -> None:
 
     ``work(rows)`` must compute each row of ``rows`` on its own, into its own places,
     with NumPy's loops (which let other threads run): the results are then the same
-    bits however the rows are shared.
+    bits however the rows are shared. Each thread runs in a copy of the caller's
+    context, so NumPy's error state (``np.errstate``) holds there too.
     """
     threads = min(batch, numba.get_num_threads())
     if threads <= 1 or size < PARALLEL_ENTRIES:
         work(range(batch))
         return
+    tasks = [_threads().submit(contextvars.copy_context().run, work, range(j, batch, threads))
+             for j in range(threads)]
+    for task in tasks:
+        task.result()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """One pool for the process, as large as numba's largest thread count, never shut
+    down: callers on several threads at once (a Dask worker's) only submit to it."""
     global _pool
     with _pool_lock:
-        if _pool is None or _pool[0] != threads:
-            if _pool is not None:
-                _pool[1].shutdown(wait=False)
-            _pool = (threads, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="message-passing"))
-        pool = _pool[1]
-    for _ in pool.map(work, [range(j, batch, threads) for j in range(threads)]):
-        pass
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS,  # type: ignore[attr-defined]
+                                       thread_name_prefix="message-passing")
+        return _pool
 
 
 def square_sums(values: np.ndarray, minus: np.ndarray | None = None) -> np.ndarray:
-    """``row_sums(np.square(values − minus, dtype=np.float64))`` for 2-D arrays (``minus``
-    of the same shape and type, or none), the same bits: each row's difference made
+    """``row_sums(np.square(values − minus, dtype=np.float64))`` for C-ordered 2-D arrays
+    (``minus`` of the same shape, or none), the same bits: each row's difference made
     :data:`TILE` entries at a time, its squares gathered in float64 and summed as one row,
-    the rows shared among threads (:func:`for_rows`)."""
+    the rows shared among threads (:func:`for_rows`). Other layouts are summed as the
+    C-ordered copy's rows."""
+    values = np.ascontiguousarray(values)
+    minus = None if minus is None else np.ascontiguousarray(minus)
     batch, n = values.shape
     sums = np.empty(batch)
+    kind = values.dtype if minus is None else np.result_type(values, minus)
 
     def rows(numbers: range) -> None:
-        difference = np.empty(min(TILE, n), dtype=values.dtype)
+        difference = np.empty(min(TILE, n), dtype=kind)
         squares = np.empty(n)
         for i in numbers:
             for start in range(0, n, TILE):

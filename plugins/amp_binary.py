@@ -25,9 +25,9 @@ def posterior_mean(pseudo: np.ndarray, tau2: np.ndarray | float,
     inverse = (1.0 / np.asarray(tau2, dtype=np.float64)).astype(dtype)
     if inverse.ndim:
         inverse = inverse[:, None]
-    mean, slope = np.empty_like(r), np.empty_like(r)
-    _posterior_into(r, inverse, _log_odds(rho, dtype), mean, slope,
-                    np.empty_like(r), np.empty_like(r), np.empty_like(r))
+    mean, slope, s, e, denominator = (np.empty(np.broadcast_shapes(r.shape, inverse.shape), dtype=dtype)
+                                      for _ in range(5))
+    _posterior_into(r, inverse, _log_odds(rho, dtype), mean, slope, s, e, denominator)
     return mean, slope
 
 

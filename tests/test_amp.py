@@ -216,6 +216,66 @@ def test_the_denoiser_row_by_row_gives_the_whole_array_bits(threads, batch, n, d
     assert np.array_equal(got_norm, row_sums(np.square(mean, dtype=np.float64)))
 
 
+def test_rows_are_shared_safely_by_callers_on_several_threads():
+    """Threads (a Dask worker's, say) calling the row helper at once, with batches that
+    are shared among different numbers of threads (8 of numba's, in a process of its
+    own): every row is worked on exactly once each call, and nothing fails."""
+    import os
+    import subprocess
+    import sys
+    script = """
+import threading
+import numba
+import numpy as np
+from superposition_harness import PARALLEL_ENTRIES
+from superposition_harness_builtins._message_passing import for_rows
+problems = []
+
+def caller(batch):
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for _ in range(300):
+        counts = np.zeros(batch, dtype=np.int64)
+
+        def work(rows, counts=counts):
+            for i in rows:
+                counts[i] += 1
+        try:
+            for_rows(work, batch, PARALLEL_ENTRIES)
+        except Exception as error:
+            problems.append(repr(error))
+            return
+        if not np.all(counts == 1):
+            problems.append(f"batch {batch}: rows worked on {counts.tolist()} times")
+            return
+
+callers = [threading.Thread(target=caller, args=(batch,)) for batch in (3, 1, 4, 2, 7)]
+for thread in callers:
+    thread.start()
+for thread in callers:
+    thread.join()
+print(problems)
+"""
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "NUMBA_NUM_THREADS": "8"},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_numpys_error_state_holds_on_the_row_threads():
+    """np.errstate set by the caller reaches the threads the rows are shared among: an
+    overflow raises whether the rows run here or on two threads."""
+    import numba
+    pseudo = np.zeros((4, (1 << 20) + 1), dtype=np.float32)
+    pseudo[3, 5] = 1e35
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+                posterior_denoise(pseudo, np.full(4, 1e-6), 1e-3)
+    finally:
+        numba.set_num_threads(previous)
+
+
 def mmse(tau2: float, rho: float) -> float:
     """E[(η(Y + τZ; τ) − Y)²] for Y ~ Bernoulli(ρ), Z ~ N(0, 1), by adaptive quadrature."""
     tau, prior = math.sqrt(tau2), math.log(rho / (1 - rho))

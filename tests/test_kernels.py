@@ -334,3 +334,46 @@ def test_sign_blocks_made_in_parallel_are_the_streams_bits(d, n, width):
         assert np.array_equal(out[start:stop], reference._make_packed(block))
     with pytest.raises(ValueError, match="multiple of 64"):
         make_sign_blocks(stream_entropy(11, STREAM_DICTIONARY, 0), blocks, d, width + 1, out)
+
+
+# ------------------------------------------------- serial and parallel compilations
+
+
+def test_each_serial_and_parallel_kernel_has_a_cache_entry_of_its_own():
+    """numba's disk cache knows a function by module, name and line, not by its parallel
+    flag: the two compilations of one body must carry names of their own, or the parallel
+    kernel would load the serial one's code and run on one thread."""
+    from superposition_harness import kernels
+    pairs = [(kernels._top_k_rows_serial, kernels._top_k_rows_parallel),
+             (kernels._subtract_and_pick_serial, kernels._subtract_and_pick_parallel),
+             (kernels._integer_rows_serial, kernels._integer_rows_parallel)]
+    for serial, parallel in pairs:
+        assert not serial.targetoptions.get("parallel") and parallel.targetoptions.get("parallel")
+        assert serial._cache._cache_file._index_name != parallel._cache._cache_file._index_name
+
+
+def test_the_parallel_kernel_never_loads_the_serial_ones_cached_code(tmp_path):
+    """In a fresh cache: one process compiles the serial kernel; the next must compile the
+    parallel one afresh (a cache hit there would be the serial code), and a third loads it."""
+    import os
+    import subprocess
+    import sys
+    script = """
+import sys
+import numpy as np
+from superposition_harness import kernels
+kernel = getattr(kernels, "_integer_rows_" + sys.argv[1])
+x = np.ones((2, 8), dtype=np.float32)
+kernel(x, 0.25, 8, np.zeros(x.shape, np.float32), np.zeros(2), np.zeros(2), True)
+print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
+"""
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+
+    def hits_and_misses(which: str) -> str:
+        done = subprocess.run([sys.executable, "-c", script, which], env=environment, capture_output=True,
+                              text=True, check=True)
+        return done.stdout.split()
+
+    assert hits_and_misses("serial") == ["0", "1"]
+    assert hits_and_misses("parallel") == ["0", "1"]
+    assert hits_and_misses("parallel") == ["1", "0"]
