@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,11 @@ def _warner(err: Console) -> Callable[[str], None]:
     return warn
 
 
+def _say(err: Console, sentence: str) -> None:
+    """One plain line of news on ``err``, as data, never as markup."""
+    err.print(sentence, markup=False, highlight=False, soft_wrap=True)
+
+
 def _settings(sweep: Sweep, err: Console, memory: int | None = None) -> RunSettings:
     return run_settings(sweep, memory, warn=_warner(err))
 
@@ -133,7 +139,8 @@ def _execute(jobs: list[Job], settings: RunSettings, args: argparse.Namespace, e
         display = stack.enter_context(JobProgress(jobs, err))
         outcome = execute(jobs, settings, store=store, reuse=not args.force,
                           timeout=getattr(args, "timeout", None), threads=getattr(args, "threads", None),
-                          events=display, warn=_warner(err), backend=backend)
+                          events=display, warn=_warner(err), backend=backend,
+                          note=partial(_say, err))
     if store is not None and len(outcome.reused) < len(jobs):
         err.print(f"records appended to {store.path}", markup=False, highlight=False)
     if outcome.reused and store is not None:

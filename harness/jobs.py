@@ -23,6 +23,7 @@ from .config import ConfigError, Sweep
 from .dask_backend import Backend, run_on_dask
 from .decoder import Decoder, decoder_identity, params_text, parse_params
 from .dictionary import Dictionary
+from .journal import Journal, open_journal
 from .memory import DEFAULT_MEMORY, check
 from .plugins import DecoderEntry, Registry
 from .problem import FILE_DICTIONARY, SAE_OFFSET, Problem
@@ -202,6 +203,18 @@ def stored_runs(jobs: Sequence[Job], settings: RunSettings, store: ResultStore,
     return found
 
 
+def _journal(job: Job, settings: RunSettings, store: ResultStore | None, reuse: bool,
+             argv: Sequence[str] | None, threads: int | None,
+             warn: Callable[[str], None] | None) -> Journal | None:
+    """The journal a job run in this process keeps in the store (none without a store, or
+    for a job whose identity failed); emptied first unless ``reuse``."""
+    key = job.measurement_key(settings)
+    if store is None or key is None:
+        return None
+    return open_journal(store.root, key, fresh=not reuse, argv=None if argv is None else list(argv),
+                        threads=threads, batch_size=settings.batch_size, warn=warn)
+
+
 def _report_position(listen: Events, indices: Sequence[int], position: int, count: int, value: int) -> None:
     """A worker pool's progress (by position in its list of jobs) as the job's."""
     listen.trials(indices[position], count, value)
@@ -223,7 +236,7 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
             reuse: bool = True, timeout: float | None = None, threads: int | None = None,
             events: Events | None = None, warn: Callable[[str], None] | None = None,
             argv: Sequence[str] | None = None, side_by_side: bool = True,
-            backend: Backend | None = None) -> Outcome:
+            backend: Backend | None = None, note: Callable[[str], None] | None = None) -> Outcome:
     """Run every job, storing each record as soon as it is made.
 
     With several workers (and ``side_by_side``), the jobs of small generated problems run
@@ -235,6 +248,11 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
     are the same either way; their provenance says which way each was made.
     ``warn`` hears of what reading the store skipped; ``argv`` is the command the
     records' provenance states (default: this process's).
+
+    A job run in this process keeps a journal in the store (``journal``): stopped midway
+    and run again, it replays the trials its journal holds instead of decoding them again
+    (``note`` hears that it does), and its record is the one an uninterrupted run makes.
+    Without ``reuse`` the journal is started afresh.
     """
     check_memory(jobs, settings)
     if store is not None:
@@ -249,13 +267,20 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
             records[index] = record
             listen.finished(index, record, True)
 
-        def finish(index: int, run: DecoderRun, where: dict[str, Any]) -> None:
+        def finish(index: int, run: DecoderRun, where: dict[str, Any],
+                   journal: Journal | None = None) -> None:
             job = jobs[index]
             made = {**provenance(argv, threads=threads, batch_size=settings.batch_size), **where}
+            resumed = journal.summary() if journal is not None else None
+            if resumed is not None:
+                made["resumed"] = resumed
+                run.wall_seconds += resumed["seconds"]
             record = make_record(run, decoder_name=job.entry.name, plugin_package=job.entry.package,
                                  plugin_version=job.entry.version, provenance=made, identity=job.identity)
             if store is not None:
                 store.append(record)
+                if journal is not None:
+                    journal.remove()
             records[index] = record
             listen.finished(index, record, False)
 
@@ -295,9 +320,21 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
                 if records[index] is not None:
                     continue
                 listen.trials(index, 0, None)
-                finish(index, run_decoder(job.problem, job.decoder, settings,
-                                          on_trials=partial(_report, listen, index),
-                                          dictionary=job.dictionary), {"backend": "in-process"})
+                journal = _journal(job, settings, store, reuse, argv, threads, warn)
+                try:
+                    if journal is not None and journal.known_trials and note is not None:
+                        note(f"{job.label}: resuming from its journal, {journal.known_trials} trials "
+                             f"already run ({journal.path})")
+                    run = run_decoder(job.problem, job.decoder, settings,
+                                      on_trials=partial(_report, listen, index),
+                                      dictionary=job.dictionary, memo=journal)
+                    finish(index, run, {"backend": "in-process"}, journal)
+                finally:
+                    if journal is not None:
+                        for sentence in journal.notes[journal.told:]:
+                            if warn is not None:
+                                warn(sentence)
+                        journal.close()
     finally:
         parallel.set_workers(workers)
         if limiter is not None:

@@ -456,9 +456,20 @@ class Trials(Protocol):
         """Whether each of ``trials`` (indices, increasing) is decoded exactly at ``value``."""
 
 
+class Memo(Protocol):
+    """Outcomes kept across processes (``journal.Journal``): a run stopped midway resumes."""
+
+    def known(self, value: int, start: int, count: int) -> list[bool] | None:
+        """The outcomes of trials ``start .. start+count-1`` at ``value``, if all are kept."""
+
+    def write(self, value: int, start: int, outcomes: list[bool]) -> None:
+        """Keep the outcomes of trials ``start ..`` at ``value``, just decoded."""
+
+
 def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
                 on_trials: Callable[[int, int], None] | None = None,
-                dictionary: Dictionary | None = None, trials: Trials | None = None) -> DecoderRun:
+                dictionary: Dictionary | None = None, trials: Trials | None = None,
+                memo: Memo | None = None) -> DecoderRun:
     """Search ``d*(target)`` and ``d*(0.5)`` of ``decoder`` on ``problem``, or, on the
     fixed track (with the problem's own ``dictionary`` given), ``k*`` of both.
 
@@ -466,7 +477,9 @@ def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
     run with ``error`` set; they never propagate. ``on_trials(count, value)`` hears of
     every batch: ``count`` more trials at ``value`` (the dimension, or ``k``). The trials
     are decoded here unless ``trials`` says where else (a distributed backend); the
-    search, hence the record, is the same either way.
+    search, hence the record, is the same either way. A request whose outcomes ``memo``
+    holds (a journal of an earlier, stopped process) is answered from it, and every
+    request decoded here is written to it.
     """
     source = trials if trials is not None else LocalTrials(problem, decoder, settings, dictionary, on_trials)
     run = DecoderRun(problem=problem, settings=settings, d_max=search_limit(problem, settings),
@@ -475,9 +488,17 @@ def run_decoder(problem: Problem, decoder: Decoder, settings: RunSettings,
 
     def evaluate(value: int, start: int, count: int) -> int:
         indices = range(start, start + count)
-        outcomes = source.outcomes(value, indices)
-        if len(outcomes) != count:
-            raise RuntimeError(f"{count} trials were asked for at {value} but {len(outcomes)} came back")
+        kept = memo.known(value, start, count) if memo is not None else None
+        if kept is not None:
+            outcomes = kept
+            if on_trials is not None:
+                on_trials(count, value)
+        else:
+            outcomes = source.outcomes(value, indices)
+            if len(outcomes) != count:
+                raise RuntimeError(f"{count} trials were asked for at {value} but {len(outcomes)} came back")
+            if memo is not None:
+                memo.write(value, start, list(outcomes))
         seen.setdefault(value, {}).update(zip(indices, outcomes, strict=True))
         return sum(outcomes)
 
