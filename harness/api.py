@@ -161,7 +161,10 @@ def sweep(decoders: Sequence[DecoderLike] | DecoderLike, *, n: int | Sequence[in
     A ``dictionary`` that names a file is the fixed-dictionary track (``n`` and ``k``
     then come from the file and the search). ``results`` names a store to append the
     records to (and to reuse what it already holds), as ``--results`` does; by default
-    nothing is stored. A decoder that fails is a Score with ``ok`` false and its error.
+    nothing is stored. With a store, a run in this process keeps a journal there, so one
+    stopped midway resumes where it stopped when called again (``harness run``'s
+    ``unfinished/``); what the store or a journal could not use is a warning. A decoder
+    that fails is a Score with ``ok`` false and its error.
 
     Jobs run in this process, one after another, unless ``processes`` lets the small ones
     run side by side in worker processes (as ``harness run`` does) or ``timeout`` puts
@@ -181,7 +184,7 @@ def sweep(decoders: Sequence[DecoderLike] | DecoderLike, *, n: int | Sequence[in
     jobs: list[Job] = plan(problems, chosen)
     store = ResultStore(results) if results is not None else None
     outcome = execute(jobs, settings, store=store, timeout=timeout, argv=_command(plan_of, chosen),
-                      side_by_side=processes)
+                      side_by_side=processes, warn=lambda sentence: warnings.warn(sentence, stacklevel=3))
     return [Score(record) for record in outcome.records]
 
 

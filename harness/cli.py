@@ -121,7 +121,7 @@ def _warner(err: Console) -> Callable[[str], None]:
 
 def _say(err: Console, sentence: str) -> None:
     """One plain line of news on ``err``, as data, never as markup."""
-    err.print(sentence, markup=False, highlight=False, soft_wrap=True)
+    err.print(Text(sentence), highlight=False, soft_wrap=True)
 
 
 def _settings(sweep: Sweep, err: Console, memory: int | None = None) -> RunSettings:

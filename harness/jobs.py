@@ -23,7 +23,7 @@ from .config import ConfigError, Sweep
 from .dask_backend import Backend, run_on_dask
 from .decoder import Decoder, decoder_identity, params_text, parse_params
 from .dictionary import Dictionary
-from .journal import Journal, open_journal
+from .journal import Journal, discard_journal, open_journal
 from .memory import DEFAULT_MEMORY, check
 from .plugins import DecoderEntry, Registry
 from .problem import FILE_DICTIONARY, SAE_OFFSET, Problem
@@ -215,6 +215,13 @@ def _journal(job: Job, settings: RunSettings, store: ResultStore | None, reuse: 
                         threads=threads, batch_size=settings.batch_size, warn=warn)
 
 
+def _discard(job: Job, settings: RunSettings, store: ResultStore | None) -> None:
+    """Remove the journal of a job whose record the store holds, unless a process holds it."""
+    key = job.measurement_key(settings)
+    if store is not None and key is not None:
+        discard_journal(store.root, key)
+
+
 def _report_position(listen: Events, indices: Sequence[int], position: int, count: int, value: int) -> None:
     """A worker pool's progress (by position in its list of jobs) as the job's."""
     listen.trials(indices[position], count, value)
@@ -265,6 +272,7 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
         reused = stored_runs(jobs, settings, store, warn) if store is not None and reuse else {}
         for index, record in reused.items():
             records[index] = record
+            _discard(jobs[index], settings, store)
             listen.finished(index, record, True)
 
         def finish(index: int, run: DecoderRun, where: dict[str, Any],
@@ -281,6 +289,8 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
                 store.append(record)
                 if journal is not None:
                     journal.remove()
+                else:  # one left by an earlier process that ran it here
+                    _discard(job, settings, store)
             records[index] = record
             listen.finished(index, record, False)
 

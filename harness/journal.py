@@ -29,21 +29,33 @@ The layout, one JSON object a line:
 A journal is opened under an exclusive lock: a second process running the same
 measurement on the same store runs without one rather than writing into it. A line that
 is not an entry (a torn last write, or an edit) is skipped, so the trials it held are run
-again; a journal whose header names another measurement, or whose entries disagree on a
-trial, is not used and is started afresh.
+again, and so are the entries after it up to the next segment line (they are of a
+process nothing describes). A journal is not used, and is replaced by a new file, when its header names
+another measurement, its entries disagree on a trial, or an earlier process ran other
+code (another harness version, commit or state of the checkout: outcomes are the same
+only for the same code). Only a regular file with no other name (no hard link) is ever
+read, and none is ever cut short in place; a journal that cannot be kept (an unwritable
+directory, a full disk) ends the journaling, never the run. Once a record of the
+measurement is stored, or found in the store, a journal of it that no process holds is
+removed.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from .files import RefusedFile, check_regular
 from .results import decode_outcomes, encode_outcomes, provenance
@@ -55,19 +67,70 @@ JOURNAL_VERSION = 1
 #: The directory of a results store that holds the journals of its unfinished runs.
 UNFINISHED = "unfinished"
 
-#: A journal larger than this is not read (the longest paper-suite run journals a few
-#: hundred kilobytes).
-MAX_JOURNAL_BYTES = 64 << 20
+#: A journal larger than this is not read (the longest paper-suite run journals well under
+#: a megabyte; its outcomes take four bytes of memory per hex digit of the file).
+MAX_JOURNAL_BYTES = 16 << 20
 
-#: The provenance fields a segment line states.
+#: The provenance fields a segment line states; the first three say which code ran.
 SEGMENT_FIELDS = ("harness_version", "git_commit", "git_dirty", "cpu", "cores", "threads", "batch_size",
                   "date")
+CODE_FIELDS = SEGMENT_FIELDS[:3]
+
+#: The most seconds an entry may say its segment had run (ten years).
+MAX_SECONDS = 3.2e8
+
+#: The longest text a segment's field may hold.
+MAX_TEXT = 256
+
+_FLAGS = os.O_RDWR | os.O_APPEND | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | \
+    getattr(os, "O_NOFOLLOW", 0)
 
 
 def journal_path(root: str | os.PathLike[str], key: str) -> Path:
     """Where the store at ``root`` keeps the journal of the measurement ``key``."""
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
     return Path(root) / UNFINISHED / f"{digest}.journal"
+
+
+class _Runs:
+    """The outcomes journaled at one value: disjoint runs of consecutive trials, by first trial."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.runs: list[np.ndarray] = []
+
+    def add(self, start: int, outcomes: np.ndarray) -> int | None:
+        """Merge ``outcomes`` of trials ``start ..``; the first trial on which they disagree
+        with what is held (nothing is changed then), or None."""
+        end = start + len(outcomes)
+        lo = bisect.bisect_left(self.ends, start)  # the runs that overlap or touch [start, end)
+        hi = bisect.bisect_right(self.starts, end)
+        first = min([start, *self.starts[lo:hi]])
+        last = max([end, *self.ends[lo:hi]])
+        merged = np.zeros(last - first, dtype=bool)
+        held = np.zeros(last - first, dtype=bool)
+        for run_start, run in zip(self.starts[lo:hi], self.runs[lo:hi], strict=True):
+            merged[run_start - first:run_start - first + len(run)] = run
+            held[run_start - first:run_start - first + len(run)] = True
+        where = slice(start - first, end - first)
+        clash = held[where] & (merged[where] != outcomes)
+        if clash.any():
+            return start + int(np.argmax(clash))
+        merged[where] = outcomes
+        self.starts[lo:hi], self.ends[lo:hi], self.runs[lo:hi] = [first], [last], [merged]
+        return None
+
+    def get(self, start: int, count: int) -> list[bool] | None:
+        """The outcomes of trials ``start .. start+count-1``, if all are held."""
+        i = bisect.bisect_right(self.starts, start) - 1
+        if i < 0 or self.ends[i] < start + count:
+            return None
+        offset = start - self.starts[i]
+        return [bool(bit) for bit in self.runs[i][offset:offset + count]]
+
+    def __len__(self) -> int:
+        return sum(len(run) for run in self.runs)
 
 
 class Journal:
@@ -79,16 +142,17 @@ class Journal:
     journal once the record is stored; ``close()`` releases it.
     """
 
-    def __init__(self, path: Path, fd: int, key: str, segment: dict[str, Any],
-                 notes: list[str]) -> None:
+    def __init__(self, path: Path, fd: int, key: str, segment: dict[str, Any]) -> None:
         self.path, self._fd, self.key = path, fd, key
-        self._known: dict[int, dict[int, bool]] = {}
+        info = os.fstat(fd)
+        self._inode = (info.st_dev, info.st_ino)
+        self._known: dict[int, _Runs] = {}
         self._segments: list[dict[str, Any]] = []
         #: Trials answered from the journal in this process.
         self.replayed = 0
         #: What its user should hear of (lines skipped, a journal not used, a failed write);
         #: the first ``told`` were said when it was opened.
-        self.notes = notes
+        self.notes: list[str] = []
         self.told = 0
         self._began = time.perf_counter()
         self._segment = segment
@@ -97,62 +161,80 @@ class Journal:
     # ------------------------------------------------------------------ reading
 
     def _load(self, data: bytes) -> bool:
-        """Take the entries of ``data``; False if the journal cannot be used at all."""
+        """Take the entries of ``data``; False (with a note saying why) if the journal
+        cannot be used at all."""
         lines = data.split(b"\n")
-        try:
-            header = json.loads(lines[0])
-        except ValueError:
-            header = None
-        if header != {"journal": JOURNAL_VERSION, "key": self.key}:
-            self.notes.append(f"{self.path} is not the journal of this run (its first line differs); "
-                              "it is started afresh.")
-            return False
+        if _json(lines[0]) != {"journal": JOURNAL_VERSION, "key": self.key}:
+            return self._unusable("is not the journal of this run (its first line differs)")
+        code = {name: self._segment.get(name) for name in CODE_FIELDS}
         segment: dict[str, Any] | None = None
         skipped = 0
         for number, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
             entry = _parse(line)
-            if isinstance(entry, dict):
-                segment = {**entry["segment"], "trials": 0, "seconds": 0.0}
-                self._segments.append(segment)
-                continue
-            if entry is None or segment is None:
+            if entry is None or entry is _BAD_SEGMENT:
+                # Not a line this harness writes whole: the entries after it, up to the next
+                # segment line, are of a process nothing here describes.
+                segment = None
                 skipped += number < len(lines)  # the last line may be a torn write: said nothing of
                 continue
-            value, start, outcomes, seconds = entry
-            done = self._known.setdefault(value, {})
-            for trial, outcome in enumerate(outcomes, start=start):
-                if done.setdefault(trial, outcome) != outcome:
-                    self.notes.append(f"{self.path} gives two outcomes for trial {trial} at {value}; "
-                                      "it is not used and is started afresh.")
-                    self._known.clear()
-                    self._segments.clear()
-                    return False
-            segment["trials"] += len(outcomes)
-            segment["seconds"] = max(segment["seconds"], seconds)
+            if isinstance(entry, dict):
+                if {name: entry.get(name) for name in CODE_FIELDS} != code:
+                    return self._unusable(f"was written by other code (harness {entry.get('harness_version')}"
+                                          f", commit {entry.get('git_commit')}, uncommitted changes "
+                                          f"{entry.get('git_dirty')}); outcomes are the same only for the "
+                                          "same code")
+                segment = {**entry, "trials": 0, "seconds": 0.0}
+                self._segments.append(segment)
+                continue
+            if not isinstance(entry, _Entry) or segment is None:
+                skipped += 1
+                continue
+            runs = self._known.setdefault(entry.value, _Runs())
+            clash = runs.add(entry.start, np.asarray(entry.outcomes, dtype=bool))
+            if clash is not None:
+                return self._unusable(f"gives two outcomes for trial {clash} at {entry.value}")
+            segment["trials"] += len(entry.outcomes)
+            segment["seconds"] = max(segment["seconds"], entry.seconds)
         if skipped:
             self.notes.append(f"{self.path}: {skipped} line(s) are not journal entries and are skipped; "
                               "their trials are run again.")
         return True
 
+    def _unusable(self, why: str) -> bool:
+        self.notes.append(f"{self.path} {why}; it is not used, and a new journal is started.")
+        self._known.clear()
+        self._segments.clear()
+        return False
+
     @property
     def known_trials(self) -> int:
         """The trial outcomes the journal holds, at all values."""
-        return sum(len(done) for done in self._known.values())
+        return sum(len(runs) for runs in self._known.values())
 
     def known(self, value: int, start: int, count: int) -> list[bool] | None:
         """The outcomes of trials ``start .. start+count-1`` at ``value``, if all are journaled."""
-        done = self._known.get(value)
-        if done is None or any(trial not in done for trial in range(start, start + count)):
-            return None
-        self.replayed += count
-        return [done[trial] for trial in range(start, start + count)]
+        runs = self._known.get(value)
+        outcomes = runs.get(start, count) if runs is not None else None
+        if outcomes is not None:
+            self.replayed += count
+        return outcomes
 
     # ------------------------------------------------------------------ writing
 
     def _append(self, line: dict[str, Any]) -> None:
-        os.write(self._fd, (json.dumps(line, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
+        """One line, whole or not at all: a short write is cut back and raised as OSError."""
+        data = (json.dumps(line, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes could be written")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise
 
     def write(self, value: int, start: int, outcomes: list[bool]) -> None:
         """Append the outcomes of a request just decoded (they are in the file when this
@@ -170,8 +252,8 @@ class Journal:
             self.notes.append(f"{self.path} could not be written ({exc.strerror or exc}); the rest of "
                               "this run is not journaled.")
             self.close()
-        done = self._known.setdefault(value, {})
-        done.update(zip(range(start, start + len(outcomes)), outcomes, strict=True))
+            return
+        self._known.setdefault(value, _Runs()).add(start, np.asarray(outcomes, dtype=bool))
 
     # ------------------------------------------------------------------ the record
 
@@ -189,11 +271,8 @@ class Journal:
                              for segment in self._segments]}
 
     def remove(self) -> None:
-        """Delete the journal: its run's record is stored."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        with contextlib.suppress(OSError):  # the last unfinished run's: the directory goes too
-            os.rmdir(self.path.parent)
+        """Delete the journal (its run's record is stored), if its path still names it."""
+        _unlink_if(self.path, self._inode)
 
     def close(self) -> None:
         """Release the journal (the lock goes with the descriptor); it stays on disk."""
@@ -203,6 +282,29 @@ class Journal:
             self._fd = -1
 
 
+def _unlink_if(path: Path, inode: tuple[int, int]) -> None:
+    """Remove ``path`` if it names the file ``inode`` (device, inode), and then its directory
+    if that is empty (the last unfinished run's)."""
+    with contextlib.suppress(OSError):
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == inode:
+            os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(path.parent)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a journal holds")
+
+
+def _json(line: bytes) -> Any:
+    """``line`` as JSON, or None (not JSON, NaN or infinities, nested too deep to read)."""
+    try:
+        return json.loads(line, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
 class _Entry(NamedTuple):
     value: int
     start: int
@@ -210,16 +312,30 @@ class _Entry(NamedTuple):
     seconds: float
 
 
+def _scalar(value: Any) -> bool:
+    """A segment field's value as a record may state it: short text, a number, a flag, null."""
+    if value is None or isinstance(value, (bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and len(value) <= MAX_TEXT
+
+
+#: What :func:`_parse` makes of a segment line it cannot take.
+_BAD_SEGMENT: dict[str, Any] = {}
+
+
 def _parse(line: bytes) -> dict[str, Any] | _Entry | None:
-    """A segment line as its object, an entry as ``(value, start, outcomes, seconds)``, or None."""
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        return None
+    """A segment line as its fields (``SEGMENT_FIELDS`` only; ``_BAD_SEGMENT`` if they are not
+    what a record may state), an entry as an :class:`_Entry`, or None if the line is neither."""
+    entry = _json(line)
     if not isinstance(entry, dict):
         return None
     if set(entry) == {"segment"}:
-        return entry if isinstance(entry["segment"], dict) else None
+        fields = entry["segment"]
+        if not isinstance(fields, dict) or not all(_scalar(fields.get(name)) for name in SEGMENT_FIELDS):
+            return _BAD_SEGMENT
+        return {name: fields.get(name) for name in SEGMENT_FIELDS}
     if set(entry) != {"value", "start", "count", "outcomes", "seconds"}:
         return None
     value, start, count, text, seconds = (entry[name] for name in
@@ -228,8 +344,7 @@ def _parse(line: bytes) -> dict[str, Any] | _Entry | None:
         return None
     if value < 0 or start < 0 or not 1 <= count <= MAX_TRIALS or start + count > MAX_TRIALS:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-            or seconds < 0:
+    if type(seconds) not in (int, float) or not 0 <= seconds <= MAX_SECONDS:
         return None
     try:
         outcomes = [bool(bit) for bit in decode_outcomes(text, count)]
@@ -238,42 +353,74 @@ def _parse(line: bytes) -> dict[str, Any] | _Entry | None:
     return _Entry(value, start, outcomes, float(seconds))
 
 
+def _open(path: Path) -> int:
+    """``path`` opened for appending (created if absent), checked to be a regular file with
+    no other name; OSError or RefusedFile if not."""
+    try:
+        fd = os.open(path, _FLAGS)
+    except FileNotFoundError:
+        fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        info = os.fstat(fd)
+        check_regular(path, info, None)
+        if info.st_nlink != 1:
+            raise RefusedFile(path, f"has {info.st_nlink} names (hard links), not one")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _renewed(path: Path, fd: int) -> int:
+    """A new, empty file in place of the journal open on ``fd`` (which is closed): the old
+    one is unlinked, never cut short, so nothing else can lose its bytes through it."""
+    info = os.fstat(fd)
+    _unlink_if(path, (info.st_dev, info.st_ino))
+    os.close(fd)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
+    if not _try_lock(fd):  # pragma: no cover - another process made it in between
+        os.close(fd)
+        raise OSError(errno.EBUSY, "another process started it first")
+    return fd
+
+
 def open_journal(root: str | os.PathLike[str], key: str, *, fresh: bool = False,
                  argv: list[str] | None = None, threads: int | None = None, batch_size: int | None = None,
                  warn: Callable[[str], None] | None = None) -> Journal | None:
     """The journal of measurement ``key`` in the store at ``root``, opened (created if new;
-    emptied if ``fresh``), or None when none can be kept: the directory cannot be written,
-    the path is not a regular file, or another process holds it. ``warn`` hears why, and of
-    anything the journal held that is not used."""
+    started afresh if ``fresh``), or None when none can be kept: the directory cannot be
+    written, the path is not a regular file of its own, or another process holds it.
+    ``warn`` hears why, and of anything the journal held that is not used."""
     path = journal_path(root, key)
     say = warn if warn is not None else (lambda sentence: None)
+
+    def without(why: str) -> None:
+        say(f"this run keeps no journal ({why}); if it is stopped, it starts over.")
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NONBLOCK", 0) | \
-            getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(path, flags, 0o644)
-    except OSError as exc:
-        say(f"this run keeps no journal ({path}: {exc.strerror or exc}); if it is stopped, it starts over.")
-        return None
-    try:
-        check_regular(path, os.fstat(fd), None)
-        if not _try_lock(fd):
-            say(f"{path} is held by another process running the same measurement; this run keeps no "
-                "journal of its own.")
-            os.close(fd)
-            return None
+        fd = _open(path)
     except RefusedFile as exc:
+        without(str(exc))
+        return None
+    except OSError as exc:
+        without(f"{path}: {exc.strerror or exc}")
+        return None
+    if not _try_lock(fd):
         os.close(fd)
-        say(f"this run keeps no journal: {exc}.")
+        say(f"{path} is held by another process running the same measurement; this run keeps no "
+            "journal of its own.")
         return None
     made = provenance(argv, threads=threads, batch_size=batch_size)
-    journal = Journal(path, fd, key, {name: made.get(name) for name in SEGMENT_FIELDS}, notes=[])
+    segment = {name: made[name][:MAX_TEXT] if isinstance(made.get(name), str) else made.get(name)
+               for name in SEGMENT_FIELDS}
     size = os.fstat(fd).st_size
+    journal = Journal(path, fd, key, segment)
     usable = False
     if size and not fresh:
         if size > MAX_JOURNAL_BYTES:
-            journal.notes.append(f"{path} has {size} bytes, more than the {MAX_JOURNAL_BYTES} a journal may "
-                                 "have; it is started afresh.")
+            journal._unusable(f"has {size} bytes, more than the {MAX_JOURNAL_BYTES} a journal may have")
         else:
             usable = journal._load(os.pread(fd, size, 0))
     try:
@@ -281,17 +428,45 @@ def open_journal(root: str | os.PathLike[str], key: str, *, fresh: bool = False,
             if os.pread(fd, 1, size - 1) != b"\n":  # a torn last line must not swallow the next entry
                 os.write(fd, b"\n")
         else:
-            os.ftruncate(fd, 0)
+            if size:
+                fd = _renewed(path, fd)
+                journal = _replaced(journal, fd)
             journal._append({"journal": JOURNAL_VERSION, "key": key})
     except OSError as exc:
         journal.close()
         journal.remove()  # what it held could not be used, and nothing can be added to it
-        say(f"this run keeps no journal ({path}: {exc.strerror or exc}); if it is stopped, it starts over.")
+        for note in journal.notes:
+            say(note)
+        without(f"{path}: {exc.strerror or exc}")
         return None
     for note in journal.notes:
         say(note)
     journal.told = len(journal.notes)
     return journal
+
+
+def _replaced(journal: Journal, fd: int) -> Journal:
+    """``journal`` on its new file ``fd``, empty, keeping what it has to say."""
+    fresh = Journal(journal.path, fd, journal.key, journal._segment)
+    fresh.notes = journal.notes
+    return fresh
+
+
+def discard_journal(root: str | os.PathLike[str], key: str) -> None:
+    """Remove the journal of measurement ``key``, whose record the store now holds, unless
+    another process holds it (or its path is not a regular file of its own)."""
+    path = journal_path(root, key)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) |
+                     getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and _try_lock(fd):
+            _unlink_if(path, (info.st_dev, info.st_ino))
+    finally:
+        os.close(fd)
 
 
 def _try_lock(fd: int) -> bool:
@@ -307,4 +482,4 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-__all__ = ["JOURNAL_VERSION", "UNFINISHED", "Journal", "journal_path", "open_journal"]
+__all__ = ["JOURNAL_VERSION", "UNFINISHED", "Journal", "discard_journal", "journal_path", "open_journal"]

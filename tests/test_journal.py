@@ -146,18 +146,22 @@ def test_a_torn_last_line_is_skipped_quietly_and_the_next_entry_starts_a_line(re
                                   b'{"value": 10, "start": 0, "count": 8, "outcomes": "ff", "seconds": -1}',
                                   b'{"value": true, "start": 0, "count": 8, "outcomes": "ff", "seconds": 1}'],
                          ids=["garbage", "fields", "array", "hex", "length", "start", "seconds", "bool"])
-def test_a_line_that_is_not_an_entry_is_skipped_with_a_warning_and_its_trials_run_again(tmp_path, line):
+def test_a_line_that_is_not_an_entry_is_skipped_with_its_segment_and_its_trials_run_again(tmp_path, line):
     journal = open_journal(tmp_path, KEY)
     journal.write(10, 0, [True] * 8)
     journal.close()
     path = journal_path(tmp_path, KEY)
-    lines = path.read_bytes().splitlines()
-    path.write_bytes(b"\n".join([*lines[:2], line, *lines[2:]]) + b"\n")
+    entry = json.dumps({"value": 10, "start": 8, "count": 8, "outcomes": "ff", "seconds": 2.0}).encode()
+    path.write_bytes(path.read_bytes() + line + b"\n" + entry + b"\n")
     warned: list[str] = []
     again = open_journal(tmp_path, KEY, warn=warned.append)
-    assert again.known(10, 0, 8) == [True] * 8
-    assert len(warned) == 1 and "1 line(s) are not journal entries" in warned[0]
+    assert again.known(10, 0, 8) == [True] * 8 and again.known(10, 8, 8) is None
+    assert len(warned) == 1 and "2 line(s) are not journal entries" in warned[0]
+    again.write(10, 8, [False] * 8)  # a segment line of its own first: the entry is read back
     again.close()
+    last = open_journal(tmp_path, KEY)
+    assert last.known(10, 0, 16) == [True] * 8 + [False] * 8
+    last.close()
 
 
 def test_a_journal_of_another_measurement_is_started_afresh(tmp_path):
@@ -330,3 +334,187 @@ def test_a_journal_that_cannot_be_started_is_removed_and_the_run_goes_on(registr
     assert strip_volatile(record) == strip_volatile(reference)
     assert len(warned) == 1 and "keeps no journal" in warned[0] and "No space left" in warned[0]
     assert not (tmp_path / UNFINISHED).exists()
+
+
+# ------------------------------------------------------- journals that are not to be trusted
+
+
+def test_a_journal_path_hard_linked_to_the_records_is_never_read_or_written(tmp_path):
+    """A journal's path that is another name of the store's records file: refused (it has two
+    names), so the records are neither cut short nor appended to, and the run stores its own."""
+    store = tmp_path / "store"
+    small = ["run", "--n", "1024", "--k", "4", "--plugin", "mp", "--trials", "64", "--workers", "1",
+             "--results", str(store)]
+    first = subprocess.run([sys.executable, "-m", "superposition_harness.cli", *small, "--seed", "9"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    records = store / "records.jsonl"
+    before = records.read_bytes()
+    registry = load_registry()
+    sweep = Sweep(n=[1024], k=[4], seed=10, trials=64, decoders=[parse_decoder_spec("mp")])
+    [job] = plan([(p, None) for p in sweep.problems()], choose_decoders(sweep, registry))
+    path = journal_path(store, job.measurement_key(run_settings(sweep)))
+    path.parent.mkdir()
+    os.link(records, path)
+    second = subprocess.run([sys.executable, "-m", "superposition_harness.cli", *small, "--seed", "10"],
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "has 2 names (hard links), not one" in " ".join(second.stderr.split())
+    after = records.read_bytes()
+    assert after.startswith(before) and len(after.splitlines()) == 2
+    assert [json.loads(line)["problem"]["seed"] for line in after.splitlines()] == [9, 10]
+
+
+def _journal_with(tmp_path, *lines: bytes) -> tuple[list[str], Journal]:
+    """Open a journal of KEY holding a segment of this code, one entry, then ``lines``; what it says."""
+    journal = open_journal(tmp_path, KEY)
+    journal.write(10, 0, [True] * 8)
+    journal.close()
+    path = journal_path(tmp_path, KEY)
+    with open(path, "ab") as handle:
+        handle.write(b"".join(line + b"\n" for line in lines))
+    warned: list[str] = []
+    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again.close()
+    return warned, again
+
+
+ENTRY = b'{"value": 10, "start": 8, "count": 8, "outcomes": "ff", "seconds": '
+
+
+@pytest.mark.parametrize("line", [b"[" * 200_000, b'{"value": ' + b"[" * 200_000, ENTRY + b"NaN}",
+                                  ENTRY + b"1e308}", ENTRY + b"Infinity}"],
+                         ids=["deep", "deep-entry", "nan", "huge", "infinity"])
+def test_lines_no_json_reader_should_take_are_skipped(tmp_path, line):
+    warned, journal = _journal_with(tmp_path, line)
+    assert journal.known(10, 0, 8) == [True] * 8 and journal.known(10, 8, 8) is None
+    assert len(warned) == 1 and "1 line(s) are not journal entries" in warned[0]
+
+
+def test_a_deeply_nested_header_is_not_a_journal(tmp_path):
+    path = journal_path(tmp_path, KEY)
+    path.parent.mkdir()
+    path.write_bytes(b"[" * 200_000 + b"\n")
+    warned: list[str] = []
+    journal = open_journal(tmp_path, KEY, warn=warned.append)
+    assert journal is not None and journal.known_trials == 0
+    assert len(warned) == 1 and "is not the journal of this run" in warned[0]
+    journal.close()
+
+
+@pytest.mark.parametrize("fields", [{"cpu": float("nan")}, {"cpu": {"nested": [1, 2]}}, {"cpu": "x" * 1000},
+                                    {"cores": [1]}], ids=["nan", "object", "long", "list"])
+def test_a_segment_that_a_record_could_not_state_is_skipped_with_its_entries(tmp_path, fields):
+    journal = open_journal(tmp_path, KEY)
+    journal.write(10, 0, [True] * 8)
+    journal.close()
+    path = journal_path(tmp_path, KEY)
+    lines = path.read_text().splitlines()
+    segment = json.loads(lines[1])["segment"]
+    text = json.dumps({"segment": {**segment, **fields}})
+    entry = json.dumps({"value": 10, "start": 8, "count": 8, "outcomes": "ff", "seconds": 2.0})
+    path.write_text("\n".join([*lines, text, entry]) + "\n")
+    warned: list[str] = []
+    again = open_journal(tmp_path, KEY, warn=warned.append)
+    assert again.known(10, 0, 8) == [True] * 8 and again.known(10, 8, 8) is None
+    assert len(warned) == 1 and "2 line(s) are not journal entries" in warned[0]
+    again.close()
+
+
+def test_a_segment_states_only_its_own_fields(tmp_path):
+    journal = open_journal(tmp_path, KEY)
+    journal.write(10, 0, [True] * 8)
+    journal.close()
+    path = journal_path(tmp_path, KEY)
+    lines = path.read_text().splitlines()
+    segment = json.loads(lines[1])["segment"]
+    lines[1] = json.dumps({"segment": {**segment, "injected": {"html": "<script>"}}})
+    path.write_text("\n".join(lines) + "\n")
+    again = open_journal(tmp_path, KEY)
+    assert again.known(10, 0, 8) == [True] * 8
+    [stated] = again.summary()["segments"]
+    assert "injected" not in stated and set(stated) == set(segment) | {"trials", "seconds"}
+    again.close()
+
+
+@pytest.mark.parametrize("field, value", [("git_commit", "0" * 40), ("git_dirty", "changed"),
+                                          ("harness_version", "0.0.1")])
+def test_a_journal_written_by_other_code_is_not_used(tmp_path, field, value):
+    journal = open_journal(tmp_path, KEY)
+    journal.write(10, 0, [True] * 8)
+    journal.close()
+    path = journal_path(tmp_path, KEY)
+    lines = path.read_text().splitlines()
+    segment = json.loads(lines[1])["segment"]
+    if field == "git_dirty":
+        value = not segment["git_dirty"]
+    lines[1] = json.dumps({"segment": {**segment, field: value}})
+    path.write_text("\n".join(lines) + "\n")
+    warned: list[str] = []
+    again = open_journal(tmp_path, KEY, warn=warned.append)
+    assert again.known_trials == 0 and again.known(10, 0, 8) is None
+    assert len(warned) == 1 and "was written by other code" in warned[0]
+    again.close()
+
+
+def test_outcomes_far_apart_take_memory_for_themselves_only(tmp_path):
+    journal = open_journal(tmp_path, KEY)
+    journal.write(10, 0, [True])
+    journal.write(10, (1 << 20) - 1, [False])
+    journal.write(10, 1, [False] * 3)  # joins the first run
+    journal.close()
+    again = open_journal(tmp_path, KEY)
+    runs = again._known[10]
+    assert sum(run.nbytes for run in runs.runs) == 5 and runs.starts == [0, (1 << 20) - 1]
+    assert again.known(10, 0, 4) == [True, False, False, False] and again.known(10, 0, 5) is None
+    again.close()
+
+
+def test_a_short_write_leaves_whole_lines_only(tmp_path, monkeypatch):
+    journal = open_journal(tmp_path, KEY)
+    journal.write(10, 0, [True] * 8)
+    real_write = os.write
+
+    def short(fd, data):
+        return real_write(fd, data[:len(data) // 2])
+    monkeypatch.setattr(os, "write", short)
+    journal.write(10, 8, [False] * 8)
+    monkeypatch.undo()
+    assert len(journal.notes) == 1 and "could not be written" in journal.notes[0]
+    journal.close()
+    warned: list[str] = []
+    again = open_journal(tmp_path, KEY, warn=warned.append)
+    assert again.known(10, 0, 8) == [True] * 8 and again.known(10, 8, 8) is None and warned == []
+    again.close()
+
+
+def test_a_journal_left_behind_goes_once_the_store_holds_its_record(registry, tmp_path, uninterrupted):
+    """Stopped midway, then measured by another way (here: the record put in the store
+    directly): the next run reuses the record and removes the journal nobody holds."""
+    reference, _ = uninterrupted
+    path = interrupted(registry, tmp_path)
+    ResultStore(tmp_path).append(reference)
+    job, settings = job_of(registry)
+    outcome = execute([job], settings, store=ResultStore(tmp_path))
+    assert outcome.reused == {0} and not path.exists() and not (tmp_path / UNFINISHED).exists()
+
+
+def test_a_journal_held_by_a_running_process_is_not_removed_by_another(registry, tmp_path, uninterrupted):
+    reference, _ = uninterrupted
+    job, settings = job_of(registry)
+    holder = open_journal(tmp_path, job.measurement_key(settings))
+    ResultStore(tmp_path).append(reference)
+    execute([job], settings, store=ResultStore(tmp_path))
+    assert holder.path.exists()
+    holder.close()
+
+
+def test_the_resume_note_is_printed_as_written():
+    import io
+
+    from rich.console import Console
+    from superposition_harness.cli import _say
+
+    console = Console(file=io.StringIO(), width=200)
+    _say(console, "x /tmp/:fire:/[bold]store[/bold] y")
+    assert console.file.getvalue() == "x /tmp/:fire:/[bold]store[/bold] y\n"
