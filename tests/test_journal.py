@@ -46,6 +46,15 @@ def counting(job, stop_after: int | None = None) -> list[int]:
     return calls
 
 
+def eight_trials(root) -> object:
+    """A journal of KEY in ``root`` holding one segment and the outcomes of trials 0..7 at 10
+    (all decoded); its path."""
+    journal = open_journal(root, KEY)
+    journal.write(10, 0, [True] * 8)
+    journal.close()
+    return journal.path
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(registry):
     job, settings = job_of(registry)
@@ -147,10 +156,7 @@ def test_a_torn_last_line_is_skipped_quietly_and_the_next_entry_starts_a_line(re
                                   b'{"value": true, "start": 0, "count": 8, "outcomes": "ff", "seconds": 1}'],
                          ids=["garbage", "fields", "array", "hex", "length", "start", "seconds", "bool"])
 def test_a_line_that_is_not_an_entry_is_skipped_with_its_segment_and_its_trials_run_again(tmp_path, line):
-    journal = open_journal(tmp_path, KEY)
-    journal.write(10, 0, [True] * 8)
-    journal.close()
-    path = journal_path(tmp_path, KEY)
+    path = eight_trials(tmp_path)
     entry = json.dumps({"value": 10, "start": 8, "count": 8, "outcomes": "ff", "seconds": 2.0}).encode()
     path.write_bytes(path.read_bytes() + line + b"\n" + entry + b"\n")
     warned: list[str] = []
@@ -165,10 +171,7 @@ def test_a_line_that_is_not_an_entry_is_skipped_with_its_segment_and_its_trials_
 
 
 def test_a_journal_of_another_measurement_is_started_afresh(tmp_path):
-    journal = open_journal(tmp_path, KEY)
-    journal.write(10, 0, [True] * 8)
-    journal.close()
-    path = journal_path(tmp_path, KEY)
+    path = eight_trials(tmp_path)
     text = path.read_text().splitlines()
     text[0] = json.dumps({"journal": 1, "key": '["another"]'})
     path.write_text("\n".join(text) + "\n")
@@ -308,10 +311,7 @@ def test_a_sweep_killed_mid_run_resumes_from_the_journal(tmp_path):
 
 
 def test_an_entry_written_after_a_torn_line_is_read_back(tmp_path):
-    journal = open_journal(tmp_path, KEY)
-    journal.write(10, 0, [True] * 8)
-    journal.close()
-    with open(journal_path(tmp_path, KEY), "ab") as handle:
+    with open(eight_trials(tmp_path), "ab") as handle:
         handle.write(b'{"value": 10, "sta')
     again = open_journal(tmp_path, KEY)
     again.write(10, 8, [False] * 8)
@@ -367,10 +367,7 @@ def test_a_journal_path_hard_linked_to_the_records_is_never_read_or_written(tmp_
 
 def _journal_with(tmp_path, *lines: bytes) -> tuple[list[str], Journal]:
     """Open a journal of KEY holding a segment of this code, one entry, then ``lines``; what it says."""
-    journal = open_journal(tmp_path, KEY)
-    journal.write(10, 0, [True] * 8)
-    journal.close()
-    path = journal_path(tmp_path, KEY)
+    path = eight_trials(tmp_path)
     with open(path, "ab") as handle:
         handle.write(b"".join(line + b"\n" for line in lines))
     warned: list[str] = []
@@ -405,10 +402,7 @@ def test_a_deeply_nested_header_is_not_a_journal(tmp_path):
 @pytest.mark.parametrize("fields", [{"cpu": float("nan")}, {"cpu": {"nested": [1, 2]}}, {"cpu": "x" * 1000},
                                     {"cores": [1]}], ids=["nan", "object", "long", "list"])
 def test_a_segment_that_a_record_could_not_state_is_skipped_with_its_entries(tmp_path, fields):
-    journal = open_journal(tmp_path, KEY)
-    journal.write(10, 0, [True] * 8)
-    journal.close()
-    path = journal_path(tmp_path, KEY)
+    path = eight_trials(tmp_path)
     lines = path.read_text().splitlines()
     segment = json.loads(lines[1])["segment"]
     text = json.dumps({"segment": {**segment, **fields}})
@@ -422,10 +416,7 @@ def test_a_segment_that_a_record_could_not_state_is_skipped_with_its_entries(tmp
 
 
 def test_a_segment_states_only_its_own_fields(tmp_path):
-    journal = open_journal(tmp_path, KEY)
-    journal.write(10, 0, [True] * 8)
-    journal.close()
-    path = journal_path(tmp_path, KEY)
+    path = eight_trials(tmp_path)
     lines = path.read_text().splitlines()
     segment = json.loads(lines[1])["segment"]
     lines[1] = json.dumps({"segment": {**segment, "injected": {"html": "<script>"}}})
@@ -440,10 +431,7 @@ def test_a_segment_states_only_its_own_fields(tmp_path):
 @pytest.mark.parametrize("field, value", [("git_commit", "0" * 40), ("git_dirty", "changed"),
                                           ("harness_version", "0.0.1")])
 def test_a_journal_written_by_other_code_is_not_used(tmp_path, field, value):
-    journal = open_journal(tmp_path, KEY)
-    journal.write(10, 0, [True] * 8)
-    journal.close()
-    path = journal_path(tmp_path, KEY)
+    path = eight_trials(tmp_path)
     lines = path.read_text().splitlines()
     segment = json.loads(lines[1])["segment"]
     if field == "git_dirty":
