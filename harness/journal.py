@@ -93,7 +93,9 @@ def journal_path(root: str | os.PathLike[str], key: str) -> Path:
 
 
 class _Runs:
-    """The outcomes journaled at one value: disjoint runs of consecutive trials, by first trial."""
+    """The outcomes journaled at one value: disjoint runs of consecutive trials, by first
+    trial. A run that only touches another stays apart, so an entry after the last is
+    added without copying what is held."""
 
     def __init__(self) -> None:
         self.starts: list[int] = []
@@ -101,13 +103,18 @@ class _Runs:
         self.runs: list[np.ndarray] = []
 
     def add(self, start: int, outcomes: np.ndarray) -> int | None:
-        """Merge ``outcomes`` of trials ``start ..``; the first trial on which they disagree
+        """Add ``outcomes`` of trials ``start ..``; the first trial on which they disagree
         with what is held (nothing is changed then), or None."""
         end = start + len(outcomes)
-        lo = bisect.bisect_left(self.ends, start)  # the runs that overlap or touch [start, end)
-        hi = bisect.bisect_right(self.starts, end)
-        first = min([start, *self.starts[lo:hi]])
-        last = max([end, *self.ends[lo:hi]])
+        lo = bisect.bisect_right(self.ends, start)  # the runs that overlap [start, end)
+        hi = bisect.bisect_left(self.starts, end)
+        if lo == hi:
+            self.starts.insert(lo, start)
+            self.ends.insert(lo, end)
+            self.runs.insert(lo, outcomes)
+            return None
+        first = min(start, self.starts[lo])
+        last = max(end, self.ends[hi - 1])
         merged = np.zeros(last - first, dtype=bool)
         held = np.zeros(last - first, dtype=bool)
         for run_start, run in zip(self.starts[lo:hi], self.runs[lo:hi], strict=True):
@@ -122,12 +129,20 @@ class _Runs:
         return None
 
     def get(self, start: int, count: int) -> list[bool] | None:
-        """The outcomes of trials ``start .. start+count-1``, if all are held."""
+        """The outcomes of trials ``start .. start+count-1``, if all are held (in one run or
+        in runs that follow one another without a gap)."""
+        end = start + count
         i = bisect.bisect_right(self.starts, start) - 1
-        if i < 0 or self.ends[i] < start + count:
+        if i < 0 or self.ends[i] <= start:
             return None
-        offset = start - self.starts[i]
-        return [bool(bit) for bit in self.runs[i][offset:offset + count]]
+        pieces, position = [], start
+        while position < end:
+            if i >= len(self.starts) or self.starts[i] > position:
+                return None
+            stop = min(self.ends[i], end)
+            pieces.append(self.runs[i][position - self.starts[i]:stop - self.starts[i]])
+            position, i = stop, i + 1
+        return [bool(bit) for piece in pieces for bit in piece]
 
     def __len__(self) -> int:
         return sum(len(run) for run in self.runs)

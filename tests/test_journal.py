@@ -449,12 +449,28 @@ def test_outcomes_far_apart_take_memory_for_themselves_only(tmp_path):
     journal = open_journal(tmp_path, KEY)
     journal.write(10, 0, [True])
     journal.write(10, (1 << 20) - 1, [False])
-    journal.write(10, 1, [False] * 3)  # joins the first run
+    journal.write(10, 1, [False] * 3)  # touches the first run: kept apart, read back as one span
     journal.close()
     again = open_journal(tmp_path, KEY)
     runs = again._known[10]
-    assert sum(run.nbytes for run in runs.runs) == 5 and runs.starts == [0, (1 << 20) - 1]
+    assert sum(run.nbytes for run in runs.runs) == 5 and runs.starts == [0, 1, (1 << 20) - 1]
     assert again.known(10, 0, 4) == [True, False, False, False] and again.known(10, 0, 5) is None
+    assert again.known(10, 1, 2) == [False, False] and again.known(10, 3, 2) is None
+    again.close()
+
+
+def test_overlapping_entries_that_agree_merge_and_any_span_of_them_comes_back(tmp_path):
+    journal = open_journal(tmp_path, KEY)
+    journal.write(10, 0, [True, False] * 8)  # trials 0..15
+    journal.write(10, 16, [True] * 16)  # touches: kept apart
+    journal.write(10, 8, [True, False] * 4 + [True] * 4)  # overlaps both, agrees: one run
+    journal.write(10, 40, [False] * 8)  # a gap before it
+    journal.close()
+    again = open_journal(tmp_path, KEY)
+    runs = again._known[10]
+    assert runs.starts == [0, 40] and runs.ends == [32, 48]
+    assert again.known(10, 12, 10) == [True, False] * 2 + [True] * 6
+    assert again.known(10, 30, 12) is None and again.known(10, 40, 8) == [False] * 8
     again.close()
 
 
