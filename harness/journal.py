@@ -285,6 +285,13 @@ class Journal:
                 "segments": [{**segment, "seconds": round(float(segment["seconds"]), 3)}
                              for segment in self._segments]}
 
+    def _renew(self) -> None:
+        """Go on in a new, empty file at the journal's path (see :func:`_renewed`)."""
+        fd, self._fd = self._fd, -1  # closed by _renewed: never closed twice
+        self._fd = _renewed(self.path, fd)
+        info = os.fstat(self._fd)
+        self._inode = (info.st_dev, info.st_ino)
+
     def remove(self) -> None:
         """Delete the journal (its run's record is stored), if its path still names it."""
         _unlink_if(self.path, self._inode)
@@ -444,8 +451,7 @@ def open_journal(root: str | os.PathLike[str], key: str, *, fresh: bool = False,
                 os.write(fd, b"\n")
         else:
             if size:
-                fd = _renewed(path, fd)
-                journal = _replaced(journal, fd)
+                journal._renew()
             journal._append({"journal": JOURNAL_VERSION, "key": key})
     except OSError as exc:
         journal.close()
@@ -458,13 +464,6 @@ def open_journal(root: str | os.PathLike[str], key: str, *, fresh: bool = False,
         say(note)
     journal.told = len(journal.notes)
     return journal
-
-
-def _replaced(journal: Journal, fd: int) -> Journal:
-    """``journal`` on its new file ``fd``, empty, keeping what it has to say."""
-    fresh = Journal(journal.path, fd, journal.key, journal._segment)
-    fresh.notes = journal.notes
-    return fresh
 
 
 def discard_journal(root: str | os.PathLike[str], key: str) -> None:

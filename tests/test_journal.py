@@ -55,6 +55,12 @@ def eight_trials(root) -> object:
     return journal.path
 
 
+def reopened(root) -> tuple[Journal, list[str]]:
+    """The journal of KEY in ``root`` opened again, with what opening it warned of."""
+    warned: list[str] = []
+    return open_journal(root, KEY, warn=warned.append), warned
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(registry):
     job, settings = job_of(registry)
@@ -159,8 +165,7 @@ def test_a_line_that_is_not_an_entry_is_skipped_with_its_segment_and_its_trials_
     path = eight_trials(tmp_path)
     entry = json.dumps({"value": 10, "start": 8, "count": 8, "outcomes": "ff", "seconds": 2.0}).encode()
     path.write_bytes(path.read_bytes() + line + b"\n" + entry + b"\n")
-    warned: list[str] = []
-    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again, warned = reopened(tmp_path)
     assert again.known(10, 0, 8) == [True] * 8 and again.known(10, 8, 8) is None
     assert len(warned) == 1 and "2 line(s) are not journal entries" in warned[0]
     again.write(10, 8, [False] * 8)  # a segment line of its own first: the entry is read back
@@ -175,8 +180,7 @@ def test_a_journal_of_another_measurement_is_started_afresh(tmp_path):
     text = path.read_text().splitlines()
     text[0] = json.dumps({"journal": 1, "key": '["another"]'})
     path.write_text("\n".join(text) + "\n")
-    warned: list[str] = []
-    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again, warned = reopened(tmp_path)
     assert again.known(10, 0, 8) is None and again.known_trials == 0
     assert len(warned) == 1 and "is not the journal of this run" in warned[0]
     again.close()
@@ -188,8 +192,7 @@ def test_a_journal_that_disagrees_with_itself_is_not_used(tmp_path):
     journal.write(10, 0, [True] * 8)
     journal.write(10, 4, [False] * 8)  # trials 4..7 again, otherwise
     journal.close()
-    warned: list[str] = []
-    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again, warned = reopened(tmp_path)
     assert again.known_trials == 0 and again.known(10, 0, 8) is None
     assert len(warned) == 1 and "gives two outcomes for trial 4 at 10" in warned[0]
     again.close()
@@ -370,8 +373,7 @@ def _journal_with(tmp_path, *lines: bytes) -> tuple[list[str], Journal]:
     path = eight_trials(tmp_path)
     with open(path, "ab") as handle:
         handle.write(b"".join(line + b"\n" for line in lines))
-    warned: list[str] = []
-    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again, warned = reopened(tmp_path)
     again.close()
     return warned, again
 
@@ -408,8 +410,7 @@ def test_a_segment_that_a_record_could_not_state_is_skipped_with_its_entries(tmp
     text = json.dumps({"segment": {**segment, **fields}})
     entry = json.dumps({"value": 10, "start": 8, "count": 8, "outcomes": "ff", "seconds": 2.0})
     path.write_text("\n".join([*lines, text, entry]) + "\n")
-    warned: list[str] = []
-    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again, warned = reopened(tmp_path)
     assert again.known(10, 0, 8) == [True] * 8 and again.known(10, 8, 8) is None
     assert len(warned) == 1 and "2 line(s) are not journal entries" in warned[0]
     again.close()
@@ -438,8 +439,7 @@ def test_a_journal_written_by_other_code_is_not_used(tmp_path, field, value):
         value = not segment["git_dirty"]
     lines[1] = json.dumps({"segment": {**segment, field: value}})
     path.write_text("\n".join(lines) + "\n")
-    warned: list[str] = []
-    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again, warned = reopened(tmp_path)
     assert again.known_trials == 0 and again.known(10, 0, 8) is None
     assert len(warned) == 1 and "was written by other code" in warned[0]
     again.close()
@@ -486,8 +486,7 @@ def test_a_short_write_leaves_whole_lines_only(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert len(journal.notes) == 1 and "could not be written" in journal.notes[0]
     journal.close()
-    warned: list[str] = []
-    again = open_journal(tmp_path, KEY, warn=warned.append)
+    again, warned = reopened(tmp_path)
     assert again.known(10, 0, 8) == [True] * 8 and again.known(10, 8, 8) is None and warned == []
     again.close()
 
