@@ -339,4 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=_non_negative_int, default=None,
                         help="seed of the sample, to repeat a check (default: drawn from fresh entropy)")
     verify.add_argument("--json", action="store_true", help="print one JSON verdict per record")
+    journaling = verify.add_mutually_exclusive_group()
+    journaling.add_argument("--journal", metavar="DIR", default=None,
+                            help="where the re-run trials are journaled as they come, so that a check "
+                                 "stopped midway resumes when run again with the same --seed (default: "
+                                 "$XDG_CACHE_HOME/superposition-harness/verify, else under ~/.cache)")
+    journaling.add_argument("--no-journal", action="store_true",
+                            help="keep no journal: a check stopped midway starts over")
     return parser

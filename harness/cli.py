@@ -62,6 +62,7 @@ from .tensors import WeightsError
 from .training import TrainingSpec, train_encoder, write_trained
 from .units import BudgetError
 from .verify import (
+    default_journals,
     exit_status,
     fresh_seed,
     planned_trials,
@@ -399,9 +400,11 @@ def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
     registry = load_registry()
     sample = None if args.all else args.sample
     seed = fresh_seed() if args.seed is None else args.seed
+    journals = None if args.no_journal else Path(args.journal) if args.journal else default_journals()
     if not args.json:
-        err.print(f"sample seed {seed} (repeat this check with --seed {seed}); {sample_statement(sample)}",
-                  markup=False, highlight=False, soft_wrap=True)
+        err.print(f"sample seed {seed} (repeat this check with --seed {seed}"
+                  f"{'' if journals is None else ', which also resumes it if it is stopped'}); "
+                  f"{sample_statement(sample)}", markup=False, highlight=False, soft_wrap=True)
     verdicts = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
@@ -410,7 +413,9 @@ def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
         for source, record in sources:
             progress.update(task, description=f"verifying {verify_label(record)}")
             verdicts.append(verify_record(record, source, registry, sample=sample, seed=seed,
-                                          on_trials=lambda n: progress.advance(task, n)))
+                                          on_trials=lambda n: progress.advance(task, n),
+                                          journals=journals, warn=_warner(err),
+                                          note=partial(_say, err)))
     if args.json:
         for verdict in verdicts:
             out.file.write(json.dumps(verdict.as_dict(), sort_keys=True) + "\n")

@@ -15,7 +15,9 @@ deterministic given the answers, so the record is the one an uninterrupted run m
 provenance says how many trials came from the journal and which processes ran them
 (``provenance.resumed``), and its ``wall_seconds`` adds the time the journaled trials
 took to this process's. The journal is removed once the record is stored. ``harness
-verify`` re-runs a sample of a record's trials whichever process ran them.
+verify`` re-runs a sample of a record's trials whichever process ran them, and keeps a
+journal of its own of the trials it re-ran (scattered ones: ``keep`` and ``recall``) in
+the verifier's directory, so that a check stopped midway resumes too.
 
 The layout, one JSON object a line:
 
@@ -51,7 +53,7 @@ import math
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -86,10 +88,22 @@ _FLAGS = os.O_RDWR | os.O_APPEND | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O
     getattr(os, "O_NOFOLLOW", 0)
 
 
-def journal_path(root: str | os.PathLike[str], key: str) -> Path:
-    """Where the store at ``root`` keeps the journal of the measurement ``key``."""
+def journal_path(root: str | os.PathLike[str], key: str, folder: str = UNFINISHED) -> Path:
+    """Where the store at ``root`` keeps the journal of the measurement ``key`` (in its
+    ``folder``; ``harness verify`` keeps its journals in a directory of their own, ``""``)."""
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-    return Path(root) / UNFINISHED / f"{digest}.journal"
+    return Path(root) / folder / f"{digest}.journal"
+
+
+def _runs_of(trials: Sequence[int]) -> list[tuple[int, int]]:
+    """``trials`` (increasing) as runs of consecutive trials: (first, count) pairs."""
+    runs: list[tuple[int, int]] = []
+    for trial in trials:
+        if runs and runs[-1][0] + runs[-1][1] == trial:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((int(trial), 1))
+    return runs
 
 
 class _Runs:
@@ -144,6 +158,19 @@ class _Runs:
             position, i = stop, i + 1
         return [bool(bit) for piece in pieces for bit in piece]
 
+    def each(self, start: int, count: int) -> list[bool | None]:
+        """The outcome of each of trials ``start .. start+count-1``, None where none is held."""
+        end = start + count
+        found: list[bool | None] = [None] * count
+        i = max(0, bisect.bisect_right(self.starts, start) - 1)
+        while i < len(self.starts) and self.starts[i] < end:
+            lo, hi = max(start, self.starts[i]), min(end, self.ends[i])
+            if lo < hi:
+                found[lo - start:hi - start] = [bool(bit) for bit in
+                                                self.runs[i][lo - self.starts[i]:hi - self.starts[i]]]
+            i += 1
+        return found
+
     def __len__(self) -> int:
         return sum(len(run) for run in self.runs)
 
@@ -157,8 +184,8 @@ class Journal:
     journal once the record is stored; ``close()`` releases it.
     """
 
-    def __init__(self, path: Path, fd: int, key: str, segment: dict[str, Any]) -> None:
-        self.path, self._fd, self.key = path, fd, key
+    def __init__(self, path: Path, fd: int, key: str, segment: dict[str, Any], work: str = "run") -> None:
+        self.path, self._fd, self.key, self.work = path, fd, key, work
         info = os.fstat(fd)
         self._inode = (info.st_dev, info.st_ino)
         self._known: dict[int, _Runs] = {}
@@ -180,7 +207,7 @@ class Journal:
         cannot be used at all."""
         lines = data.split(b"\n")
         if _json(lines[0]) != {"journal": JOURNAL_VERSION, "key": self.key}:
-            return self._unusable("is not the journal of this run (its first line differs)")
+            return self._unusable(f"is not the journal of this {self.work} (its first line differs)")
         code = {name: self._segment.get(name) for name in CODE_FIELDS}
         segment: dict[str, Any] | None = None
         skipped = 0
@@ -236,6 +263,21 @@ class Journal:
             self.replayed += count
         return outcomes
 
+    def recall(self, value: int, trials: Sequence[int], *, replay: bool = True) -> list[bool | None]:
+        """The outcome of each of ``trials`` (indices, increasing, not necessarily consecutive)
+        at ``value``, None for a trial the journal does not hold: what ``harness verify``
+        asks of a sample. Those held count as replayed unless ``replay`` is False (a look
+        ahead)."""
+        runs = self._known.get(value)
+        if runs is None:
+            return [None] * len(trials)
+        found: list[bool | None] = []
+        for start, count in _runs_of(trials):
+            found += runs.each(start, count)
+        if replay:
+            self.replayed += sum(outcome is not None for outcome in found)
+        return found
+
     # ------------------------------------------------------------------ writing
 
     def _append(self, line: dict[str, Any]) -> None:
@@ -265,10 +307,18 @@ class Journal:
                           "seconds": round(time.perf_counter() - self._began, 3)})
         except OSError as exc:
             self.notes.append(f"{self.path} could not be written ({exc.strerror or exc}); the rest of "
-                              "this run is not journaled.")
+                              f"this {self.work} is not journaled.")
             self.close()
             return
         self._known.setdefault(value, _Runs()).add(start, np.asarray(outcomes, dtype=bool))
+
+    def keep(self, value: int, trials: Sequence[int], outcomes: Sequence[bool]) -> None:
+        """Append the outcomes of ``trials`` (increasing, not necessarily consecutive), just
+        decoded: one entry per run of consecutive trials."""
+        position = 0
+        for start, count in _runs_of(trials):
+            self.write(value, start, [bool(bit) for bit in outcomes[position:position + count]])
+            position += count
 
     # ------------------------------------------------------------------ the record
 
@@ -294,7 +344,7 @@ class Journal:
 
     def remove(self) -> None:
         """Delete the journal (its run's record is stored), if its path still names it."""
-        _unlink_if(self.path, self._inode)
+        _unlink_if(self.path, self._inode, tidy=self.path.parent.name == UNFINISHED)
 
     def close(self) -> None:
         """Release the journal (the lock goes with the descriptor); it stays on disk."""
@@ -304,15 +354,16 @@ class Journal:
             self._fd = -1
 
 
-def _unlink_if(path: Path, inode: tuple[int, int]) -> None:
-    """Remove ``path`` if it names the file ``inode`` (device, inode), and then its directory
-    if that is empty (the last unfinished run's)."""
+def _unlink_if(path: Path, inode: tuple[int, int], tidy: bool = True) -> None:
+    """Remove ``path`` if it names the file ``inode`` (device, inode), and then, if ``tidy``,
+    its directory if that is empty (a store's ``unfinished``, after its last run)."""
     with contextlib.suppress(OSError):
         info = os.lstat(path)
         if (info.st_dev, info.st_ino) == inode:
             os.unlink(path)
-    with contextlib.suppress(OSError):
-        os.rmdir(path.parent)
+    if tidy:
+        with contextlib.suppress(OSError):
+            os.rmdir(path.parent)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -397,7 +448,7 @@ def _renewed(path: Path, fd: int) -> int:
     """A new, empty file in place of the journal open on ``fd`` (which is closed): the old
     one is unlinked, never cut short, so nothing else can lose its bytes through it."""
     info = os.fstat(fd)
-    _unlink_if(path, (info.st_dev, info.st_ino))
+    _unlink_if(path, (info.st_dev, info.st_ino), tidy=False)
     os.close(fd)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, _FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
@@ -409,16 +460,18 @@ def _renewed(path: Path, fd: int) -> int:
 
 def open_journal(root: str | os.PathLike[str], key: str, *, fresh: bool = False,
                  argv: list[str] | None = None, threads: int | None = None, batch_size: int | None = None,
-                 warn: Callable[[str], None] | None = None) -> Journal | None:
-    """The journal of measurement ``key`` in the store at ``root``, opened (created if new;
-    started afresh if ``fresh``), or None when none can be kept: the directory cannot be
-    written, the path is not a regular file of its own, or another process holds it.
-    ``warn`` hears why, and of anything the journal held that is not used."""
-    path = journal_path(root, key)
+                 warn: Callable[[str], None] | None = None, folder: str = UNFINISHED,
+                 work: str = "run") -> Journal | None:
+    """The journal of measurement ``key`` in the store at ``root`` (in its ``folder``),
+    opened (created if new; started afresh if ``fresh``), or None when none can be kept:
+    the directory cannot be written, the path is not a regular file of its own, or another
+    process holds it. ``warn`` hears why, and of anything the journal held that is not
+    used; ``work`` names what keeps the journal in those sentences (a run, a check)."""
+    path = journal_path(root, key, folder)
     say = warn if warn is not None else (lambda sentence: None)
 
     def without(why: str) -> None:
-        say(f"this run keeps no journal ({why}); if it is stopped, it starts over.")
+        say(f"this {work} keeps no journal ({why}); if it is stopped, it starts over.")
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -431,14 +484,14 @@ def open_journal(root: str | os.PathLike[str], key: str, *, fresh: bool = False,
         return None
     if not _try_lock(fd):
         os.close(fd)
-        say(f"{path} is held by another process running the same measurement; this run keeps no "
+        say(f"{path} is held by another process running the same measurement; this {work} keeps no "
             "journal of its own.")
         return None
     made = provenance(argv, threads=threads, batch_size=batch_size)
     segment = {name: made[name][:MAX_TEXT] if isinstance(made.get(name), str) else made.get(name)
                for name in SEGMENT_FIELDS}
     size = os.fstat(fd).st_size
-    journal = Journal(path, fd, key, segment)
+    journal = Journal(path, fd, key, segment, work)
     usable = False
     if size and not fresh:
         if size > MAX_JOURNAL_BYTES:

@@ -37,22 +37,38 @@ record's trials came out otherwise than stored, a sample of ``m`` trials misses 
 them with probability at most ``(1 − f)^m``: 459 trials catch a record with 1% of its
 trials flipped with probability at least 0.99 (:func:`detection_probability` gives the
 exact figure for a record's size).
+
+**Resuming.** Re-running a sample of a large record takes long (a paper-suite record's
+459 trials are over a hundred dictionary draws at ``N = 2^20``). The trials re-run are
+journaled as they come, draw by draw (``journal.Journal``), in a directory of the
+verifier's own (``--journal``, by default under ``$XDG_CACHE_HOME``): a check stopped
+midway and run again with the same seed takes from its journal the trials an earlier
+process of it re-ran, and re-runs the rest; the journal is removed once every trial of
+the sample is re-run, and the verdict says how many came from it (``resumed``). A
+journal is named by the record's measurement key, since an outcome does not depend on
+the sample that re-runs it; it is used only by the same code (harness version, commit,
+state of the checkout) that wrote it. It is never looked for beside the records
+checked: a journal is the word of whoever wrote it, and a record's author must not be
+able to answer for the trials that check it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import secrets
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
 from .decoder import Decoder, ParameterError, decoder_identity, resolve_params
+from .journal import Journal, open_journal
 from .plugins import DecoderEntry, Registry
 from .problem import Problem, ProblemError, Track, track_of
 from .results import (
@@ -110,6 +126,9 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     rerun_trials: int = 0
     sample_seed: int | None = None
+    #: Of the trials re-run, those an earlier process of this check re-ran (its journal's
+    #: ``summary()``), or None.
+    resumed: dict[str, Any] | None = None
 
     def fail(self, reason: str) -> None:
         self.status = FAILED
@@ -122,7 +141,8 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "record": self.label, "status": self.status,
-                "reasons": self.reasons, "rerun_trials": self.rerun_trials, "sample_seed": self.sample_seed}
+                "reasons": self.reasons, "rerun_trials": self.rerun_trials, "sample_seed": self.sample_seed,
+                "resumed": self.resumed}
 
 
 def label(record: dict[str, Any]) -> str:
@@ -349,15 +369,40 @@ def _sample(record: dict[str, Any], sample: int | None, seed: int) -> list[tuple
     return picks
 
 
+def _by_draw(problem: Problem, trials: list[int]) -> list[list[int]]:
+    """``trials`` (increasing) in groups that share a dictionary draw: the unit of work a
+    journal keeps, since a draw is made once for all of its trials."""
+    groups: dict[int, list[int]] = {}
+    for trial in trials:
+        groups.setdefault(problem.locate(trial)[0], []).append(trial)
+    return list(groups.values())
+
+
 def _rerun(problem: Problem, variable: str, decoder: Decoder, dictionary: Any,
            picks: list[tuple[int, list[int]]], outcomes: dict[int, np.ndarray],
-           verdict: Verdict, on_trials: Callable[[int], None] | None) -> None:
-    """Step 4: re-run the picked trials and compare them with the record's outcomes."""
+           verdict: Verdict, on_trials: Callable[[int], None] | None,
+           journal: Journal | None = None) -> bool:
+    """Step 4: re-run the picked trials and compare them with the record's outcomes; True
+    once every one of them was re-run (or found in ``journal``, which keeps each draw's
+    outcomes as they come)."""
     report = None if on_trials is None else (lambda count, value: on_trials(count))
     try:
         source = LocalTrials(problem, decoder, RunSettings(), dictionary, report)
         for value, trials in picks:
-            again = source.outcomes(value, trials)
+            again: list[bool] = []
+            for group in _by_draw(problem, trials):
+                known: list[bool | None] = journal.recall(value, group) if journal is not None else \
+                    [None] * len(group)
+                missing = [trial for trial, outcome in zip(group, known, strict=True) if outcome is None]
+                if on_trials is not None and len(missing) < len(group):
+                    on_trials(len(group) - len(missing))
+                if missing:
+                    fresh = source.outcomes(value, missing)
+                    if journal is not None:
+                        journal.keep(value, missing, fresh)
+                    new = iter(fresh)
+                    known = [next(new) if outcome is None else outcome for outcome in known]
+                again += [bool(outcome) for outcome in known]
             verdict.rerun_trials += len(trials)
             stored = outcomes[value][trials]
             differ = [t for t, a, b in zip(trials, again, stored, strict=True) if a != bool(b)]
@@ -367,6 +412,8 @@ def _rerun(problem: Problem, variable: str, decoder: Decoder, dictionary: Any,
                              f"came out otherwise than stored (trials {shown})")
     except Exception as exc:  # the decoder's failure is a finding about the record
         verdict.fail(f"re-running its trials failed: {type(exc).__name__}: {exc}")
+        return False
+    return True
 
 
 def check_record(record: dict[str, Any], verdict: Verdict) -> tuple[Problem, dict[int, np.ndarray]] | None:
@@ -393,9 +440,15 @@ def check_record(record: dict[str, Any], verdict: Verdict) -> tuple[Problem, dic
 
 def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
                   sample: int | None = DEFAULT_SAMPLE, seed: int | None = None,
-                  on_trials: Callable[[int], None] | None = None) -> Verdict:
+                  on_trials: Callable[[int], None] | None = None,
+                  journals: str | os.PathLike[str] | None = None,
+                  warn: Callable[[str], None] | None = None,
+                  note: Callable[[str], None] | None = None) -> Verdict:
     """Verify one record (steps 1–4 of this module's docstring); ``sample=None`` re-runs
-    every trial, ``seed=None`` draws the sample from fresh entropy."""
+    every trial, ``seed=None`` draws the sample from fresh entropy. With ``journals`` (a
+    directory of the verifier's own), the re-run trials are journaled there as they come,
+    and a check stopped midway resumes with the same seed (see "Resuming" above); ``warn``
+    hears of a journal that cannot be kept or used, ``note`` that a check resumes."""
     verdict = Verdict(source=source, label=label(record))
     if record.get("status") != "ok":
         verdict.status = SKIPPED
@@ -429,9 +482,51 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
             verdict.cannot(f"its dictionary file cannot be used ({str(exc).rstrip('.')})")
             return verdict
     verdict.sample_seed = fresh_seed() if seed is None else seed
-    _rerun(problem, _variable(record), decoder, dictionary, _sample(record, sample, verdict.sample_seed),
-           outcomes, verdict, on_trials)
+    picks = _sample(record, sample, verdict.sample_seed)
+    journal = _journal(record, journals, warn) if picks else None
+    try:
+        if journal is not None and note is not None:
+            held = sum(outcome is not None for value, trials in picks
+                       for outcome in journal.recall(value, trials, replay=False))
+            if held:
+                total = sum(len(trials) for _, trials in picks)
+                note(f"{verdict.label}: resuming from its journal, {held} of the sample's {total} trials "
+                     f"already re-run ({journal.path})")
+        if _rerun(problem, _variable(record), decoder, dictionary, picks, outcomes, verdict, on_trials,
+                  journal) and journal is not None:
+            journal.remove()  # the check is over: nothing is left to resume
+        if journal is not None:
+            verdict.resumed = journal.summary()
+    finally:
+        if journal is not None:
+            for sentence in journal.notes[journal.told:]:
+                if warn is not None:
+                    warn(sentence)
+            journal.close()
     return verdict
+
+
+def verify_journal_key(record: dict[str, Any]) -> str | None:
+    """What names the journal of a check of ``record``: its measurement, whatever the
+    sample (an outcome does not depend on which sample re-runs it)."""
+    key = stored_measurement_key(record)
+    return None if key is None else json.dumps(["verify", key])
+
+
+def _journal(record: dict[str, Any], journals: str | os.PathLike[str] | None,
+             warn: Callable[[str], None] | None) -> Journal | None:
+    key = verify_journal_key(record)
+    if journals is None or key is None:
+        return None
+    return open_journal(journals, key, folder="", warn=warn, work="check")
+
+
+def default_journals() -> Path:
+    """Where ``harness verify`` keeps its journals unless told otherwise: the verifier's
+    own cache (``$XDG_CACHE_HOME``, else ``~/.cache``), never beside the records checked."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "superposition-harness" / "verify"
 
 
 def _shown(identity: Any) -> str:
@@ -462,8 +557,10 @@ def summary(verdicts: Iterable[Verdict]) -> str:
     verdicts = list(verdicts)
     counts = {s: sum(v.status == s for v in verdicts) for s in (VERIFIED, FAILED, UNVERIFIABLE, SKIPPED)}
     trials = sum(v.rerun_trials for v in verdicts)
+    earlier = sum(v.resumed["trials"] for v in verdicts if v.resumed)
     return (f"{counts[VERIFIED]} verified, {counts[FAILED]} failed, {counts[UNVERIFIABLE]} unverifiable, "
-            f"{counts[SKIPPED]} skipped ({len(verdicts)} records, {trials} trials re-run)")
+            f"{counts[SKIPPED]} skipped ({len(verdicts)} records, {trials} trials re-run"
+            f"{f', {earlier} of them by an earlier process of this check' if earlier else ''})")
 
 
 def sample_statement(sample: int | None) -> str:

@@ -19,6 +19,13 @@ def _no_inherited_terminal_size(monkeypatch) -> None:
     monkeypatch.delenv("LINES", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path_factory) -> None:
+    """Every test keeps what the harness caches (``harness verify``'s journals) in the
+    session's temporary directory, never in the user's ``~/.cache``."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture
 def small_problem() -> Problem:
     """A problem small enough for a full search in well under a second."""

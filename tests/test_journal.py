@@ -521,3 +521,24 @@ def test_the_resume_note_is_printed_as_written():
     console = Console(file=io.StringIO(), width=200)
     _say(console, "x /tmp/:fire:/[bold]store[/bold] y")
     assert console.file.getvalue() == "x /tmp/:fire:/[bold]store[/bold] y\n"
+
+
+# ------------------------------------------------------- samples: trials that are not consecutive
+
+
+def test_a_sample_of_scattered_trials_is_kept_and_recalled_trial_by_trial(tmp_path):
+    """What `harness verify` keeps: the outcomes of scattered trials, one entry per run of
+    consecutive ones; recalled, each trial the journal does not hold is None."""
+    journal = open_journal(tmp_path, KEY, folder="", work="check")
+    journal.keep(10, [3, 4, 5, 9, 40], [True, False, True, False, True])
+    journal.close()
+    lines = journal.path.read_text().splitlines()
+    assert [json.loads(line).get("start") for line in lines[2:]] == [3, 9, 40]
+    again, warned = open_journal(tmp_path, KEY, folder="", work="check"), []
+    assert again.recall(10, [2, 3, 5, 9, 10, 40], replay=False) == [None, True, True, False, None, True]
+    assert again.replayed == 0
+    assert again.recall(10, [4, 5, 40]) == [False, True, True] and again.replayed == 3
+    assert again.recall(11, [4]) == [None]
+    again.close()
+    again.remove()
+    assert tmp_path.is_dir() and warned == []  # a folder of the caller's is never removed
