@@ -10,7 +10,9 @@ and per batch: ``measured / floor``. The floor model is written down in
   machine's Philox rate on all its cores (a run's first draw of a shape also touches
   fresh pages, once per shape: it is made and timed apart, before the batch);
 - **products:** ``2·B·d·N`` flops per ``correlate`` (and per ``synthesize``), at the
-  float32 GEMM rate of the same shape;
+  float32 GEMM rate of the same shape; an exact product (lattice signals) may instead
+  be counted on the sign bits, ``⌈B/8⌉ · N · ⌈d/64⌉ · 8`` look-ups of 32 bytes in a
+  64 KiB table, at the machine's look-up rate: its floor is the faster of the two;
 - **Gram rows** (``mp``'s updates): ``B · N · ⌈d/64⌉`` XOR-popcounts of 64-bit words
   per step, at the best XOR-popcount rate of the cores: the fastest of several kernels
   (the harness's own among them), scalar or vectorised, on codewords in the cache;
@@ -46,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numba import njit, prange
 from superposition_harness import Problem
 from superposition_harness.dictionary import RademacherDictionary
 from superposition_harness.kernels import philox_words
@@ -162,6 +165,43 @@ def popcount_words_per_second(words: int, batch: int) -> tuple[float, str]:
     return rates[best], best
 
 
+@njit(parallel=True, nogil=True, cache=False)
+def _table_lookups(words: np.ndarray, table: np.ndarray, sums: np.ndarray) -> None:  # pragma: no cover
+    """For each word, its eight bytes index eight 32-byte entries of a 64 KiB table, added
+    into four registers: the least a look-up product does per word of a codeword."""
+    rows, count = words.shape
+    for row in prange(rows):
+        a0 = a1 = a2 = a3 = np.uint64(0)
+        for t in range(count):
+            word = words[row, t]
+            for p in range(8):
+                entry = table[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
+                a0 += entry[0]
+                a1 += entry[1]
+                a2 += entry[2]
+                a3 += entry[3]
+        sums[row, 0] = a0
+        sums[row, 1] = a1
+        sums[row, 2] = a2
+        sums[row, 3] = a3
+
+
+def lookups_per_second() -> float:
+    """32-byte table look-ups a second, all cores, from a table of 64 KiB (one word's, as
+    ``kernels.lattice_products`` reads it) indexed by the bytes of 4 MiB of random words
+    in the cache: the floor of a product counted on the sign bits. Checked against NumPy."""
+    rng = np.random.default_rng(0)
+    words = rng.integers(0, 2**64, size=(1 << 12, 1 << 7), dtype=np.uint64)
+    table = rng.integers(0, 2**20, size=(8, 256, 4), dtype=np.uint64)
+    sums = np.empty((words.shape[0], 4), dtype=np.uint64)
+    _table_lookups(words[:2], table, sums[:2])
+    seconds = best_seconds(lambda: _table_lookups(words, table, sums))
+    picked = (words[..., None] >> (8 * np.arange(8, dtype=np.uint64))) & np.uint64(255)
+    expected = table[np.arange(8), picked.astype(np.int64)].sum(axis=(1, 2))
+    assert np.array_equal(sums, expected), "the look-up floor kernel summed wrongly"
+    return words.size * 8 / seconds
+
+
 @dataclass
 class Floors:
     """The machine's rates, measured once per run."""
@@ -170,11 +210,22 @@ class Floors:
     copy: float = field(default_factory=copy_bytes_per_second)
     gemm: dict[tuple[int, int], float] = field(default_factory=dict)
     popcount: dict[tuple[int, int], tuple[float, str]] = field(default_factory=dict)
+    lookups: float = field(default_factory=lookups_per_second)
 
     def gemm_seconds(self, batch: int, d: int, n: int) -> float:
         if (batch, d) not in self.gemm:
             self.gemm[(batch, d)] = gemm_flops_per_second(batch, d, n)
         return 2.0 * batch * d * n / self.gemm[(batch, d)]
+
+    def lookup_seconds(self, batch: int, d: int, n: int) -> float:
+        """A product counted on the bits: eight look-ups per word of each codeword, for
+        each group of eight rows."""
+        return -(-batch // 8) * n * ((d + 63) // 64) * 8 / self.lookups
+
+    def product_seconds(self, batch: int, d: int, n: int) -> tuple[float, str]:
+        """The floor of one exact product: the faster of a float32 GEMM and look-ups."""
+        gemm, lookup = self.gemm_seconds(batch, d, n), self.lookup_seconds(batch, d, n)
+        return (gemm, "GEMM") if gemm <= lookup else (lookup, "look-ups")
 
     def popcount_seconds(self, batch: int, d: int, n: int) -> float:
         words = (d + 63) // 64
@@ -194,6 +245,7 @@ def floors(request) -> Floors:
     measured = Floors()
     FIGURES["floor: Philox, all cores"] = f"{measured.philox / 1e9:8.2f} G words/s"
     FIGURES["floor: copy bandwidth (read + write)"] = f"{measured.copy / 1e9:8.2f} GB/s"
+    FIGURES["floor: 32-byte table look-ups, all cores"] = f"{measured.lookups / 1e9:8.2f} G/s"
     return measured
 
 
@@ -293,17 +345,20 @@ def test_batch_against_its_floor(benchmark, request, name, k, batch):
     label = f"{name}, N={N}, k={k}, d={d}, batch {batch}"
 
     generation = floors.generation_seconds(d, N)
-    product = floors.gemm_seconds(batch, d, N)
+    # An exact product (the first: lattice signals) can be counted on the bits; the
+    # products of amp-binary's iterations (off the lattice) are float GEMMs.
+    product, route = floors.product_seconds(batch, d, N)
+    gemm = floors.gemm_seconds(batch, d, N)
     # The signals are superposed first, which makes the draw's bits; then one product.
     FIGURES[f"{label}: a run's first draw of this shape / Philox"] = ratio(first_draw, generation)
     FIGURES[f"{label}: making the draw (superpose) / Philox"] = ratio(timed.seconds["superpose"], generation)
-    FIGURES[f"{label}: first correlate / GEMM"] = ratio(timed.first_correlate, product)
+    FIGURES[f"{label}: first correlate / {route}"] = ratio(timed.first_correlate, product)
     floor = generation + product
     products = timed.calls["correlate"] - 1 + timed.calls["synthesize"]
     if products:
         spent = timed.seconds["correlate"] + timed.seconds["synthesize"]
-        FIGURES[f"{label}: {products} more products / GEMM"] = ratio(spent, products * product)
-        floor += products * product
+        FIGURES[f"{label}: {products} more products / GEMM"] = ratio(spent, products * gemm)
+        floor += products * gemm
     if name == "mp":
         # Each step counts the Gram rows and subtracts them (one fused call, or gram_rows
         # and the decoder's own update): XOR-popcounts plus a float64 pass over B × N.

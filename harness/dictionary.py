@@ -31,6 +31,7 @@ from . import parallel
 from .kernels import (
     grid_exponent_steps,
     integer_rows,
+    lattice_products,
     make_sign_blocks,
     pack_signs,
     scale_rows_into,
@@ -77,6 +78,12 @@ UNPACKED_PIECE_BYTES = 2 << 20
 #: products are NumPy's, lost a little at the 134 M shape (-2% to +18% over five pairs of
 #: runs, median +6%).
 WORKER_PART_WORK = 1 << 25
+
+#: Up to this many exact rows, a Rademacher dictionary whose bits are in memory counts
+#: its products on the bits (``kernels.lattice_products``) instead of unpacking them for
+#: a float32 product; more rows reuse each unpacked number enough for the product to
+#: be faster. Measured at N = 2^20 on AVX2 (benchmarks/test_roofline.py).
+LOOKUP_MAX_ROWS = 32
 
 #: Default bound on the bytes :meth:`Dictionary.dense` may allocate.
 DEFAULT_DENSE_BYTES = 1 << 30
@@ -817,6 +824,21 @@ class RademacherDictionary(GeneratedDictionary):
         if subsets.ndim != 2 or subsets.shape[1] == 0:
             return super()._base_sums(subsets)
         return sign_sums(self._packed_rows(subsets.reshape(-1)), subsets.shape[1], self.d)
+
+    def correlate(self, signals: np.ndarray) -> np.ndarray:
+        """As :meth:`Dictionary.correlate`. When every row is exact in float32 (on the
+        lattice or a grid), there are at most ``LOOKUP_MAX_ROWS`` of them and the sign
+        bits are all in memory, the integer products are counted on the bits by table
+        look-up (:func:`kernels.lattice_products`): the same exact sums as the float32
+        product of the unpacked signs, so the same numbers, without unpacking."""
+        x = self._as_batch(signals, self.d, "signals")
+        if not 0 < x.shape[0] <= LOOKUP_MAX_ROWS or self.packed_bytes() > self._cache_bytes:
+            return super().correlate(x)
+        exact, integers, factors, _ = self._integer_rows(x)
+        bits = self._all_packed() if exact.all() else None
+        if bits is None:
+            return super().correlate(x)
+        return lattice_products(bits, integers, self.d, factors)
 
     def gram_rows(self, indices: np.ndarray) -> np.ndarray:
         """As :meth:`Dictionary.gram_rows`, counted on the sign bits: ``⟨f_i, f_j⟩`` is

@@ -488,6 +488,42 @@ def test_lattice_signals_are_correlated_exactly(d, n, options):
     assert np.array_equal(dictionary.correlate(signals), expected)
 
 
+@pytest.mark.parametrize("rows", [1, 8, 13, 32, 33])
+def test_products_counted_on_the_bits_are_the_unpacked_products(monkeypatch, rows):
+    """Up to LOOKUP_MAX_ROWS exact rows, a Rademacher dictionary whose bits are in memory
+    counts its products by table look-up: bitwise the correlations of the unpacking path,
+    for lattice rows (superposed, and after a codeword is removed) and rows on a grid."""
+    import superposition_harness.dictionary as module
+    from superposition_harness.dictionary import grid_steps, snap_to_grid
+    assert 8 < module.LOOKUP_MAX_ROWS < 33
+    problem = Problem(n=5000, k=40, seed=4, subsets_per_draw=40)
+    dictionary = RademacherDictionary(333, 5000, seed=4, draw=1)
+    subsets = draw_subsets(problem, 0)[:rows]
+    lattice = dictionary.superpose(subsets)
+    removed = dictionary.remove(lattice, subsets[:, 0])
+    values = np.random.default_rng(rows).normal(size=(rows, 333)) * 1e3
+    grid = snap_to_grid(values, grid_steps(values)).astype(np.float32)
+    assert grid.dtype == np.float32 and dictionary._integer_rows(grid)[0].all()
+    counted = [dictionary.correlate(batch) for batch in (lattice, removed, grid)]
+    monkeypatch.setattr(module, "LOOKUP_MAX_ROWS", 0)
+    unpacked = [dictionary.correlate(batch) for batch in (lattice, removed, grid)]
+    for mine, theirs in zip(counted, unpacked, strict=True):
+        assert np.array_equal(mine, theirs)
+
+
+def test_products_are_counted_on_the_bits_only_when_they_are_all_in_memory(monkeypatch):
+    import superposition_harness.dictionary as module
+    calls: list[int] = []
+    real = module.lattice_products
+    monkeypatch.setattr(module, "lattice_products", lambda *a: calls.append(1) or real(*a))
+    signals = np.ones((2, 64), dtype=np.float32) / 8
+    RademacherDictionary(64, 8192, seed=1, draw=0).correlate(signals)
+    assert calls == [1]
+    RademacherDictionary(64, 8192, seed=1, draw=0, cache_bytes=0).correlate(signals)
+    RademacherDictionary(64, 8192, seed=1, draw=0).correlate(np.full((2, 64), 0.3, dtype=np.float32))
+    assert calls == [1]
+
+
 def test_rows_off_the_lattice_take_the_float64_path_row_by_row():
     """A batch mixing lattice and other rows gives each row what it gets alone."""
     dictionary = RademacherDictionary(40, 700, seed=1, draw=0, block_width=256)
@@ -725,15 +761,16 @@ def test_products_do_not_depend_on_the_number_of_workers(kind, monkeypatch):
 
 
 def test_unpacked_numbers_are_cached_only_when_all_fit():
-    """With room for the bits but not for all the numbers, no numbers are kept."""
+    """With room for the bits but not for all the numbers, no numbers are kept (rows off
+    the lattice and any grid: the products that unpack them)."""
+    signals = np.full((1, 64), 0.3, dtype=np.float32)
     small = RademacherDictionary(64, 4096 * 3, seed=0, draw=0, cache_bytes=4096 * 3 * 8 + 4096 * 64 * 8)
-    small.correlate(np.ones((1, 64), dtype=np.float32))
+    small.correlate(signals)
     assert all(isinstance(key, int) for key in small._cache)
     roomy = RademacherDictionary(64, 4096 * 3, seed=0, draw=0)
-    roomy.correlate(np.ones((1, 64), dtype=np.float32))
+    roomy.correlate(signals)
     assert any(isinstance(key, tuple) for key in roomy._cache)
-    assert np.array_equal(small.correlate(np.ones((1, 64), dtype=np.float32)),
-                          roomy.correlate(np.ones((1, 64), dtype=np.float32)))
+    assert np.array_equal(small.correlate(signals), roomy.correlate(signals))
 
 
 def test_rows_on_a_power_of_two_grid_are_multiplied_in_float32_to_the_float64_bit():

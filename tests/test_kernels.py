@@ -295,6 +295,58 @@ def test_scale_rows_into_divides_or_multiplies_and_rounds_once():
     assert not out[[1, 3]].any() and not out[:, :7].any() and not out[:, 57:].any()
 
 
+@pytest.mark.parametrize("d", [1, 7, 8, 63, 64, 65, 200])
+@pytest.mark.parametrize("rows", [1, 2, 7, 8, 9, 17])
+@pytest.mark.parametrize("width", [1, 100, 16384 + 3])
+def test_lattice_products_are_the_float32_products_of_the_unpacked_signs(d, rows, width):
+    """Counted by table look-up on the bits, whatever the bits past d hold: the same
+    float32 numbers as the product of the unpacked signs, for any number of rows (groups
+    of eight and a part of one) and codewords (tasks of LOOKUP_CHUNK and a part of one)."""
+    from superposition_harness.kernels import LOOKUP_CHUNK, lattice_products, unpack_codewords
+    assert width > LOOKUP_CHUNK or width < 200
+    rng = np.random.default_rng(d * 100 + rows)
+    words = (d + 63) // 64
+    packed = rng.integers(0, 2**64, size=(width, words), dtype=np.uint64)
+    integers = rng.integers(-300, 301, size=(rows, d)).astype(np.float32)
+    integers[0, : min(d, 3)] = [-256, 0, 255][: min(d, 3)]
+    signs = unpack_codewords(packed, d, np.empty((width, d), dtype=np.float32))
+    assert np.array_equal(lattice_products(packed, integers, d), integers @ signs.T)
+
+
+def test_lattice_products_of_large_integers_are_exact_and_scaled_as_scale_rows_into():
+    """Rows of a power-of-two grid hold integers up to about 2^23 (Σ|m| up to 2^24): the
+    sums are exact, and factors divide or multiply them as :func:`scale_rows_into` does."""
+    from superposition_harness.kernels import lattice_products, scale_rows_into, unpack_codewords
+    rng = np.random.default_rng(11)
+    d, width = 130, 500
+    packed = rng.integers(0, 2**64, size=(width, 3), dtype=np.uint64)
+    integers = np.zeros((3, d))
+    integers[0, :2] = [2**23, -(2**23)]  # Σ|m| = 2^24: every sum still exact
+    integers[1] = rng.integers(-(2**17), 2**17, size=d)
+    integers[2] = rng.integers(-3, 4, size=d)
+    signs = unpack_codewords(packed, d, np.empty((width, d)))
+    exact = (integers @ signs.T).astype(np.float32)  # float64 sums of integers: exact
+    assert np.abs(exact).max() > 2**22
+    assert np.array_equal(lattice_products(packed, integers, d), exact)
+    factors = np.array([np.sqrt(130.0) ** 2, -(2.0**-20), 7.0])
+    expected = np.zeros((3, width), dtype=np.float32)
+    scale_rows_into(exact, factors, expected, np.arange(3), 0)
+    assert np.array_equal(lattice_products(packed, integers, d, factors), expected)
+
+
+def test_lattice_products_refuse_what_they_cannot_count_exactly():
+    from superposition_harness.kernels import LOOKUP_MAX_L1, lattice_products
+    packed = np.zeros((4, 2), dtype=np.uint64)
+    with pytest.raises(ValueError, match="do not fit"):
+        lattice_products(packed, np.zeros((2, 129)), 129)
+    with pytest.raises(ValueError, match="do not fit"):
+        lattice_products(packed, np.zeros((2, 100)), 101)
+    too_large = np.zeros((1, 100))
+    too_large[0, :2] = [LOOKUP_MAX_L1, 1]
+    with pytest.raises(ValueError, match="exceeds"):
+        lattice_products(packed, too_large, 100)
+
+
 # ------------------------------------------------- the contract's streams, compiled
 
 
