@@ -666,12 +666,14 @@ def subtract_sign_products(packed: np.ndarray, picks: np.ndarray, d: int,
 
 
 #: Rows of a lattice product that share one set of look-up tables (an entry of a table
-#: holds their eight sums in four 64-bit words, two 32-bit lanes each), and codewords
-#: per task of :func:`lattice_products` (their sums, 512 KiB, stay in the second-level
-#: cache while the table of one word, 64 KiB, is read for all of them). Measured at
-#: N = 2^17-2^18, d = 4614 and 19874 on AVX2: 8,192 and 16,384 alike, 4,096 slower.
+#: holds their eight sums in four 64-bit words, two 32-bit lanes each); codewords per
+#: task of :func:`lattice_products`, and words of each that a task copies out at once
+#: (one cache line of each codeword, read once, then each word's column in turn while
+#: its table, 64 KiB, is in the second-level cache). Measured at N = 2^18-2^19, d = 4614
+#: and 19874 on AVX2: 5-22% faster than a word at a time from the codewords.
 LOOKUP_ROWS = 8
-LOOKUP_CHUNK = 16384
+LOOKUP_CHUNK = 8192
+LOOKUP_WORDS = 8
 
 #: The largest ``Σ|m|`` of a row :func:`lattice_products` takes: a lane then holds at
 #: most twice that, and never carries into the next.
@@ -714,32 +716,39 @@ def _lattice_products(packed: np.ndarray, tables: np.ndarray, bias: np.ndarray, 
     rows = bias.shape[0]
     for chunk in prange((width + LOOKUP_CHUNK - 1) // LOOKUP_CHUNK):
         first = chunk * LOOKUP_CHUNK
-        last = min(width, first + LOOKUP_CHUNK)
-        sums = np.zeros((last - first, LOOKUP_ROWS // 2), dtype=np.uint64)
-        for w in range(words):
-            table = tables[w]
-            for c in range(first, last):
-                word = packed[c, w]
-                a0 = a1 = a2 = a3 = np.uint64(0)
-                for p in range(8):  # four 64-bit sums of two lanes: kept in registers
-                    entry = table[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
-                    a0 += entry[0]
-                    a1 += entry[1]
-                    a2 += entry[2]
-                    a3 += entry[3]
-                here = sums[c - first]
-                here[0] += a0
-                here[1] += a1
-                here[2] += a2
-                here[3] += a3
+        count = min(width, first + LOOKUP_CHUNK) - first
+        sums = np.zeros((count, LOOKUP_ROWS // 2), dtype=np.uint64)
+        staged = np.empty((LOOKUP_WORDS, count), dtype=np.uint64)
+        for w0 in range(0, words, LOOKUP_WORDS):
+            w1 = min(words, w0 + LOOKUP_WORDS)
+            for c in range(count):  # one cache line of each codeword, read once
+                for w in range(w0, w1):
+                    staged[w - w0, c] = packed[first + c, w]
+            for w in range(w0, w1):
+                table = tables[w]
+                column = staged[w - w0]
+                for c in range(count):
+                    word = column[c]
+                    a0 = a1 = a2 = a3 = np.uint64(0)
+                    for p in range(8):  # four 64-bit sums of two lanes: kept in registers
+                        entry = table[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
+                        a0 += entry[0]
+                        a1 += entry[1]
+                        a2 += entry[2]
+                        a3 += entry[3]
+                    here = sums[c]
+                    here[0] += a0
+                    here[1] += a1
+                    here[2] += a2
+                    here[3] += a3
         for r in range(rows):
             shift = np.uint64(32 * (r % 2))
             factor = factors[first_row + r]
             target = out[first_row + r]
-            for c in range(first, last):
-                lane = (sums[c - first, r // 2] >> shift) & np.uint64(0xFFFFFFFF)
+            for c in range(count):
+                lane = (sums[c, r // 2] >> shift) & np.uint64(0xFFFFFFFF)
                 value = np.float64(np.float32(np.int64(lane) - bias[r]))  # as a float32 product holds it
-                target[c] = np.float32(value / factor if factor > 0.0 else value * -factor)
+                target[first + c] = np.float32(value / factor if factor > 0.0 else value * -factor)
 
 
 def lattice_products(packed: np.ndarray, integers: np.ndarray, d: int,

@@ -295,15 +295,17 @@ def test_scale_rows_into_divides_or_multiplies_and_rounds_once():
     assert not out[[1, 3]].any() and not out[:, :7].any() and not out[:, 57:].any()
 
 
-@pytest.mark.parametrize("d", [1, 7, 8, 63, 64, 65, 200])
+@pytest.mark.parametrize("d", [1, 7, 8, 63, 64, 65, 200, 600])
 @pytest.mark.parametrize("rows", [1, 2, 7, 8, 9, 17])
-@pytest.mark.parametrize("width", [1, 100, 16384 + 3])
+@pytest.mark.parametrize("width", [1, 100, 2 * 8192 + 3])
 def test_lattice_products_are_the_float32_products_of_the_unpacked_signs(d, rows, width):
     """Counted by table look-up on the bits, whatever the bits past d hold: the same
     float32 numbers as the product of the unpacked signs, for any number of rows (groups
-    of eight and a part of one) and codewords (tasks of LOOKUP_CHUNK and a part of one)."""
-    from superposition_harness.kernels import LOOKUP_CHUNK, lattice_products, unpack_codewords
-    assert width > LOOKUP_CHUNK or width < 200
+    of eight and a part of one), codewords (tasks of LOOKUP_CHUNK and a part of one) and
+    words (copied out LOOKUP_WORDS at a time, and a part)."""
+    from superposition_harness.kernels import LOOKUP_CHUNK, LOOKUP_WORDS, lattice_products, unpack_codewords
+    assert width > 2 * LOOKUP_CHUNK or width < 200
+    assert 600 > 64 * LOOKUP_WORDS and 600 % (64 * LOOKUP_WORDS) > 0
     rng = np.random.default_rng(d * 100 + rows)
     words = (d + 63) // 64
     packed = rng.integers(0, 2**64, size=(width, words), dtype=np.uint64)
