@@ -401,6 +401,9 @@ def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
     sample = None if args.all else args.sample
     seed = fresh_seed() if args.seed is None else args.seed
     journals = None if args.no_journal else Path(args.journal) if args.journal else default_journals()
+    if journals is None and not args.no_journal:
+        _warner(err)("this check keeps no journal (there is no home directory for its cache; give "
+                     "--journal DIR); if it is stopped, it starts over.")
     if not args.json:
         err.print(f"sample seed {seed} (repeat this check with --seed {seed}"
                   f"{'' if journals is None else ', which also resumes it if it is stopped'}); "

@@ -85,6 +85,13 @@ WORKER_PART_WORK = 1 << 25
 #: be faster. Measured at N = 2^20 on AVX2 (benchmarks/test_roofline.py).
 LOOKUP_MAX_ROWS = 32
 
+#: ... and from this many codewords on: the tables (``⌈d/64⌉ · 64 KiB`` per eight rows,
+#: made whatever ``N``) then cost under a tenth of the look-ups and take no more than
+#: the bits' own bytes, well within each worker's share of the unpacking buffers that
+#: the memory budget sets aside (``memory.needed_bytes``) and this route does not use.
+#: Below it, a float32 product is faster (4x at N = 2048, d = 8192, 32 rows).
+LOOKUP_MIN_CODEWORDS = 16384
+
 #: Default bound on the bytes :meth:`Dictionary.dense` may allocate.
 DEFAULT_DENSE_BYTES = 1 << 30
 
@@ -832,7 +839,8 @@ class RademacherDictionary(GeneratedDictionary):
         look-up (:func:`kernels.lattice_products`): the same exact sums as the float32
         product of the unpacked signs, so the same numbers, without unpacking."""
         x = self._as_batch(signals, self.d, "signals")
-        if not 0 < x.shape[0] <= LOOKUP_MAX_ROWS or self.packed_bytes() > self._cache_bytes:
+        if not 0 < x.shape[0] <= LOOKUP_MAX_ROWS or self.n < LOOKUP_MIN_CODEWORDS or \
+                self.packed_bytes() > self._cache_bytes:
             return super().correlate(x)
         exact, integers, factors, _ = self._integer_rows(x)
         bits = self._all_packed() if exact.all() else None

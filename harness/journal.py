@@ -35,9 +35,10 @@ again, and so are the entries after it up to the next segment line (they are of 
 process nothing describes). A journal is not used, and is replaced by a new file, when its header names
 another measurement, its entries disagree on a trial, or an earlier process ran other
 code (another harness version, commit or state of the checkout: outcomes are the same
-only for the same code). Only a regular file with no other name (no hard link) is ever
-read, and none is ever cut short in place; a journal that cannot be kept (an unwritable
-directory, a full disk) ends the journaling, never the run. Once a record of the
+only for the same code). Only a regular file with no other name (no hard link), of this
+user's and writable by no one else, is ever read, and none is ever cut short in place;
+a journal that cannot be kept (an unwritable directory, a full disk) ends the
+journaling, never the run. Once a record of the
 measurement is stored, or found in the store, a journal of it that no process holds is
 removed.
 """
@@ -184,8 +185,12 @@ class Journal:
     journal once the record is stored; ``close()`` releases it.
     """
 
-    def __init__(self, path: Path, fd: int, key: str, segment: dict[str, Any], work: str = "run") -> None:
+    def __init__(self, path: Path, fd: int, key: str, segment: dict[str, Any], work: str = "run",
+                 tidy: bool = True) -> None:
         self.path, self._fd, self.key, self.work = path, fd, key, work
+        #: Whether the journal's directory is its store's own (``unfinished``), removed
+        #: with its last journal; a directory a user named is never removed.
+        self.tidy = tidy
         info = os.fstat(fd)
         self._inode = (info.st_dev, info.st_ino)
         self._known: dict[int, _Runs] = {}
@@ -344,7 +349,7 @@ class Journal:
 
     def remove(self) -> None:
         """Delete the journal (its run's record is stored), if its path still names it."""
-        _unlink_if(self.path, self._inode, tidy=self.path.parent.name == UNFINISHED)
+        _unlink_if(self.path, self._inode, tidy=self.tidy)
 
     def close(self) -> None:
         """Release the journal (the lock goes with the descriptor); it stays on disk."""
@@ -428,7 +433,8 @@ def _parse(line: bytes) -> dict[str, Any] | _Entry | None:
 
 def _open(path: Path) -> int:
     """``path`` opened for appending (created if absent), checked to be a regular file with
-    no other name; OSError or RefusedFile if not."""
+    no other name, of this user's and writable by no one else (a journal is the word of
+    whoever wrote it); OSError or RefusedFile if not."""
     try:
         fd = os.open(path, _FLAGS)
     except FileNotFoundError:
@@ -438,6 +444,10 @@ def _open(path: Path) -> int:
         check_regular(path, info, None)
         if info.st_nlink != 1:
             raise RefusedFile(path, f"has {info.st_nlink} names (hard links), not one")
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise RefusedFile(path, f"belongs to another user (uid {info.st_uid})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise RefusedFile(path, "can be written by other users")
     except BaseException:
         os.close(fd)
         raise
@@ -491,7 +501,7 @@ def open_journal(root: str | os.PathLike[str], key: str, *, fresh: bool = False,
     segment = {name: made[name][:MAX_TEXT] if isinstance(made.get(name), str) else made.get(name)
                for name in SEGMENT_FIELDS}
     size = os.fstat(fd).st_size
-    journal = Journal(path, fd, key, segment, work)
+    journal = Journal(path, fd, key, segment, work, tidy=folder == UNFINISHED)
     usable = False
     if size and not fresh:
         if size > MAX_JOURNAL_BYTES:

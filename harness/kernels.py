@@ -768,12 +768,16 @@ def lattice_products(packed: np.ndarray, integers: np.ndarray, d: int,
     negative nor carries). A codeword then costs ``d/8`` look-ups of four words per
     eight rows, where a float32 product costs ``2d`` flops a row and the unpacking. The
     tables of eight rows, ``words · 64 KiB``, are made and used one group at a time."""
-    ints = np.ascontiguousarray(integers, dtype=np.int64)
-    if ints.ndim != 2 or ints.shape[1] != d or packed.shape[1] * 64 < d:
-        raise ValueError(f"integers of shape {ints.shape} do not fit {packed.shape[1]} words of d = {d}")
-    if ints.size and np.abs(ints).sum(axis=1).max() > LOOKUP_MAX_L1:
+    values = np.asarray(integers)
+    if values.ndim != 2 or values.shape[1] != d or packed.shape[1] * 64 < d:
+        raise ValueError(f"integers of shape {values.shape} do not fit {packed.shape[1]} words of d = {d}")
+    # Σ|m| in float64 (no wrap-around; exact far beyond the limit's 2^31)
+    if values.size and np.abs(values.astype(np.float64)).sum(axis=1).max() > LOOKUP_MAX_L1:
         raise ValueError(f"a row's Σ|m| exceeds {LOOKUP_MAX_L1}: its sums could not be counted exactly")
+    ints = np.ascontiguousarray(values, dtype=np.int64)
     scale = np.ones(ints.shape[0]) if factors is None else np.ascontiguousarray(factors, dtype=np.float64)
+    if scale.shape != (ints.shape[0],):
+        raise ValueError(f"{scale.shape} factors for {ints.shape[0]} rows: give one a row")
     out = np.empty((ints.shape[0], packed.shape[0]), dtype=np.float32)
     tables = np.empty((packed.shape[1], 8, 256, LOOKUP_ROWS // 2), dtype=np.uint64)
     for first in range(0, ints.shape[0], LOOKUP_ROWS):

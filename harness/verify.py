@@ -54,6 +54,7 @@ able to answer for the trials that check it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -518,14 +519,23 @@ def _journal(record: dict[str, Any], journals: str | os.PathLike[str] | None,
     key = verify_journal_key(record)
     if journals is None or key is None:
         return None
+    with contextlib.suppress(OSError):  # a directory made here is the verifier's alone
+        Path(journals).mkdir(mode=0o700, parents=True, exist_ok=True)
     return open_journal(journals, key, folder="", warn=warn, work="check")
 
 
-def default_journals() -> Path:
+def default_journals() -> Path | None:
     """Where ``harness verify`` keeps its journals unless told otherwise: the verifier's
-    own cache (``$XDG_CACHE_HOME``, else ``~/.cache``), never beside the records checked."""
+    own cache (``$XDG_CACHE_HOME``, else ``~/.cache``), never beside the records checked;
+    None when the user has neither (no home directory)."""
     base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    if os.path.isabs(base):
+        root = Path(base)
+    else:
+        try:
+            root = Path.home() / ".cache"
+        except (RuntimeError, KeyError):  # no HOME and no entry in the user database
+            return None
     return root / "superposition-harness" / "verify"
 
 

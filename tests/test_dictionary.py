@@ -495,9 +495,9 @@ def test_products_counted_on_the_bits_are_the_unpacked_products(monkeypatch, row
     for lattice rows (superposed, and after a codeword is removed) and rows on a grid."""
     import superposition_harness.dictionary as module
     from superposition_harness.dictionary import grid_steps, snap_to_grid
-    assert 8 < module.LOOKUP_MAX_ROWS < 33
-    problem = Problem(n=5000, k=40, seed=4, subsets_per_draw=40)
-    dictionary = RademacherDictionary(333, 5000, seed=4, draw=1)
+    assert 8 < module.LOOKUP_MAX_ROWS < 33 and module.LOOKUP_MIN_CODEWORDS <= 16384 + 5
+    problem = Problem(n=16384 + 5, k=40, seed=4, subsets_per_draw=40)
+    dictionary = RademacherDictionary(333, 16384 + 5, seed=4, draw=1)
     subsets = draw_subsets(problem, 0)[:rows]
     lattice = dictionary.superpose(subsets)
     removed = dictionary.remove(lattice, subsets[:, 0])
@@ -517,10 +517,13 @@ def test_products_are_counted_on_the_bits_only_when_they_are_all_in_memory(monke
     real = module.lattice_products
     monkeypatch.setattr(module, "lattice_products", lambda *a: calls.append(1) or real(*a))
     signals = np.ones((2, 64), dtype=np.float32) / 8
-    RademacherDictionary(64, 8192, seed=1, draw=0).correlate(signals)
+    n = module.LOOKUP_MIN_CODEWORDS
+    RademacherDictionary(64, n, seed=1, draw=0).correlate(signals)
     assert calls == [1]
-    RademacherDictionary(64, 8192, seed=1, draw=0, cache_bytes=0).correlate(signals)
-    RademacherDictionary(64, 8192, seed=1, draw=0).correlate(np.full((2, 64), 0.3, dtype=np.float32))
+    RademacherDictionary(64, n, seed=1, draw=0, cache_bytes=0).correlate(signals)  # bits not kept
+    RademacherDictionary(64, n, seed=1, draw=0).correlate(np.full((2, 64), 0.3, dtype=np.float32))  # inexact
+    RademacherDictionary(64, n - 1, seed=1, draw=0).correlate(signals)  # too few codewords for the tables
+    RademacherDictionary(64, n, seed=1, draw=0).correlate(np.ones((33, 64), dtype=np.float32) / 8)
     assert calls == [1]
 
 

@@ -305,7 +305,7 @@ def test_lattice_products_are_the_float32_products_of_the_unpacked_signs(d, rows
     words (copied out LOOKUP_WORDS at a time, and a part)."""
     from superposition_harness.kernels import LOOKUP_CHUNK, LOOKUP_WORDS, lattice_products, unpack_codewords
     assert width > 2 * LOOKUP_CHUNK or width < 200
-    assert 600 > 64 * LOOKUP_WORDS and 600 % (64 * LOOKUP_WORDS) > 0
+    assert 64 * LOOKUP_WORDS < 600 and 600 % (64 * LOOKUP_WORDS) > 0
     rng = np.random.default_rng(d * 100 + rows)
     words = (d + 63) // 64
     packed = rng.integers(0, 2**64, size=(width, words), dtype=np.uint64)
@@ -347,6 +347,12 @@ def test_lattice_products_refuse_what_they_cannot_count_exactly():
     too_large[0, :2] = [LOOKUP_MAX_L1, 1]
     with pytest.raises(ValueError, match="exceeds"):
         lattice_products(packed, too_large, 100)
+    wrapping = np.zeros((1, 100), dtype=np.int64)
+    wrapping[0, :4] = 2**62  # an int64 sum of these wraps around to 0
+    with pytest.raises(ValueError, match="exceeds"):
+        lattice_products(packed, wrapping, 100)
+    with pytest.raises(ValueError, match="one a row"):
+        lattice_products(packed, np.zeros((3, 100)), 100, np.ones(1))
 
 
 # ------------------------------------------------- the contract's streams, compiled

@@ -226,3 +226,48 @@ def test_a_check_killed_midway_resumes_from_its_journal(record, tmp_path):
     assert verdict["status"] == VERIFIED and verdict["rerun_trials"] == record["trials"]
     assert 0 < verdict["resumed"]["trials"] < record["trials"]
     assert list(journals.iterdir()) == []  # the check is over: its journal is gone
+
+
+def test_a_journal_of_another_users_or_writable_by_others_is_never_read(record, registry, tmp_path):
+    """A journal is the word of whoever wrote it: one another user could have written (its
+    mode lets others write, or it belongs to another user) is not used, whatever it holds,
+    and the check re-runs every trial (a forged record's planted journal verifies nothing)."""
+    key = verify_journal_key(record)
+    journal = open_journal(tmp_path, key, folder="")
+    for point in record["curve"]:
+        journal.write(point["d"], 0, [True] * point["trials"])
+    journal.close()
+    os.chmod(journal.path, 0o666)
+    warned: list[str] = []
+    verdict = check(record, registry, tmp_path, sample=50, warn=warned.append)
+    assert verdict.status == VERIFIED and verdict.resumed is None
+    assert any("can be written by other users" in sentence for sentence in warned)
+    if os.geteuid() == 0:  # only root can give a file to another user
+        os.chmod(journal.path, 0o644)
+        os.chown(journal.path, 54321, 54321)
+        warned.clear()
+        verdict = check(record, registry, tmp_path, sample=50, warn=warned.append)
+        assert verdict.status == VERIFIED and verdict.resumed is None
+        assert any("belongs to another user (uid 54321)" in sentence for sentence in warned)
+
+
+def test_a_directory_named_unfinished_that_the_user_gave_is_kept(record, registry, tmp_path):
+    mine = tmp_path / "unfinished"
+    verdict = check(record, registry, mine, sample=20)
+    assert verdict.status == VERIFIED and mine.is_dir() and list(mine.iterdir()) == []
+
+
+def test_without_a_home_directory_the_check_keeps_no_journal_and_says_so(record, tmp_path, monkeypatch,
+                                                                         capsys):
+    import pathlib
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps(record) + "\n")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def homeless(cls):
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.setattr(pathlib.Path, "home", classmethod(homeless))
+    assert default_journals() is None
+    assert main(["verify", str(records), "--seed", "3", "--sample", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "keeps no journal (there is no home directory" in err and "resumes it" not in err
