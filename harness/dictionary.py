@@ -260,11 +260,15 @@ class Dictionary(ABC):
         ``d`` once. That is within a float32 rounding of the product with the rounded
         row, and keeps the exact ties of the lattice. A row on a power-of-two grid (see
         :func:`grid_steps`) is multiplied in float32 too, exactly, with the float64
-        path's result to the bit. Other rows are summed in float64.
+        path's result to the bit. Other rows are summed in float64. When every row is
+        exact, a dictionary may count the same numbers a faster way (``_counted_products``).
         """
         x = self._as_batch(signals, self.d, "signals")
-        out = np.empty((x.shape[0], self.n), dtype=np.float32)
         exact, integers, factors, _ = self._integer_rows(x)
+        counted = self._counted_products(integers, factors) if exact.all() else None
+        if counted is not None:
+            return counted
+        out = np.empty((x.shape[0], self.n), dtype=np.float32)
         others = np.flatnonzero(~exact)
         on_lattice = np.flatnonzero(exact)
         rest = x[others] if others.size else None
@@ -356,6 +360,12 @@ class Dictionary(ABC):
             moved = integers[on_lattice].astype(np.float64) - base[rows]
             out[rows] = (moved * self.lattice_scale).astype(np.float32)
         return out
+
+    def _counted_products(self, integers: np.ndarray, factors: np.ndarray) -> np.ndarray | None:
+        """The products of rows that are all exact, counted some faster way than the
+        float32 product, or None: a dictionary that keeps sign bits counts them on the
+        bits (``RademacherDictionary``)."""
+        return None
 
     def _integer_rows(self, x: np.ndarray, lattice: bool = True
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -832,21 +842,16 @@ class RademacherDictionary(GeneratedDictionary):
             return super()._base_sums(subsets)
         return sign_sums(self._packed_rows(subsets.reshape(-1)), subsets.shape[1], self.d)
 
-    def correlate(self, signals: np.ndarray) -> np.ndarray:
-        """As :meth:`Dictionary.correlate`. When every row is exact in float32 (on the
-        lattice or a grid), there are at most ``LOOKUP_MAX_ROWS`` of them and the sign
-        bits are all in memory, the integer products are counted on the bits by table
-        look-up (:func:`kernels.lattice_products`): the same exact sums as the float32
+    def _counted_products(self, integers: np.ndarray, factors: np.ndarray) -> np.ndarray | None:
+        """Up to ``LOOKUP_MAX_ROWS`` exact rows, from ``LOOKUP_MIN_CODEWORDS`` codewords on,
+        with the sign bits all in memory: the integer products counted on the bits by table
+        look-up (:func:`kernels.lattice_products`), the same exact sums as the float32
         product of the unpacked signs, so the same numbers, without unpacking."""
-        x = self._as_batch(signals, self.d, "signals")
-        if not 0 < x.shape[0] <= LOOKUP_MAX_ROWS or self.n < LOOKUP_MIN_CODEWORDS or \
+        if not 0 < integers.shape[0] <= LOOKUP_MAX_ROWS or self.n < LOOKUP_MIN_CODEWORDS or \
                 self.packed_bytes() > self._cache_bytes:
-            return super().correlate(x)
-        exact, integers, factors, _ = self._integer_rows(x)
-        bits = self._all_packed() if exact.all() else None
-        if bits is None:
-            return super().correlate(x)
-        return lattice_products(bits, integers, self.d, factors)
+            return None
+        bits = self._all_packed()
+        return None if bits is None else lattice_products(bits, integers, self.d, factors)
 
     def gram_rows(self, indices: np.ndarray) -> np.ndarray:
         """As :meth:`Dictionary.gram_rows`, counted on the sign bits: ``⟨f_i, f_j⟩`` is

@@ -341,10 +341,7 @@ def execute(jobs: Sequence[Job], settings: RunSettings, *, store: ResultStore | 
                     finish(index, run, {"backend": "in-process"}, journal)
                 finally:
                     if journal is not None:
-                        for sentence in journal.notes[journal.told:]:
-                            if warn is not None:
-                                warn(sentence)
-                        journal.close()
+                        journal.release(warn)
     finally:
         parallel.set_workers(workers)
         if limiter is not None:

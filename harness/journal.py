@@ -351,6 +351,14 @@ class Journal:
         """Delete the journal (its run's record is stored), if its path still names it."""
         _unlink_if(self.path, self._inode, tidy=self.tidy)
 
+    def release(self, warn: Callable[[str], None] | None) -> None:
+        """Tell ``warn`` what it has not heard yet (a failed write, say), then :meth:`close`."""
+        for sentence in self.notes[self.told:]:
+            if warn is not None:
+                warn(sentence)
+        self.told = len(self.notes)
+        self.close()
+
     def close(self) -> None:
         """Release the journal (the lock goes with the descriptor); it stays on disk."""
         if self._fd >= 0:

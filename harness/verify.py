@@ -500,10 +500,7 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
             verdict.resumed = journal.summary()
     finally:
         if journal is not None:
-            for sentence in journal.notes[journal.told:]:
-                if warn is not None:
-                    warn(sentence)
-            journal.close()
+            journal.release(warn)
     return verdict
 
 

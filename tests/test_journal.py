@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from killing import kill_once_journaled
 from superposition_harness.config import Sweep, parse_decoder_spec
 from superposition_harness.jobs import choose_decoders, execute, plan, run_settings
 from superposition_harness.journal import UNFINISHED, Journal, journal_path, open_journal
@@ -291,17 +290,8 @@ def test_a_sweep_killed_mid_run_resumes_from_the_journal(tmp_path):
              "--workers", "1"]
     store = tmp_path / "store"
     command = [sys.executable, "-m", "superposition_harness.cli", *sweep, "--results", str(store), "--json"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journals = store / UNFINISHED
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        found = list(journals.glob("*.journal")) if journals.is_dir() else []
-        if found and found[0].read_bytes().count(b"\n") >= 5:
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_once_journaled(command, journals)
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "mp N=4096 k=8: resuming from its journal, " in again.stderr

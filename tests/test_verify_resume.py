@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from killing import kill_once_journaled
 from superposition_harness.cli import main
 from superposition_harness.journal import journal_path, open_journal
 from superposition_harness.plugins import load_registry
@@ -209,16 +208,7 @@ def test_a_check_killed_midway_resumes_from_its_journal(record, tmp_path):
     journals = tmp_path / "journals"
     command = [sys.executable, "-m", "superposition_harness.cli", "verify", str(records), "--all",
                "--seed", "1", "--journal", str(journals), "--json"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        found = list(journals.glob("*.journal")) if journals.is_dir() else []
-        if found and found[0].read_bytes().count(b"\n") >= 5:
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "the check ended before it could be killed"
+    kill_once_journaled(command, journals)
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "resuming from its journal" in again.stderr
