@@ -788,6 +788,146 @@ def lattice_products(packed: np.ndarray, integers: np.ndarray, d: int,
     return out
 
 
+#: Codewords per task of :func:`lattice_syntheses`: each task keeps its own sums, ``d``
+#: entries of four words per eight rows, and they are added up at the end (integers, so
+#: in any order and by any number of tasks to the same bits).
+SYNTHESIS_CHUNK = 1 << 15
+
+@njit(cache=True, nogil=True)
+def _codeword_tables(integers: np.ndarray, first_row: int, rows: int, first: int,
+                     tables: np.ndarray, bias: np.ndarray) -> None:  # pragma: no cover - compiled
+    """The tables of rows ``first_row …`` (up to eight) over codewords ``first … first + 63``
+    (see :func:`lattice_syntheses`); ``bias[r]`` gains the codewords' ``Σ|m|``.
+
+    An entry is ``Σ_q (bit q ? |m_q| − m_q : |m_q| + m_q)``, never negative: the sum of
+    the byte's eight ``±m`` with the signs its bits give, plus their ``Σ|m|``. The entries
+    with bit ``q`` set are those below ``2^q`` plus bit ``q``'s ``−2m`` in each lane, added
+    as one signed 64-bit number: both lanes stay in ``[0, 2^32)``, so no lane borrows
+    (and each step is one run of contiguous additions, which the compiler vectorises)."""
+    width = integers.shape[1]
+    delta = np.zeros(4, dtype=np.int64)
+    for p in range(8):
+        table = tables[p]
+        table[0, :] = 0
+        for r in range(rows):
+            shift = 32 * (r % 2)
+            total = 0
+            for q in range(8):
+                c = first + 8 * p + q
+                m = np.int64(integers[first_row + r, c]) if c < width else np.int64(0)
+                total += abs(m) + m
+                bias[r] += abs(m)
+            table[0, r // 2] += np.uint64(total) << np.uint64(shift)
+        for q in range(8):
+            delta[:] = 0
+            c = first + 8 * p + q
+            if c < width:
+                for r in range(rows):
+                    delta[r // 2] += (-2 * np.int64(integers[first_row + r, c])) << (32 * (r % 2))
+            half = 1 << q
+            for v in range(half):
+                for lane in range(4):
+                    table[half + v, lane] = table[v, lane] + np.uint64(delta[lane])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _lattice_syntheses(packed: np.ndarray, integers: np.ndarray, d: int,
+                       out: np.ndarray) -> None:  # pragma: no cover - compiled
+    width, words = packed.shape
+    rows = integers.shape[0]
+    groups = (rows + LOOKUP_ROWS - 1) // LOOKUP_ROWS
+    codeword_words = (width + 63) // 64
+    per_task = SYNTHESIS_CHUNK // 64
+    for task in prange(out.shape[0]):
+        sums = np.zeros((groups, d, LOOKUP_ROWS // 2), dtype=np.uint64)
+        bias = np.zeros(groups * LOOKUP_ROWS, dtype=np.int64)
+        tables = np.empty((8, 256, LOOKUP_ROWS // 2), dtype=np.uint64)
+        tile = np.empty(64, dtype=np.uint64)
+        column = np.empty(words * 64, dtype=np.uint64)  # bit c of column[j]: codeword c's sign j
+        for g in range(task * per_task, min(codeword_words, (task + 1) * per_task)):
+            first = 64 * g
+            for w in range(words):
+                for c in range(64):
+                    tile[c] = packed[first + c, w] if first + c < width else np.uint64(0)
+                _transpose64(tile)
+                column[64 * w:64 * w + 64] = tile
+            for group in range(groups):
+                first_row = group * LOOKUP_ROWS
+                _codeword_tables(integers, first_row, min(LOOKUP_ROWS, rows - first_row), first,
+                                 tables, bias[first_row:first_row + LOOKUP_ROWS])
+                here = sums[group]
+                for j in range(d):
+                    word = column[j]
+                    a0 = a1 = a2 = a3 = np.uint64(0)
+                    for p in range(8):
+                        entry = tables[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
+                        a0 += entry[0]
+                        a1 += entry[1]
+                        a2 += entry[2]
+                        a3 += entry[3]
+                    here[j, 0] += a0
+                    here[j, 1] += a1
+                    here[j, 2] += a2
+                    here[j, 3] += a3
+        for r in range(rows):
+            shift = np.uint64(32 * (r % 2))
+            lanes = sums[r // LOOKUP_ROWS, :, (r % LOOKUP_ROWS) // 2]
+            for j in range(d):
+                out[task, r, j] = np.int64((lanes[j] >> shift) & np.uint64(0xFFFFFFFF)) - bias[r]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _l1_norms(values: np.ndarray) -> tuple[float, bool]:  # pragma: no cover - compiled
+    """The largest row ``Σ|m|`` of ``values`` (in float64: no wrap-around, and exact far
+    beyond ``LOOKUP_MAX_L1``) and whether every entry is an integer, in one pass."""
+    norms = np.zeros(values.shape[0])
+    whole = np.ones(values.shape[0], dtype=np.bool_)
+    for r in prange(values.shape[0]):
+        total = 0.0
+        for value in values[r]:
+            number = np.float64(value)
+            total += abs(number)
+            if number != np.rint(number):
+                whole[r] = False
+        norms[r] = total
+    return norms.max(), bool(whole.all())
+
+
+def lattice_syntheses(packed: np.ndarray, integers: np.ndarray, d: int) -> np.ndarray:
+    """``integers @ S`` for the ±1 codewords ``S`` held as sign bits in ``packed``
+    (``(width, words)``, as :func:`pack_signs` stores them; bit set for −1): ``(R, width)``
+    integers (in any numeric type) to the ``(R, d)`` int64 sums ``Σ_c m_c·S[c, j]``,
+    exactly, without unpacking a sign: the transpose of :func:`lattice_products`.
+
+    Counted by table look-up along the codewords: the bits of 64 codewords are turned
+    into ``d`` words (bit ``c`` of word ``j``: codeword ``c``'s sign ``j``, by 64 × 64
+    transposes), and for each byte of those words a table of its 256 values holds the
+    eight codewords' ``Σ ±m`` for eight rows at once, two 32-bit lanes to a 64-bit word,
+    each stored plus the codewords' ``Σ|m|`` so that it never goes negative; a lane sums
+    the entries of all a task's codewords, at most ``2·Σ|m|``, so never carries. A
+    dimension then costs ``N/8`` look-ups of four words per eight rows, as a codeword
+    does in :func:`lattice_products`; the tables of 64 codewords (64 KiB per eight rows)
+    are made once and used ``d`` times."""
+    values = np.asarray(integers)
+    if values.ndim != 2 or values.shape[1] != packed.shape[0] or packed.shape[1] * 64 < d:
+        raise ValueError(f"integers of shape {values.shape} do not fit {packed.shape[0]} codewords "
+                         f"of {packed.shape[1]} words (d = {d})")
+    if values.dtype.kind not in "iuf" or values.dtype.kind == "f" and values.dtype.itemsize < 4:
+        values = values.astype(np.float64)
+    values = np.ascontiguousarray(values)
+    if values.size:
+        largest, whole = _l1_norms(values)
+        if not whole:
+            raise ValueError("lattice_syntheses counts integers: a row holds a number with a fraction")
+        if largest > LOOKUP_MAX_L1:
+            raise ValueError(f"a row's Σ|m| exceeds {LOOKUP_MAX_L1}: its sums could not be counted exactly")
+    tasks = max(1, -(-packed.shape[0] // SYNTHESIS_CHUNK))
+    out = np.empty((tasks, values.shape[0], int(d)), dtype=np.int64)
+    if values.shape[0]:
+        _lattice_syntheses(packed, values, int(d), out)
+    return out.sum(axis=0)
+
+
 @njit(cache=True, nogil=True)
 def _scale_rows_into(source: np.ndarray, factors: np.ndarray, out: np.ndarray, rows: np.ndarray,
                      start: int) -> None:  # pragma: no cover - compiled

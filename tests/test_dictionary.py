@@ -527,6 +527,62 @@ def test_products_are_counted_on_the_bits_only_when_they_are_all_in_memory(monke
     assert calls == [1]
 
 
+@pytest.mark.parametrize("rows", [1, 8, 13, 32, 33])
+def test_syntheses_counted_on_the_bits_are_the_unpacked_products(monkeypatch, rows):
+    """Up to LOOKUP_MAX_ROWS rows on their grid, from SYNTHESIS_LOOKUP_MIN_D dimensions
+    on, a Rademacher dictionary whose bits are in memory counts ``synthesize``'s sums by
+    table look-up: bitwise the signals of the unpacking path, for dense estimates on
+    their grid (as AMP's), alone or beside rows off the grid, and for integers."""
+    import superposition_harness.dictionary as module
+    from superposition_harness.dictionary import grid_steps, snap_to_grid
+    assert module.SYNTHESIS_LOOKUP_MIN_D <= 600
+    n, d = module.LOOKUP_MIN_CODEWORDS + 70, 600
+    dictionary = RademacherDictionary(d, n, seed=4, draw=1)
+    rng = np.random.default_rng(rows)
+    values = rng.random((rows, n)) ** 6 * np.logspace(-3, 3, rows)[:, None]
+    values[:, rng.integers(0, n, size=5)] = -2.5
+    grid = snap_to_grid(values, grid_steps(values)).astype(np.float32)
+    assert dictionary._integer_rows(grid, lattice=False)[0].all()
+    mixed = grid.copy()
+    mixed[0, 7] = 1e-30  # off its grid: summed in float64 by the product
+    assert not dictionary._integer_rows(mixed, lattice=False)[0][0]
+    counts = rng.integers(-5, 6, size=(rows, n)).astype(np.float32)
+    batches = (grid, mixed, counts)
+    calls: list[int] = []
+    real = module.lattice_syntheses
+    monkeypatch.setattr(module, "lattice_syntheses", lambda *a: calls.append(1) or real(*a))
+    counted = [dictionary.synthesize(batch) for batch in batches]
+    # the grid rows of each batch (mixed's first row is off its grid) when there are few enough
+    routed = sum(0 < grid_rows <= module.LOOKUP_MAX_ROWS for grid_rows in (rows, rows - 1, rows))
+    assert len(calls) == routed
+    monkeypatch.setattr(module, "SYNTHESIS_LOOKUP_MIN_D", d + 1)
+    unpacked = [dictionary.synthesize(batch) for batch in batches]
+    assert len(calls) == routed
+    for mine, theirs in zip(counted, unpacked, strict=True):
+        assert np.array_equal(mine, theirs)
+    assert np.allclose(counted[0], grid.astype(np.float64) @ dictionary.dense().T.astype(np.float64),
+                       rtol=1e-5, atol=1e-3)
+
+
+def test_syntheses_are_counted_on_the_bits_only_when_they_pay(monkeypatch):
+    import superposition_harness.dictionary as module
+    calls: list[int] = []
+    real = module.lattice_syntheses
+    monkeypatch.setattr(module, "lattice_syntheses", lambda *a: calls.append(1) or real(*a))
+    n, d = module.LOOKUP_MIN_CODEWORDS, module.SYNTHESIS_LOOKUP_MIN_D
+    dense = np.full((2, n), 0.25, dtype=np.float32)
+    RademacherDictionary(d, n, seed=1, draw=0).synthesize(dense)
+    assert calls == [1]
+    RademacherDictionary(d, n, seed=1, draw=0, cache_bytes=0).synthesize(dense)  # bits not kept
+    RademacherDictionary(d - 1, n, seed=1, draw=0).synthesize(dense)  # too few dimensions
+    RademacherDictionary(d, n - 1, seed=1, draw=0).synthesize(dense[:, 1:])  # too few codewords
+    RademacherDictionary(d, n, seed=1, draw=0).synthesize(np.full((33, n), 0.25, dtype=np.float32))
+    sparse = np.zeros((2, n), dtype=np.float32)
+    sparse[:, :3] = 1.0
+    RademacherDictionary(d, n, seed=1, draw=0).synthesize(sparse)  # summed codeword by codeword
+    assert calls == [1]
+
+
 def test_rows_off_the_lattice_take_the_float64_path_row_by_row():
     """A batch mixing lattice and other rows gives each row what it gets alone."""
     dictionary = RademacherDictionary(40, 700, seed=1, draw=0, block_width=256)

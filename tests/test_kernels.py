@@ -355,6 +355,68 @@ def test_lattice_products_refuse_what_they_cannot_count_exactly():
         lattice_products(packed, np.zeros((3, 100)), 100, np.ones(1))
 
 
+@pytest.mark.parametrize("d", [1, 63, 65, 600])
+@pytest.mark.parametrize("rows", [1, 8, 9, 17])
+@pytest.mark.parametrize("width", [1, 100, 2 * (1 << 15) + 70])
+def test_lattice_syntheses_are_the_integer_sums_over_the_codewords(d, rows, width):
+    """Counted by table look-up along the codewords, whatever the bits past d hold: the
+    exact sums ``integers @ S`` for any number of rows (groups of eight and a part of one),
+    codewords (64 at a time and a part; tasks of SYNTHESIS_CHUNK and a part) and d."""
+    from superposition_harness.kernels import SYNTHESIS_CHUNK, lattice_syntheses, unpack_codewords
+    assert width > 2 * SYNTHESIS_CHUNK or width <= 100
+    rng = np.random.default_rng(d * 100 + rows + width)
+    words = (d + 63) // 64
+    packed = rng.integers(0, 2**64, size=(width, words), dtype=np.uint64)
+    integers = rng.integers(-300, 301, size=(rows, width)).astype(np.float32)
+    integers[0, : min(width, 3)] = [-256, 0, 255][: min(width, 3)]
+    signs = unpack_codewords(packed, d, np.empty((width, d))).astype(np.int64)
+    counted = lattice_syntheses(packed, integers, d)
+    assert counted.dtype == np.int64 and counted.shape == (rows, d)
+    assert np.array_equal(counted, integers.astype(np.int64) @ signs)
+
+
+def test_lattice_syntheses_of_integers_up_to_the_limit_are_exact():
+    """A row's Σ|m| may reach LOOKUP_MAX_L1 (2^31 − 1), and its sums stay exact: a lane
+    holds at most twice that. Integers come in any numeric type."""
+    from superposition_harness.kernels import LOOKUP_MAX_L1, lattice_syntheses, unpack_codewords
+    rng = np.random.default_rng(12)
+    d, width = 70, 300
+    packed = rng.integers(0, 2**64, size=(width, 2), dtype=np.uint64)
+    integers = np.zeros((4, width), dtype=np.int64)
+    integers[0, 5] = LOOKUP_MAX_L1
+    integers[1, :2] = [2**30, -(2**30 - 1)]
+    integers[2] = rng.integers(-(2**20), 2**20, size=width)
+    integers[3, ::7] = -1
+    signs = unpack_codewords(packed, d, np.empty((width, d))).astype(np.int64)
+    exact = integers @ signs
+    for kind in (np.int64, np.float64, np.int32):
+        assert np.array_equal(lattice_syntheses(packed, integers.astype(kind), d), exact)
+    small = integers[2:].astype(np.float32)
+    assert np.array_equal(lattice_syntheses(packed, small, d), exact[2:])
+
+
+def test_lattice_syntheses_refuse_what_they_cannot_count_exactly():
+    from superposition_harness.kernels import LOOKUP_MAX_L1, lattice_syntheses
+    packed = np.zeros((100, 2), dtype=np.uint64)
+    with pytest.raises(ValueError, match="do not fit"):
+        lattice_syntheses(packed, np.zeros((2, 99)), 100)
+    with pytest.raises(ValueError, match="do not fit"):
+        lattice_syntheses(packed, np.zeros((2, 100)), 129)
+    too_large = np.zeros((2, 100))
+    too_large[1, :2] = [LOOKUP_MAX_L1, 1]
+    with pytest.raises(ValueError, match="exceeds"):
+        lattice_syntheses(packed, too_large, 100)
+    wrapping = np.zeros((1, 100), dtype=np.int64)
+    wrapping[0, :4] = 2**62  # an int64 sum of these wraps around to 0
+    with pytest.raises(ValueError, match="exceeds"):
+        lattice_syntheses(packed, wrapping, 100)
+    for junk in (0.5, np.nan, np.inf):
+        row = np.zeros((1, 100))
+        row[0, 3] = junk
+        with pytest.raises(ValueError, match="fraction|exceeds"):
+            lattice_syntheses(packed, row, 100)
+
+
 # ------------------------------------------------- the contract's streams, compiled
 
 
