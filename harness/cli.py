@@ -33,6 +33,7 @@ from .decoder import ParameterError
 from .dictionary import Dictionary
 from .jobs import Job, choose_decoders, execute, fixed_problems, plan, run_settings
 from .leaderboard import error_lines, gap_table, leaderboard_tables
+from .memory import keep_freed_memory
 from .plots import FORMATS, PlotError, draw_figures, figure_names
 from .plugins import UnknownDecoder, load_registry
 from .problem import Problem, ProblemError
@@ -460,5 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
+def console() -> None:
+    """The ``harness`` console script: :func:`main` in a process that keeps its freed
+    memory for reuse (``memory.keep_freed_memory``), then exits with its status."""
+    keep_freed_memory()
     sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    console()

@@ -38,6 +38,7 @@ from .kernels import (
     scale_rows_into,
     sign_products,
     sign_sums,
+    signed_sums,
     snap_rows,
     subtract_and_pick,
     subtract_sign_products,
@@ -874,6 +875,17 @@ class RademacherDictionary(GeneratedDictionary):
             return None
         bits = self._all_packed()
         return None if bits is None else lattice_products(bits, integers, self.d, factors)
+
+    def _synthesize_sparse(self, y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        # The same sums as the base class's, term by term on the bits: no (terms, d) array
+        # of numbers (1.6 GB for AMP's estimates of 32 signals at N = 2^20, d = 788).
+        out = np.zeros((y.shape[0], self.d), dtype=np.float64)
+        if rows.size:
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            bounds = np.append(starts, rows.size)
+            out[rows[starts]] = signed_sums(self._packed_rows(cols), bounds, y[rows, cols], self.d)
+        out *= self.scale
+        return out.astype(np.float32)
 
     def _counted_syntheses(self, integers: np.ndarray) -> np.ndarray | None:
         """Up to ``LOOKUP_MAX_ROWS`` rows of integers, from ``LOOKUP_MIN_CODEWORDS``

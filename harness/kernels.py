@@ -928,6 +928,45 @@ def lattice_syntheses(packed: np.ndarray, integers: np.ndarray, d: int) -> np.nd
     return out.sum(axis=0)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _signed_sums(packed: np.ndarray, starts: np.ndarray, values: np.ndarray, d: int,
+                 out: np.ndarray) -> None:  # pragma: no cover - compiled
+    for segment in prange(starts.shape[0] - 1):
+        target = out[segment]
+        first = starts[segment]
+        for t in range(first, starts[segment + 1]):
+            value = values[t]
+            for w in range(packed.shape[1]):
+                word = packed[t, w]
+                base = 64 * w
+                for i in range(min(64, d - base)):
+                    term = -value if (word >> np.uint64(i)) & np.uint64(1) else value
+                    if t == first:
+                        target[base + i] = term
+                    else:
+                        target[base + i] += term
+
+
+def signed_sums(packed: np.ndarray, starts: np.ndarray, values: np.ndarray, d: int) -> np.ndarray:
+    """Sums of signed codewords: row ``s`` of the ``(S, d)`` float64 result is
+    ``Σ_t values[t]·S_t`` over ``t`` in ``[starts[s], starts[s + 1])`` (``starts`` ends with
+    the number of terms), where ``S_t`` is the ±1 codeword whose sign bits are
+    ``packed[t]`` (bit set for −1). Each sum runs in ``t``'s order, term by term in
+    float64, as ``np.add.reduceat`` sums the rows of the unpacked terms, to the same
+    bits, with no ``(terms, d)`` array made: what a sparse ``synthesize`` needs."""
+    bounds = np.ascontiguousarray(starts, dtype=np.int64)
+    numbers = np.ascontiguousarray(values, dtype=np.float64)
+    if packed.ndim != 2 or packed.shape[0] != numbers.shape[0] or packed.shape[1] * 64 < d:
+        raise ValueError(f"{numbers.shape[0]} values for {packed.shape[0]} codewords of "
+                         f"{packed.shape[1]} words (d = {d})")
+    if bounds.size and (bounds[0] != 0 or bounds[-1] != numbers.shape[0] or np.any(np.diff(bounds) <= 0)):
+        raise ValueError("starts must rise from 0 to the number of terms")
+    out = np.empty((max(bounds.size - 1, 0), int(d)))
+    if out.size:
+        _signed_sums(packed, bounds, numbers, int(d), out)
+    return out
+
+
 @njit(cache=True, nogil=True)
 def _scale_rows_into(source: np.ndarray, factors: np.ndarray, out: np.ndarray, rows: np.ndarray,
                      start: int) -> None:  # pragma: no cover - compiled

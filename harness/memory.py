@@ -11,6 +11,9 @@ them and as messages show them are read and written by :mod:`.units`.
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 from . import parallel
 from .dictionary import SCRATCH_BYTES
 from .problem import Problem
@@ -51,3 +54,38 @@ def check(problem: Problem, batch_arrays: float, batch_size: int, d: int, budget
             f"budget of {format_size(budget)}; give --memory {need / (1 << 30):.1f}GiB or more, "
             "or a smaller --batch-size.")
     return budget - need
+
+
+#: glibc's ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def keep_freed_memory() -> bool:
+    """Ask the C library to keep freed memory for the next allocation instead of handing
+    it back to the system; whether it agreed (glibc does; other C libraries are left alone).
+
+    glibc serves each block over 32 MiB (a ``B × N`` array: 128 MiB at 32 × 2^20) with
+    its own ``mmap`` and unmaps it when it is freed, so the next such array starts on
+    pages the process has never touched, and the first touch of each costs a fault and
+    the zeroing of the page. A run makes the same arrays again and again (each
+    iteration of ``amp-binary`` makes six), and on a virtual machine that hands freed
+    memory back to its host a fresh page can cost 1-2.5 s a GB, more than the work on
+    it: an ``amp-binary`` batch at ``N = 2^20, k = 64`` spent 5-7 s of its 14 s in the
+    kernel's page faults, and 0.2 s once freed memory was kept (docs/scale.md).
+    Without ``mmap`` (``M_MMAP_MAX = 0``) blocks come from the heap, whose freed
+    chunks are reused; its top is given back only beyond 2 GiB (``M_TRIM_THRESHOLD``).
+    The peak of what a run holds is unchanged: freed memory is reused, not added to.
+
+    The ``harness`` command calls this when it starts; a program that uses the harness
+    as a library may call it too (it changes the whole process's allocator).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))

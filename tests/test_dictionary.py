@@ -583,6 +583,29 @@ def test_syntheses_are_counted_on_the_bits_only_when_they_pay(monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.parametrize("d, n, options", [(70, 3000, {}), (129, 5000, {"cache_bytes": 0}),
+                                           (64, 700, {"block_width": 256})])
+def test_sparse_syntheses_on_the_bits_are_the_sums_of_the_unpacked_terms(d, n, options):
+    """A sparse ``synthesize`` sums the signed codewords on their bits, term by term: the
+    same float64 sums, to the bit, as the general path's ``np.add.reduceat`` over the
+    unpacked terms, for coefficients off any grid (where the order of the sums shows),
+    rows with no coefficient, and the bits kept or made block by block."""
+    from superposition_harness.dictionary import SPARSE_SYNTHESIS, Dictionary
+    dictionary = RademacherDictionary(d, n, seed=2, draw=1, **options)
+    rng = np.random.default_rng(d)
+    y = np.where(rng.random((6, n)) < 0.5 / SPARSE_SYNTHESIS,
+                 rng.normal(size=(6, n)) * np.logspace(-6, 6, n), 0).astype(np.float32)
+    y[2] = 0
+    y[4, :3] = [1e-30, -7.0, 3e12]
+    rows, cols = np.nonzero(y)
+    assert rows.size * SPARSE_SYNTHESIS <= y.size and len(np.unique(rows)) == 5
+    general = Dictionary._synthesize_sparse(dictionary, y, rows, cols)
+    assert np.array_equal(dictionary.synthesize(y), general)
+    assert not general[2].any()
+    assert np.allclose(general, (y.astype(np.float64) @ dictionary.dense().T.astype(np.float64)),
+                       rtol=1e-5, atol=1e-6 * np.abs(y).max())
+
+
 def test_rows_off_the_lattice_take_the_float64_path_row_by_row():
     """A batch mixing lattice and other rows gives each row what it gets alone."""
     dictionary = RademacherDictionary(40, 700, seed=1, draw=0, block_width=256)

@@ -417,6 +417,26 @@ def test_lattice_syntheses_refuse_what_they_cannot_count_exactly():
             lattice_syntheses(packed, row, 100)
 
 
+def test_signed_sums_add_signed_codewords_in_order_and_refuse_bad_bounds():
+    from superposition_harness.kernels import signed_sums, unpack_codewords
+    rng = np.random.default_rng(3)
+    d, terms = 130, 9
+    packed = rng.integers(0, 2**64, size=(terms, 3), dtype=np.uint64)
+    values = rng.normal(size=terms) * np.logspace(-8, 8, terms)
+    starts = np.array([0, 1, 4, 9])
+    signs = unpack_codewords(packed, d, np.empty((terms, d)))
+    expected = np.add.reduceat(signs * values[:, None], starts[:-1], axis=0)
+    assert np.array_equal(signed_sums(packed, starts, values, d), expected)
+    assert signed_sums(packed[:0], np.array([0]), values[:0], d).shape == (0, d)
+    for bad in ([1, 9], [0, 4, 4, 9], [0, 8]):
+        with pytest.raises(ValueError, match="starts"):
+            signed_sums(packed, np.array(bad), values, d)
+    with pytest.raises(ValueError, match="values for"):
+        signed_sums(packed, starts, values[:-1], d)
+    with pytest.raises(ValueError, match="values for"):
+        signed_sums(packed, starts, values, 193)
+
+
 # ------------------------------------------------- the contract's streams, compiled
 
 

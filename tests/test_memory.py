@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from superposition_harness import parallel
 from superposition_harness.memory import BASE_BYTES, DEFAULT_MEMORY, check, needed_bytes
@@ -54,3 +58,54 @@ def test_the_need_includes_each_workers_scratch():
     finally:
         parallel.set_workers(previous)
     assert two > one
+
+
+_REUSE = """
+import resource, sys
+import numpy as np
+from superposition_harness.memory import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+
+def faults_of_a_fresh_array():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    array = np.ones(1 << 24)  # 128 MiB: served by mmap unless freed memory is kept
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    del array
+    return after - before
+
+first = faults_of_a_fresh_array()
+print(kept, first, max(faults_of_a_fresh_array() for _ in range(3)))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator is Linux's")
+def test_freed_memory_is_kept_for_the_next_array():
+    """With freed memory kept, an array made again after one of its size was freed lands
+    on pages already touched: no page faults, where glibc's default unmaps each large
+    array and faults on every page of the next (a behaviour, not a speed)."""
+    def run(mode: str) -> tuple[str, int, int]:
+        done = subprocess.run([sys.executable, "-c", _REUSE, mode], capture_output=True, text=True,
+                              check=True)
+        kept, first, again = done.stdout.split()
+        return kept, int(first), int(again)
+
+    kept, first, again = run("keep")
+    if kept != "True":
+        pytest.skip("this C library does not take glibc's mallopt settings")
+    assert first > 0 and again * 8 < first
+    _, first_plain, again_plain = run("plain")
+    assert again_plain * 2 > first_plain  # glibc's default: fresh pages every time
+
+
+def test_the_harness_command_keeps_freed_memory(monkeypatch):
+    """The console script that pyproject.toml installs as ``harness`` keeps freed memory,
+    then runs ``main`` and exits with its status; ``main`` alone (as tests call it) does not."""
+    import superposition_harness.cli as cli
+    project = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'harness = "superposition_harness.cli:console"' in project
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("keep") or True)
+    monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    with pytest.raises(SystemExit) as exit_:
+        cli.console()
+    assert exit_.value.code == 3 and calls == ["keep", "main"]
