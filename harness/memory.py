@@ -77,8 +77,9 @@ def keep_freed_memory() -> bool:
     chunks are reused; its top is given back only beyond 2 GiB (``M_TRIM_THRESHOLD``).
     The peak of what a run holds is unchanged: freed memory is reused, not added to.
 
-    The ``harness`` command calls this when it starts; a program that uses the harness
-    as a library may call it too (it changes the whole process's allocator).
+    The ``harness`` command calls this when it starts, and so does each worker process
+    the harness starts; a program that uses the harness as a library may call it too (it
+    changes the whole process's allocator).
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -41,6 +41,7 @@ from typing import Any
 
 from .decoder import Decoder
 from .dictionary import Dictionary
+from .memory import keep_freed_memory
 from .problem import Problem
 from .runner import DecoderRun, RunSettings, failed_run, fixed_dictionary, run_decoder, warm_up
 from .runner import _exit as exit_now
@@ -123,6 +124,7 @@ def _serve(connection: Any, parent: int, threads: int | None) -> None:
     """A worker process of the harness ``parent``: run the jobs it is sent, one at a time,
     sending back their progress and their runs, until it is sent None."""
     exit_with_parent(parent)
+    keep_freed_memory()  # the harness's own process, as the harness command's (docs/scale.md)
     os.dup2(2, 1)  # a decoder's output, even from compiled code, goes to standard error
     sys.stdout = sys.stderr
     if threads is not None:
