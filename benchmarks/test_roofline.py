@@ -222,10 +222,11 @@ class Floors:
             self.gemm[(batch, d)] = gemm_flops_per_second(batch, d, n)
         return 2.0 * batch * d * n / self.gemm[(batch, d)]
 
-    def lookup_seconds(self, batch: int, d: int, n: int) -> float:
+    def lookup_seconds(self, batch: int, d: int, n: int, synthesis: bool = False) -> float:
         """A product counted on the bits: eight look-ups per word of each codeword, for
-        each group of eight rows."""
-        return -(-batch // 8) * n * ((d + 63) // 64) * 8 / self.lookups
+        each group of eight rows; a synthesis, eight per word of 64 codewords' signs."""
+        words = ((n + 63) // 64) * d if synthesis else n * ((d + 63) // 64)
+        return -(-batch // 8) * words * 8 / self.lookups
 
     def product_seconds(self, batch: int, d: int, n: int) -> tuple[float, str]:
         """The floor of one exact product: the faster of a float32 GEMM and look-ups."""
@@ -270,8 +271,8 @@ class Timed:
         self.dictionary = dictionary
         self.seconds = dict.fromkeys(self.KERNELS, 0.0)
         self.calls = dict.fromkeys(self.KERNELS, 0)
-        #: the rows (signals) of each product after the first, in order
-        self.product_rows: list[int] = []
+        #: the kernel and the rows (signals) of each product after the first, in order
+        self.products: list[tuple[str, int]] = []
         self.first_correlate = 0.0
         self.depth = 0
         for name in self.KERNELS:
@@ -293,7 +294,7 @@ class Timed:
                 else:
                     self.seconds[name] += spent
                     if name in ("correlate", "synthesize"):
-                        self.product_rows.append(int(np.shape(args[0])[0]))
+                        self.products.append((name, int(np.shape(args[0])[0])))
                 self.calls[name] += 1
         return timed
 
@@ -366,12 +367,13 @@ def test_batch_against_its_floor(benchmark, request, name, k, batch):
     FIGURES[f"{label}: making the draw (superpose) / Philox"] = ratio(timed.seconds["superpose"], generation)
     FIGURES[f"{label}: first correlate / {route}"] = ratio(timed.first_correlate, product)
     floor = generation + product
-    if timed.product_rows:
+    if timed.products:
         # Each at the faster of its GEMM (the batch's rate, for its rows: a GEMM of fewer
         # rows is no faster a row, so this floor is if anything too low) and its look-ups.
-        more = sum(min(gemm * rows / batch, floors.lookup_seconds(rows, d, N)) for rows in timed.product_rows)
+        more = sum(min(gemm * rows / batch, floors.lookup_seconds(rows, d, N, kernel == "synthesize"))
+                   for kernel, rows in timed.products)
         spent = timed.seconds["correlate"] + timed.seconds["synthesize"]
-        FIGURES[f"{label}: {len(timed.product_rows)} more products / GEMM or look-ups"] = ratio(spent, more)
+        FIGURES[f"{label}: {len(timed.products)} more products / GEMM or look-ups"] = ratio(spent, more)
         floor += more
     if name == "mp":
         # Each step counts the Gram rows and subtracts them (one fused call, or gram_rows

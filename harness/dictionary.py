@@ -884,6 +884,10 @@ class RademacherDictionary(GeneratedDictionary):
             starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
             bounds = np.append(starts, rows.size)
             out[rows[starts]] = signed_sums(self._packed_rows(cols), bounds, y[rows, cols], self.d)
+            if not np.isfinite(out).all():
+                # An overflow, an infinity or a NaN: the general path, which reports it as
+                # NumPy does (np.errstate) and gives its NaNs' bits.
+                return super()._synthesize_sparse(y, rows, cols)
         out *= self.scale
         return out.astype(np.float32)
 

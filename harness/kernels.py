@@ -896,8 +896,9 @@ def _l1_norms(values: np.ndarray) -> tuple[float, bool]:  # pragma: no cover - c
 def lattice_syntheses(packed: np.ndarray, integers: np.ndarray, d: int) -> np.ndarray:
     """``integers @ S`` for the ±1 codewords ``S`` held as sign bits in ``packed``
     (``(width, words)``, as :func:`pack_signs` stores them; bit set for −1): ``(R, width)``
-    integers (in any numeric type) to the ``(R, d)`` int64 sums ``Σ_c m_c·S[c, j]``,
-    exactly, without unpacking a sign: the transpose of :func:`lattice_products`.
+    integers (of an integer type, or floats of at most 64 bits that hold integers) to the
+    ``(R, d)`` int64 sums ``Σ_c m_c·S[c, j]``, exactly, without unpacking a sign: the
+    transpose of :func:`lattice_products`.
 
     Counted by table look-up along the codewords: the bits of 64 codewords are turned
     into ``d`` words (bit ``c`` of word ``j``: codeword ``c``'s sign ``j``, by 64 × 64
@@ -909,10 +910,12 @@ def lattice_syntheses(packed: np.ndarray, integers: np.ndarray, d: int) -> np.nd
     does in :func:`lattice_products`; the tables of 64 codewords (64 KiB per eight rows)
     are made once and used ``d`` times."""
     values = np.asarray(integers)
+    if values.dtype.kind not in "iufb" or values.dtype.kind == "f" and values.dtype.itemsize > 8:
+        raise ValueError(f"lattice_syntheses counts real integers of at most 64 bits, not {values.dtype}")
     if values.ndim != 2 or values.shape[1] != packed.shape[0] or packed.shape[1] * 64 < d:
         raise ValueError(f"integers of shape {values.shape} do not fit {packed.shape[0]} codewords "
                          f"of {packed.shape[1]} words (d = {d})")
-    if values.dtype.kind not in "iuf" or values.dtype.kind == "f" and values.dtype.itemsize < 4:
+    if values.dtype.kind == "b" or values.dtype.kind == "f" and values.dtype.itemsize < 4:
         values = values.astype(np.float64)
     values = np.ascontiguousarray(values)
     if values.size:
@@ -1016,6 +1019,10 @@ def _integer_row(row: np.ndarray, scale: float, d: int, integers: np.ndarray, fa
         return
     _, exponent = math.frexp(norm)
     step = math.ldexp(1.0, exponent - 23)
+    if step == 0.0:  # a norm below 2^-1051: no grid of normal steps (summed in float64)
+        factors[b] = 0.0
+        steps[b] = 0.0
+        return
     total = 0.0
     grid = True
     for r in range(row.shape[0]):

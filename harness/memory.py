@@ -71,11 +71,18 @@ def keep_freed_memory() -> bool:
     the zeroing of the page. A run makes the same arrays again and again (each
     iteration of ``amp-binary`` makes six), and on a virtual machine that hands freed
     memory back to its host a fresh page can cost 1-2.5 s a GB, more than the work on
-    it: an ``amp-binary`` batch at ``N = 2^20, k = 64`` spent 5-7 s of its 14 s in the
-    kernel's page faults, and 0.2 s once freed memory was kept (docs/scale.md).
+    it: an ``amp-binary`` batch at ``N = 2^20, k = 64`` spent 4.5-7.8 s of its 13-15 s
+    in the kernel's page faults, and 0.2 s once freed memory was kept (docs/scale.md).
     Without ``mmap`` (``M_MMAP_MAX = 0``) blocks come from the heap, whose freed
     chunks are reused; its top is given back only beyond 2 GiB (``M_TRIM_THRESHOLD``).
-    The peak of what a run holds is unchanged: freed memory is reused, not added to.
+
+    The price: freed memory stays with the process, and a small block left alive
+    between freed large ones splits the gap they leave, so a larger block later may not
+    fit in it and the heap grows. The peak can then exceed what was ever alive at once:
+    by 64 MiB where arrays of 64-160 MiB came one at a time, each followed by a small
+    one that stayed; a record of ``amp-binary`` at ``N = 65536`` peaked at 624 MiB
+    against 603 MiB. Threads other than the main one allocate from pools of at most
+    64 MiB, so larger arrays made there are still mapped afresh each time.
 
     The ``harness`` command calls this when it starts, and so does each worker process
     the harness starts; a program that uses the harness as a library may call it too (it

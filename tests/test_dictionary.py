@@ -606,6 +606,39 @@ def test_sparse_syntheses_on_the_bits_are_the_sums_of_the_unpacked_terms(d, n, o
                        rtol=1e-5, atol=1e-6 * np.abs(y).max())
 
 
+def test_sparse_syntheses_that_overflow_are_reported_as_numpy_reports_them():
+    """Sums that overflow, or hold an infinity or a NaN, take the general path: NumPy's
+    floating-point errors are raised or warned as the decoder's ``np.errstate`` says,
+    and the NaNs have the general path's bits."""
+    from superposition_harness.dictionary import Dictionary
+    dictionary = RademacherDictionary(70, 3000, seed=2, draw=1)
+    for pair in ((np.inf, -np.inf), (1e308, 1e308), (np.nan, 1.0)):
+        y = np.zeros((2, 3000))
+        y[1, [5, 9]] = pair
+        rows, cols = np.nonzero(y)
+        with np.errstate(all="ignore"):
+            general = Dictionary._synthesize_sparse(dictionary, y, rows, cols)
+            mine = dictionary.synthesize(y)
+        assert np.array_equal(mine.view(np.uint32), general.view(np.uint32))
+        if not np.isnan(pair).any():
+            with np.errstate(all="raise"), pytest.raises(FloatingPointError):
+                dictionary.synthesize(y)
+
+
+def test_rows_too_small_for_a_grid_are_summed_in_float64():
+    """A row whose L1 norm is below 2^-1051 has no grid of normal steps: it is multiplied
+    as any other row off the lattice, not divided by a step of zero."""
+    dictionary = RademacherDictionary(70, 3000, seed=2, draw=1)
+    tiny = np.zeros((2, 70))
+    tiny[0, :3] = 5e-324
+    tiny[1] = 1.0
+    correlations = dictionary.correlate(tiny)
+    assert not correlations[0].any() and correlations[1].any()
+    coefficients = np.zeros((1, 3000))
+    coefficients[0, ::2] = 5e-324
+    assert not dictionary.synthesize(coefficients).any()
+
+
 def test_rows_off_the_lattice_take_the_float64_path_row_by_row():
     """A batch mixing lattice and other rows gives each row what it gets alone."""
     dictionary = RademacherDictionary(40, 700, seed=1, draw=0, block_width=256)

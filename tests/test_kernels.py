@@ -415,6 +415,10 @@ def test_lattice_syntheses_refuse_what_they_cannot_count_exactly():
         row[0, 3] = junk
         with pytest.raises(ValueError, match="fraction|exceeds"):
             lattice_syntheses(packed, row, 100)
+    for kind in (np.complex128, np.longdouble):
+        if np.dtype(kind).itemsize > 8 or np.dtype(kind).kind == "c":
+            with pytest.raises(ValueError, match="real integers"):
+                lattice_syntheses(packed, np.zeros((1, 100), dtype=kind), 100)
 
 
 def test_signed_sums_add_signed_codewords_in_order_and_refuse_bad_bounds():
