@@ -46,8 +46,10 @@ from .problem import Problem
 from .runner import DecoderRun, RunSettings, failed_run, fixed_dictionary, run_decoder, warm_up
 from .runner import _exit as exit_now
 
-#: How long a worker process may take to start a job (import the harness and the plugin,
-#: read a fixed dictionary) before the job counts as failed; its time limit starts once it has.
+#: How long a worker process may take to take up a job (start, import the harness and the
+#: plugin, read a fixed dictionary) before the job counts as failed. Compiling the
+#: harness's kernels next (``warm_up``: minutes on a fresh install on a busy machine) is
+#: healthy work and has no limit; a job's time limit starts once it is done.
 START_SECONDS = 120.0
 
 #: Jobs of problems with at most this many features run side by side in worker processes
@@ -160,6 +162,7 @@ def _work(connection: Any, job: WorkerJob, settings: RunSettings) -> None:
         except WeightsError as exc:
             connection.send(("failed", f"its dictionary changed while the sweep ran ({exc})"))
             return
+    connection.send(("warming", None))
     warm_up(job.problem, dictionary)
     connection.send(("started", None))
 
@@ -176,7 +179,18 @@ class _Worker:
     connection: Any
     job: int | None = None
     given: float = 0.0
+    warming: float | None = None
     started: float | None = None
+
+
+def job_deadline(given: float, warming: float | None, started: float | None,
+                 timeout: float | None) -> float:
+    """When a job given to a worker at ``given`` fails for time: ``START_SECONDS`` later
+    until the worker has taken it up (``warming``), never while it compiles the kernels,
+    and ``timeout`` after it ``started`` (never without one). Times are ``time.monotonic()``."""
+    if started is not None:
+        return started + timeout if timeout is not None else float("inf")
+    return given + START_SECONDS if warming is None else float("inf")
 
 
 def run_in_workers(jobs: Sequence[WorkerJob], settings: RunSettings, *, processes: int = 1,
@@ -207,7 +221,8 @@ def run_in_workers(jobs: Sequence[WorkerJob], settings: RunSettings, *, processe
     refused: list[tuple[int, DecoderRun]] = []
 
     def give(worker: _Worker) -> None:
-        worker.job, worker.given, worker.started = waiting.pop(0), time.monotonic(), None
+        worker.job, worker.given = waiting.pop(0), time.monotonic()
+        worker.warming = worker.started = None
         try:
             worker.connection.send((jobs[worker.job], settings))
         except Exception as exc:  # pickling: a decoder defined where no other process can import it
@@ -228,9 +243,7 @@ def run_in_workers(jobs: Sequence[WorkerJob], settings: RunSettings, *, processe
         return index, failed_run(job.problem, job.decoder, settings, error, seconds)
 
     def deadline(worker: _Worker) -> float:
-        if worker.started is None:
-            return worker.given + START_SECONDS
-        return worker.started + timeout if timeout is not None else float("inf")
+        return job_deadline(worker.given, worker.warming, worker.started, timeout)
 
     try:
         while waiting or refused or any(w.job is not None for w in workers.values()):
@@ -256,7 +269,9 @@ def run_in_workers(jobs: Sequence[WorkerJob], settings: RunSettings, *, processe
                     stop(worker)
                     yield failed(worker, f"stopped its worker process (exit code {worker.process.exitcode})")
                     continue
-                if kind == "started":
+                if kind == "warming":
+                    worker.warming = time.monotonic()
+                elif kind == "started":
                     worker.started = time.monotonic()
                 elif kind == "trials":
                     if on_trials is not None:
@@ -272,7 +287,7 @@ def run_in_workers(jobs: Sequence[WorkerJob], settings: RunSettings, *, processe
                 if worker.job is None or now <= deadline(worker):
                     continue
                 stop(worker)
-                if worker.started is None:
+                if worker.started is None:  # only before warming: see job_deadline
                     yield failed(worker, f"did not start within {START_SECONDS:g} s")
                 else:
                     yield failed(worker, f"did not finish within its time limit of {timeout:g} s and was "

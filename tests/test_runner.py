@@ -211,3 +211,16 @@ def test_a_worker_whose_harness_is_gone_ends_even_while_a_decoder_runs():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     assert "still running" not in done.stdout and "ProcessExit" not in done.stderr
+
+
+def test_a_worker_compiling_its_kernels_is_not_stopped_for_time():
+    """A worker has START_SECONDS to take up a job (start, import); compiling the kernels
+    then (minutes on a fresh install on a busy machine) is healthy work with no limit, and
+    a job's own time limit counts from when it has started."""
+    from superposition_harness.workers import START_SECONDS, job_deadline
+    assert job_deadline(10.0, None, None, None) == 10.0 + START_SECONDS
+    assert job_deadline(10.0, None, None, 5.0) == 10.0 + START_SECONDS
+    assert job_deadline(10.0, 11.0, None, None) == float("inf")
+    assert job_deadline(10.0, 11.0, None, 5.0) == float("inf")
+    assert job_deadline(10.0, 11.0, 500.0, 5.0) == 505.0
+    assert job_deadline(10.0, 11.0, 500.0, None) == float("inf")
