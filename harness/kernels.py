@@ -680,6 +680,21 @@ LOOKUP_WORDS = 8
 LOOKUP_MAX_L1 = (1 << 31) - 1
 
 
+@njit(inline="always")
+def _word_sums(table: np.ndarray, word: np.uint64) -> tuple:  # pragma: no cover - compiled
+    """The four 64-bit sums (two lanes each) of the entries that the eight bytes of ``word``
+    index in ``table`` (``(8, 256, 4)``): one word's look-ups, kept in registers, for
+    :func:`lattice_products` and :func:`lattice_syntheses` alike."""
+    a0 = a1 = a2 = a3 = np.uint64(0)
+    for p in range(8):
+        entry = table[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
+        a0 += entry[0]
+        a1 += entry[1]
+        a2 += entry[2]
+        a3 += entry[3]
+    return a0, a1, a2, a3
+
+
 @njit(cache=True, nogil=True)
 def _byte_tables(integers: np.ndarray, d: int, tables: np.ndarray,
                  bias: np.ndarray) -> None:  # pragma: no cover - compiled
@@ -728,14 +743,7 @@ def _lattice_products(packed: np.ndarray, tables: np.ndarray, bias: np.ndarray, 
                 table = tables[w]
                 column = staged[w - w0]
                 for c in range(count):
-                    word = column[c]
-                    a0 = a1 = a2 = a3 = np.uint64(0)
-                    for p in range(8):  # four 64-bit sums of two lanes: kept in registers
-                        entry = table[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
-                        a0 += entry[0]
-                        a1 += entry[1]
-                        a2 += entry[2]
-                        a3 += entry[3]
+                    a0, a1, a2, a3 = _word_sums(table, column[c])
                     here = sums[c]
                     here[0] += a0
                     here[1] += a1
@@ -857,14 +865,7 @@ def _lattice_syntheses(packed: np.ndarray, integers: np.ndarray, d: int,
                                  tables, bias[first_row:first_row + LOOKUP_ROWS])
                 here = sums[group]
                 for j in range(d):
-                    word = column[j]
-                    a0 = a1 = a2 = a3 = np.uint64(0)
-                    for p in range(8):
-                        entry = tables[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
-                        a0 += entry[0]
-                        a1 += entry[1]
-                        a2 += entry[2]
-                        a3 += entry[3]
+                    a0, a1, a2, a3 = _word_sums(tables, column[j])
                     here[j, 0] += a0
                     here[j, 1] += a1
                     here[j, 2] += a2
