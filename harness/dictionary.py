@@ -449,16 +449,17 @@ class Dictionary(ABC):
         on_grid = np.flatnonzero(exact)
         others = np.flatnonzero(~exact)
         counted = self._counted_syntheses(integers) if on_grid.size else None
-        if counted is not None and not others.size:  # every row counted: no product to make
-            total = counted.astype(np.float64) * steps[:, None]
-            total *= self.scale
-            return total.astype(np.float32)
+        if counted is not None:
+            counted = counted.astype(np.float64) * steps[:, None]  # exact: powers of two
+            if not others.size:  # every row counted: no product to make
+                counted *= self.scale
+                return counted.astype(np.float32)
         parts = self._parts(y.shape[0])
         partial = np.zeros((len(parts), y.shape[0], self.d), dtype=np.float64)
         rest = np.asarray(y[others] if on_grid.size else y, dtype=np.float64)
         by_parts = on_grid.size > 0 and counted is None  # grid rows' products made part by part
         if counted is not None:  # the grid rows' exact sums; the others' products below
-            partial[0, on_grid] = counted.astype(np.float64) * steps[:, None]
+            partial[0, on_grid] = counted
 
         def part(number: int) -> None:
             block, lo, hi = parts[number]
