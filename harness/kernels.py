@@ -15,6 +15,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .lanes import lanes_add, lanes_load, lanes_store, lanes_zero
+
 #: Below this many entries a selection runs on one thread: waking numba's threads costs
 #: more than it saves, and they would fight BLAS's threads still spinning from the last
 #: product (measured: 8 ms parallel against about 1 ms serial for 256 × 1024).
@@ -681,18 +683,15 @@ LOOKUP_MAX_L1 = (1 << 31) - 1
 
 
 @njit(inline="always")
-def _word_sums(table: np.ndarray, word: np.uint64) -> tuple:  # pragma: no cover - compiled
-    """The four 64-bit sums (two lanes each) of the entries that the eight bytes of ``word``
-    index in ``table`` (``(8, 256, 4)``): one word's look-ups, kept in registers, for
-    :func:`lattice_products` and :func:`lattice_syntheses` alike."""
-    a0 = a1 = a2 = a3 = np.uint64(0)
+def _word_sums(table: np.ndarray, word: np.uint64) -> Any:  # pragma: no cover - compiled
+    """The sum (four 64-bit words, two lanes each, as one :class:`lanes.Lanes` value) of
+    the entries that the eight bytes of ``word`` index in ``table`` (``(8, 256, 4)``): one
+    word's look-ups, kept in a register, for :func:`lattice_products` and
+    :func:`lattice_syntheses` alike. Each entry is one 32-byte load and one addition."""
+    total = lanes_zero()
     for p in range(8):
-        entry = table[p, (word >> np.uint64(8 * p)) & np.uint64(255)]
-        a0 += entry[0]
-        a1 += entry[1]
-        a2 += entry[2]
-        a3 += entry[3]
-    return a0, a1, a2, a3
+        total = lanes_add(total, lanes_load(table, (p, (word >> np.uint64(8 * p)) & np.uint64(255))))
+    return total
 
 
 @njit(cache=True, nogil=True)
@@ -743,12 +742,7 @@ def _lattice_products(packed: np.ndarray, tables: np.ndarray, bias: np.ndarray, 
                 table = tables[w]
                 column = staged[w - w0]
                 for c in range(count):
-                    a0, a1, a2, a3 = _word_sums(table, column[c])
-                    here = sums[c]
-                    here[0] += a0
-                    here[1] += a1
-                    here[2] += a2
-                    here[3] += a3
+                    lanes_store(sums, (c,), lanes_add(lanes_load(sums, (c,)), _word_sums(table, column[c])))
         for r in range(rows):
             shift = np.uint64(32 * (r % 2))
             factor = factors[first_row + r]
@@ -865,11 +859,7 @@ def _lattice_syntheses(packed: np.ndarray, integers: np.ndarray, d: int,
                                  tables, bias[first_row:first_row + LOOKUP_ROWS])
                 here = sums[group]
                 for j in range(d):
-                    a0, a1, a2, a3 = _word_sums(tables, column[j])
-                    here[j, 0] += a0
-                    here[j, 1] += a1
-                    here[j, 2] += a2
-                    here[j, 3] += a3
+                    lanes_store(here, (j,), lanes_add(lanes_load(here, (j,)), _word_sums(tables, column[j])))
         for r in range(rows):
             shift = np.uint64(32 * (r % 2))
             lanes = sums[r // LOOKUP_ROWS, :, (r % LOOKUP_ROWS) // 2]

@@ -1,0 +1,97 @@
+"""Four uint64 lanes as one value in compiled code (harness/lanes.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+from numba.core.errors import TypingError
+from superposition_harness.lanes import lane, lanes_add, lanes_load, lanes_store, lanes_zero
+
+
+@njit
+def _sum_rows(table, rows, out):
+    """out[0:4] = Σ_r table[rows[r, 0], rows[r, 1], 0:4], through one ``Lanes`` value."""
+    total = lanes_zero()
+    for r in range(rows.shape[0]):
+        total = lanes_add(total, lanes_load(table, (rows[r, 0], np.uint64(rows[r, 1]))))
+    lanes_store(out, (0,), total)
+    return lane(total, 0), lane(total, 1), lane(total, 2), lane(total, 3)
+
+
+@njit
+def _accumulate(sums, values):
+    """sums[c, 0:4] += values[c, 0:4] for every c, read, added and written as one value."""
+    for c in range(sums.shape[0]):
+        lanes_store(sums, (c,), lanes_add(lanes_load(sums, (c,)), lanes_load(values, (np.int32(c),))))
+
+
+def test_loads_adds_stores_and_lanes_equal_numpy_uint64_arithmetic():
+    rng = np.random.default_rng(7)
+    table = rng.integers(0, 2**64, size=(3, 5, 4), dtype=np.uint64)  # sums wrap modulo 2^64
+    rows = rng.integers(0, [3, 5], size=(40, 2)).astype(np.int64)
+    out = np.zeros((1, 4), dtype=np.uint64)
+    parts = _sum_rows(table, rows, out)
+    expected = np.zeros(4, dtype=np.uint64)
+    for i, j in rows:
+        expected += table[i, j]  # NumPy's uint64 additions wrap the same way
+    assert np.array_equal(out[0], expected)
+    assert list(parts) == [int(x) for x in expected]
+
+
+def test_an_empty_sum_is_zero_in_every_lane():
+    out = np.full((1, 4), 99, dtype=np.uint64)
+    parts = _sum_rows(np.ones((1, 1, 4), dtype=np.uint64), np.empty((0, 2), dtype=np.int64), out)
+    assert parts == (0, 0, 0, 0)
+    assert np.array_equal(out, np.zeros((1, 4), dtype=np.uint64))
+
+
+def test_rows_wider_than_four_are_read_and_written_in_their_first_four_entries():
+    sums = np.arange(30, dtype=np.uint64).reshape(5, 6)
+    values = np.full((5, 4), 2**64 - 1, dtype=np.uint64)  # adding it subtracts one
+    before = sums.copy()
+    _accumulate(sums, values)
+    assert np.array_equal(sums[:, :4], before[:, :4] - np.uint64(1))
+    assert np.array_equal(sums[:, 4:], before[:, 4:])
+
+
+def test_the_four_lanes_are_one_vector_value_in_the_compiled_code():
+    sums = np.zeros((2, 4), dtype=np.uint64)
+    _accumulate(sums, np.ones((2, 4), dtype=np.uint64))
+    (signature,) = _accumulate.signatures
+    assert "add <4 x i64>" in _accumulate.inspect_llvm(signature)
+
+
+@pytest.mark.parametrize("array, index", [
+    (np.zeros((2, 4)), (0,)),  # not uint64
+    (np.zeros((4, 2), dtype=np.uint64).T, (0,)),  # not C-contiguous
+    (np.zeros((2, 2, 4), dtype=np.uint64), (0,)),  # an index missing
+    (np.zeros((2, 4), dtype=np.uint64), (0, 1)),  # an index too many
+    (np.zeros((2, 4), dtype=np.uint64), (0.0,)),  # not an integer
+])
+def test_loads_refuse_what_is_not_a_c_contiguous_uint64_row(array, index):
+    @njit
+    def load(array, index):
+        return lane(lanes_load(array, index), 0)
+
+    with pytest.raises(TypingError):
+        load(array, index)
+
+
+def test_additions_and_lanes_take_only_lanes():
+    @njit
+    def add_a_number():
+        return lanes_add(lanes_zero(), 1)
+
+    @njit
+    def lane_of_a_number():
+        return lane(3, 0)
+
+    @njit
+    def store_a_number(array):
+        lanes_store(array, (0,), 5)
+
+    for function, args in ((add_a_number, ()), (lane_of_a_number, ()),
+                           (store_a_number, (np.zeros((1, 4), dtype=np.uint64),))):
+        with pytest.raises(TypingError):
+            function(*args)
