@@ -83,9 +83,18 @@ WORKER_PART_WORK = 1 << 25
 
 #: Up to this many exact rows, a Rademacher dictionary whose bits are in memory counts
 #: its products on the bits (``kernels.lattice_products``) instead of unpacking them for
-#: a float32 product; more rows reuse each unpacked number enough for the product to
-#: be faster. Measured at N = 2^20 on AVX2 (benchmarks/test_roofline.py).
-LOOKUP_MAX_ROWS = 32
+#: a float32 product. Since the look-ups add four-lane values they are the faster route
+#: for every batch measured (AVX2, two cores; the same numbers either way): at N = 2^18,
+#: 1.5x for 64 rows at d = 1280, 2.4x at d = 4614, 2.1x for 128 rows at d = 1280, 1.9x
+#: and 1.5x for 256 rows at d = 788 and 4614; at N = 16384, d = 512, as fast for 64 and
+#: 128 rows. Beyond 256 rows (not measured) the unpacked numbers are reused enough that
+#: the float32 product may win.
+LOOKUP_MAX_ROWS = 256
+
+#: Up to this many grid rows ``synthesize`` counts its sums on the bits: each task of
+#: ``kernels.lattice_syntheses`` keeps ``d`` sums per row, so its memory grows with the
+#: rows. Measured at 32 rows (AMP's estimates, one per signal of a batch).
+SYNTHESIS_LOOKUP_MAX_ROWS = 32
 
 #: ... and from this many codewords on: the tables (``⌈d/64⌉ · 64 KiB`` per eight rows,
 #: made whatever ``N``) then cost under a tenth of the look-ups and take no more than
@@ -94,7 +103,7 @@ LOOKUP_MAX_ROWS = 32
 #: Below it, a float32 product is faster (4x at N = 2048, d = 8192, 32 rows).
 LOOKUP_MIN_CODEWORDS = 16384
 
-#: ``synthesize`` counts the sums of up to ``LOOKUP_MAX_ROWS`` grid rows on the bits
+#: ``synthesize`` counts the sums of up to ``SYNTHESIS_LOOKUP_MAX_ROWS`` grid rows on the bits
 #: (``kernels.lattice_syntheses``) from this many dimensions on: its tables, made for
 #: every 64 codewords whatever ``d``, are then a small part of the work. Measured at
 #: N = 2^20 and 32 rows on AVX2: 2.4x faster than unpacking for a float32 product at
@@ -893,11 +902,11 @@ class RademacherDictionary(GeneratedDictionary):
         return out.astype(np.float32)
 
     def _counted_syntheses(self, integers: np.ndarray) -> np.ndarray | None:
-        """Up to ``LOOKUP_MAX_ROWS`` rows of integers, from ``LOOKUP_MIN_CODEWORDS``
+        """Up to ``SYNTHESIS_LOOKUP_MAX_ROWS`` rows of integers, from ``LOOKUP_MIN_CODEWORDS``
         codewords and ``SYNTHESIS_LOOKUP_MIN_D`` dimensions on, with the sign bits all in
         memory: their sums over the codewords counted on the bits by table look-up
         (:func:`kernels.lattice_syntheses`), exactly, without unpacking."""
-        if not 0 < integers.shape[0] <= LOOKUP_MAX_ROWS or self.n < LOOKUP_MIN_CODEWORDS or \
+        if not 0 < integers.shape[0] <= SYNTHESIS_LOOKUP_MAX_ROWS or self.n < LOOKUP_MIN_CODEWORDS or \
                 self.d < SYNTHESIS_LOOKUP_MIN_D or self.packed_bytes() > self._cache_bytes:
             return None
         bits = self._all_packed()

@@ -488,15 +488,15 @@ def test_lattice_signals_are_correlated_exactly(d, n, options):
     assert np.array_equal(dictionary.correlate(signals), expected)
 
 
-@pytest.mark.parametrize("rows", [1, 8, 13, 32, 33])
+@pytest.mark.parametrize("rows", [1, 8, 13, 33, 256, 257])
 def test_products_counted_on_the_bits_are_the_unpacked_products(monkeypatch, rows):
     """Up to LOOKUP_MAX_ROWS exact rows, a Rademacher dictionary whose bits are in memory
     counts its products by table look-up: bitwise the correlations of the unpacking path,
     for lattice rows (superposed, and after a codeword is removed) and rows on a grid."""
     import superposition_harness.dictionary as module
     from superposition_harness.dictionary import grid_steps, snap_to_grid
-    assert 8 < module.LOOKUP_MAX_ROWS < 33 and module.LOOKUP_MIN_CODEWORDS <= 16384 + 5
-    problem = Problem(n=16384 + 5, k=40, seed=4, subsets_per_draw=40)
+    assert 8 < module.LOOKUP_MAX_ROWS < 257 and module.LOOKUP_MIN_CODEWORDS <= 16384 + 5
+    problem = Problem(n=16384 + 5, k=40, seed=4, subsets_per_draw=260)
     dictionary = RademacherDictionary(333, 16384 + 5, seed=4, draw=1)
     subsets = draw_subsets(problem, 0)[:rows]
     lattice = dictionary.superpose(subsets)
@@ -523,13 +523,14 @@ def test_products_are_counted_on_the_bits_only_when_they_are_all_in_memory(monke
     RademacherDictionary(64, n, seed=1, draw=0, cache_bytes=0).correlate(signals)  # bits not kept
     RademacherDictionary(64, n, seed=1, draw=0).correlate(np.full((2, 64), 0.3, dtype=np.float32))  # inexact
     RademacherDictionary(64, n - 1, seed=1, draw=0).correlate(signals)  # too few codewords for the tables
-    RademacherDictionary(64, n, seed=1, draw=0).correlate(np.ones((33, 64), dtype=np.float32) / 8)
+    too_many = module.LOOKUP_MAX_ROWS + 1
+    RademacherDictionary(64, n, seed=1, draw=0).correlate(np.ones((too_many, 64), dtype=np.float32) / 8)
     assert calls == [1]
 
 
 @pytest.mark.parametrize("rows", [1, 8, 13, 32, 33])
 def test_syntheses_counted_on_the_bits_are_the_unpacked_products(monkeypatch, rows):
-    """Up to LOOKUP_MAX_ROWS rows on their grid, from SYNTHESIS_LOOKUP_MIN_D dimensions
+    """Up to SYNTHESIS_LOOKUP_MAX_ROWS rows on their grid, from SYNTHESIS_LOOKUP_MIN_D dimensions
     on, a Rademacher dictionary whose bits are in memory counts ``synthesize``'s sums by
     table look-up: bitwise the signals of the unpacking path, for dense estimates on
     their grid (as AMP's), alone or beside rows off the grid, and for integers."""
@@ -553,7 +554,7 @@ def test_syntheses_counted_on_the_bits_are_the_unpacked_products(monkeypatch, ro
     monkeypatch.setattr(module, "lattice_syntheses", lambda *a: calls.append(1) or real(*a))
     counted = [dictionary.synthesize(batch) for batch in batches]
     # the grid rows of each batch (mixed's first row is off its grid) when there are few enough
-    routed = sum(0 < grid_rows <= module.LOOKUP_MAX_ROWS for grid_rows in (rows, rows - 1, rows))
+    routed = sum(0 < grid_rows <= module.SYNTHESIS_LOOKUP_MAX_ROWS for grid_rows in (rows, rows - 1, rows))
     assert len(calls) == routed
     monkeypatch.setattr(module, "SYNTHESIS_LOOKUP_MIN_D", d + 1)
     unpacked = [dictionary.synthesize(batch) for batch in batches]
@@ -576,7 +577,8 @@ def test_syntheses_are_counted_on_the_bits_only_when_they_pay(monkeypatch):
     RademacherDictionary(d, n, seed=1, draw=0, cache_bytes=0).synthesize(dense)  # bits not kept
     RademacherDictionary(d - 1, n, seed=1, draw=0).synthesize(dense)  # too few dimensions
     RademacherDictionary(d, n - 1, seed=1, draw=0).synthesize(dense[:, 1:])  # too few codewords
-    RademacherDictionary(d, n, seed=1, draw=0).synthesize(np.full((33, n), 0.25, dtype=np.float32))
+    RademacherDictionary(d, n, seed=1, draw=0).synthesize(
+        np.full((module.SYNTHESIS_LOOKUP_MAX_ROWS + 1, n), 0.25, dtype=np.float32))
     sparse = np.zeros((2, n), dtype=np.float32)
     sparse[:, :3] = 1.0
     RademacherDictionary(d, n, seed=1, draw=0).synthesize(sparse)  # summed codeword by codeword
