@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from superposition_harness.memory import keep_freed_memory
 
 #: label -> seconds per trial, filled by the benchmarks of this run.
 PER_TRIAL: dict[str, float] = {}
@@ -13,6 +14,14 @@ RATIOS: list[tuple[str, str]] = []
 #: label -> formatted value: other figures of this run (throughputs, fractions of a peak,
 #: memory), printed in a section of their own, in the order they were registered.
 FIGURES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _keep_freed_memory():
+    """The benchmarks run as the ``harness`` command does, which keeps freed memory for
+    reuse (docs/scale.md): a large array made again after one was freed is then not a
+    run of fresh pages, whichever benchmarks ran before it."""
+    keep_freed_memory()
 
 
 @pytest.fixture

@@ -167,6 +167,44 @@ def test_correlate_against_float32_gemm(benchmark, n, d):
         f"{kept}; GEMM {gflops(d, n, gemm_seconds):6.1f} GFLOP/s)")
 
 
+#: (N, d, rows) of exact products timed on the bits and unpacked, in the same run: the
+#: measurements behind ``dictionary.LOOKUP_MAX_ROWS``.
+ROUTE_SHAPES = [(16384, 512, 64), (16384, 512, 128), (1 << 18, 1280, 64), (1 << 18, 4614, 64),
+                (1 << 18, 788, 128), (1 << 18, 4614, 128)]
+
+
+@pytest.mark.parametrize(("n", "d", "rows"), ROUTE_SHAPES)
+def test_products_on_the_bits_against_unpacking(benchmark, monkeypatch, n, d, rows):
+    """An exact product of ``rows`` lattice signals counted on the sign bits by table
+    look-up (the route up to ``LOOKUP_MAX_ROWS`` rows) against the same product unpacked
+    for a float32 GEMM (the route beyond it): the same numbers, and the ratio of times."""
+    heavy(benchmark)
+    import superposition_harness.dictionary as module
+    if rows > module.LOOKUP_MAX_ROWS:
+        pytest.skip(f"{rows} rows are beyond the look-up route (LOOKUP_MAX_ROWS = {module.LOOKUP_MAX_ROWS})")
+    if SMALL:  # a smoke run: the smallest size at which the route is taken
+        n = module.LOOKUP_MIN_CODEWORDS
+    problem = Problem(n=n, k=K, seed=0, subsets_per_draw=rows)
+    dictionary = RademacherDictionary(d, n, seed=0, draw=0, cache_bytes=CACHE_BYTES)
+    signals = dictionary.superpose(draw_subsets(problem, 0))
+    counted = dictionary.correlate(signals)  # compile, make the sign bits
+    benchmark.pedantic(dictionary.correlate, args=(signals,), rounds=KERNEL_ROUNDS, iterations=1,
+                       warmup_rounds=1)
+    counted_seconds = median_seconds(benchmark)
+    monkeypatch.setattr(module, "LOOKUP_MAX_ROWS", 0)
+    assert np.array_equal(dictionary.correlate(signals), counted)
+    if counted_seconds is None:
+        return
+    times = []
+    for _ in range(KERNEL_ROUNDS):
+        began = time.perf_counter()
+        dictionary.correlate(signals)
+        times.append(time.perf_counter() - began)
+    FIGURES[f"exact product of {rows} rows, N={n}, d={d}: unpacked / on the bits"] = (
+        f"{statistics.median(times) / counted_seconds:5.2f}   ({statistics.median(times) * 1e3:8.1f} ms "
+        f"against {counted_seconds * 1e3:8.1f} ms)")
+
+
 # ------------------------------------------------------ 2. decoder trials per second
 
 

@@ -83,13 +83,12 @@ WORKER_PART_WORK = 1 << 25
 
 #: Up to this many exact rows, a Rademacher dictionary whose bits are in memory counts
 #: its products on the bits (``kernels.lattice_products``) instead of unpacking them for
-#: a float32 product. Since the look-ups add four-lane values they are the faster route
-#: for every batch measured (AVX2, two cores; the same numbers either way): at N = 2^18,
-#: 1.5x for 64 rows at d = 1280, 2.4x at d = 4614, 2.1x for 128 rows at d = 1280, 1.9x
-#: and 1.5x for 256 rows at d = 788 and 4614; at N = 16384, d = 512, as fast for 64 and
-#: 128 rows. Beyond 256 rows (not measured) the unpacked numbers are reused enough that
-#: the float32 product may win.
-LOOKUP_MAX_ROWS = 256
+#: a float32 product. Measured with four-lane look-ups, AVX2, two cores, the same numbers
+#: either way (benchmarks/test_scale.py, ``test_products_on_the_bits_against_unpacking``):
+#: at N = 2^18 the look-ups are 1.4-1.7x faster for 64 rows (d = 1280, 4614) and 1.5x for
+#: 128 (d = 788, 4614); at N = 16384, d = 512, where the unpacked numbers stay in memory,
+#: 1.3x faster for 64 rows, 0.9x for 128 and 0.8x for 256.
+LOOKUP_MAX_ROWS = 128
 
 #: Up to this many grid rows ``synthesize`` counts its sums on the bits: each task of
 #: ``kernels.lattice_syntheses`` keeps ``d`` sums per row, so its memory grows with the

@@ -16,13 +16,20 @@ Inside ``@njit`` code::
     lanes_store(sums, (c,), total)                        # sums[c, 0:4] = total
     first = lane(total, 0)
 
-``lanes_load`` and ``lanes_store`` take a C-contiguous ``uint64`` array whose last axis
-holds at least four entries and a tuple with one index for every other axis. They do no
-bounds check: the caller's loops keep the indices in range (as numba's own indexing does
-without ``boundscheck``).
+``lanes_load`` and ``lanes_store`` take a C-contiguous ``uint64`` array (writable, for a
+store) and a tuple with one index for every axis but the last. They check nothing at run
+time, unlike numba's own indexing: the indices must lie in range and be non-negative (a
+negative one does not count from the end), and the last axis must hold at least four
+entries; the caller's loops guarantee both. ``lane`` takes a literal position, 0 to 3.
+
+numba's on-disk cache knows a compiled function by its own module's source: after
+editing this file, clear ``harness/__pycache__`` (or touch ``kernels.py``), or the
+kernels that use these intrinsics load their old code.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from llvmlite import ir
 from numba import types
@@ -51,22 +58,27 @@ class _LanesModel(models.PrimitiveModel):
 def _row_pointer(context, builder, array_type, array, index_type, index):  # noqa: ANN001
     """A ``<4 x i64>*`` to ``array[index…, 0]``."""
     indices = [context.cast(builder, value, kind, types.intp)
-               for value, kind in zip(cgutils.unpack_tuple(builder, index), index_type, strict=True)]
+               for value, kind in zip(cgutils.unpack_tuple(builder, index), index_type.types, strict=True)]
     indices.append(ir.Constant(ir.IntType(64), 0))
     view = context.make_array(array_type)(context, builder, array)
     pointer = cgutils.get_item_pointer(context, builder, array_type, view, indices, wraparound=False)
     return builder.bitcast(pointer, _VECTOR.as_pointer())
 
 
-def _row_of(array, index) -> bool:  # noqa: ANN001
+def _row_of(array: Any, index: Any) -> bool:
     """Whether ``(array, index)`` are types ``lanes_load`` and ``lanes_store`` take."""
     return (isinstance(array, types.Array) and array.dtype == types.uint64 and array.layout == "C"
             and isinstance(index, types.BaseTuple) and len(index) == array.ndim - 1
-            and all(isinstance(kind, types.Integer) for kind in index))
+            and all(isinstance(kind, types.Integer) for kind in _members(index)))
+
+
+def _members(index: Any) -> tuple:
+    """The types of a tuple type's members."""
+    return tuple(index.types)
 
 
 @intrinsic
-def lanes_zero(typingctx):  # noqa: ANN001
+def _lanes_zero(typingctx):  # noqa: ANN001
     """Four zero lanes."""
     def codegen(context, builder, signature, args):  # noqa: ANN001
         return ir.Constant(_VECTOR, None)
@@ -75,7 +87,7 @@ def lanes_zero(typingctx):  # noqa: ANN001
 
 
 @intrinsic
-def lanes_load(typingctx, array, index):  # noqa: ANN001
+def _lanes_load(typingctx, array, index):  # noqa: ANN001
     """``array[index…, 0:4]`` as one value (one unaligned 32-byte load)."""
     if not _row_of(array, index):
         return None
@@ -88,9 +100,9 @@ def lanes_load(typingctx, array, index):  # noqa: ANN001
 
 
 @intrinsic
-def lanes_store(typingctx, array, index, value):  # noqa: ANN001
+def _lanes_store(typingctx, array, index, value):  # noqa: ANN001
     """``array[index…, 0:4] = value``."""
-    if not _row_of(array, index) or value != Lanes:
+    if not _row_of(array, index) or not array.mutable or value != Lanes:
         return None
 
     def codegen(context, builder, signature, args):  # noqa: ANN001
@@ -102,7 +114,7 @@ def lanes_store(typingctx, array, index, value):  # noqa: ANN001
 
 
 @intrinsic
-def lanes_add(typingctx, first, second):  # noqa: ANN001
+def _lanes_add(typingctx, first, second):  # noqa: ANN001
     """Lane by lane ``first + second``, modulo 2^64."""
     if first != Lanes or second != Lanes:
         return None
@@ -114,12 +126,24 @@ def lanes_add(typingctx, first, second):  # noqa: ANN001
 
 
 @intrinsic
-def lane(typingctx, value, position):  # noqa: ANN001
-    """Lane ``position`` (0 to 3) of ``value``, a uint64."""
-    if value != Lanes or not isinstance(position, types.Integer):
+def _lane(typingctx, value, position):  # noqa: ANN001
+    """Lane ``position`` of ``value``, a uint64; ``position`` is a literal 0, 1, 2 or 3
+    (a lane outside them is refused when the kernel is compiled)."""
+    literal = isinstance(position, types.IntegerLiteral)
+    if value != Lanes or not literal or not 0 <= position.literal_value < 4:
         return None
 
     def codegen(context, builder, signature, args):  # noqa: ANN001
         return builder.extract_element(args[0], context.cast(builder, args[1], signature.args[1], types.intp))
 
     return types.uint64(value, position), codegen
+
+
+# The intrinsics as kernels call them. An intrinsic's Python signature starts with numba's
+# typing context, which a call in compiled code does not pass: to a type checker the
+# calls would look wrong, so the public names are typed as Any.
+lanes_zero: Any = _lanes_zero
+lanes_load: Any = _lanes_load
+lanes_store: Any = _lanes_store
+lanes_add: Any = _lanes_add
+lane: Any = _lane

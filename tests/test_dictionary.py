@@ -488,15 +488,15 @@ def test_lattice_signals_are_correlated_exactly(d, n, options):
     assert np.array_equal(dictionary.correlate(signals), expected)
 
 
-@pytest.mark.parametrize("rows", [1, 8, 13, 33, 256, 257])
+@pytest.mark.parametrize("rows", [1, 8, 13, 33, 128, 129])
 def test_products_counted_on_the_bits_are_the_unpacked_products(monkeypatch, rows):
     """Up to LOOKUP_MAX_ROWS exact rows, a Rademacher dictionary whose bits are in memory
     counts its products by table look-up: bitwise the correlations of the unpacking path,
     for lattice rows (superposed, and after a codeword is removed) and rows on a grid."""
     import superposition_harness.dictionary as module
     from superposition_harness.dictionary import grid_steps, snap_to_grid
-    assert 8 < module.LOOKUP_MAX_ROWS < 257 and module.LOOKUP_MIN_CODEWORDS <= 16384 + 5
-    problem = Problem(n=16384 + 5, k=40, seed=4, subsets_per_draw=260)
+    assert 8 < module.LOOKUP_MAX_ROWS < 129 and module.LOOKUP_MIN_CODEWORDS <= 16384 + 5
+    problem = Problem(n=16384 + 5, k=40, seed=4, subsets_per_draw=130)
     dictionary = RademacherDictionary(333, 16384 + 5, seed=4, draw=1)
     subsets = draw_subsets(problem, 0)[:rows]
     lattice = dictionary.superpose(subsets)
@@ -504,9 +504,15 @@ def test_products_counted_on_the_bits_are_the_unpacked_products(monkeypatch, row
     values = np.random.default_rng(rows).normal(size=(rows, 333)) * 1e3
     grid = snap_to_grid(values, grid_steps(values)).astype(np.float32)
     assert grid.dtype == np.float32 and dictionary._integer_rows(grid)[0].all()
+    calls: list[int] = []
+    real = module.lattice_products
+    monkeypatch.setattr(module, "lattice_products", lambda *a: calls.append(1) or real(*a))
     counted = [dictionary.correlate(batch) for batch in (lattice, removed, grid)]
+    routed = 3 if rows <= module.LOOKUP_MAX_ROWS else 0
+    assert len(calls) == routed
     monkeypatch.setattr(module, "LOOKUP_MAX_ROWS", 0)
     unpacked = [dictionary.correlate(batch) for batch in (lattice, removed, grid)]
+    assert len(calls) == routed  # the unpacking path counts nothing on the bits
     for mine, theirs in zip(counted, unpacked, strict=True):
         assert np.array_equal(mine, theirs)
 

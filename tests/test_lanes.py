@@ -78,6 +78,36 @@ def test_loads_refuse_what_is_not_a_c_contiguous_uint64_row(array, index):
         load(array, index)
 
 
+def test_stores_refuse_read_only_arrays():
+    @njit
+    def store(array):
+        lanes_store(array, (0,), lanes_zero())
+
+    frozen = np.frombuffer(bytes(32), dtype=np.uint64).reshape(1, 4)
+    with pytest.raises(TypingError):
+        store(frozen)
+    assert bytes(frozen) == bytes(32)
+
+
+@pytest.mark.parametrize("position", [4, -1])
+def test_a_lane_outside_the_four_is_refused(position):
+    @njit
+    def outside():
+        return lane(lanes_zero(), position)
+
+    with pytest.raises(TypingError):
+        outside()
+
+
+def test_a_lane_is_named_by_a_literal_position():
+    @njit
+    def by_variable(position):
+        return lane(lanes_zero(), position)
+
+    with pytest.raises(TypingError):
+        by_variable(1)
+
+
 def test_additions_and_lanes_take_only_lanes():
     @njit
     def add_a_number():
