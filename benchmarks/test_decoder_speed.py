@@ -32,7 +32,6 @@ import numpy as np
 import pytest
 from superposition_harness import Problem
 from superposition_harness.dictionary import generated_dictionary
-from superposition_harness.memory import keep_freed_memory
 from superposition_harness.plugins import load_registry
 from superposition_harness.problem import draw_subsets
 
@@ -49,9 +48,6 @@ ROUNDS = 5
 
 @pytest.fixture(scope="module")
 def instance():
-    # The decoders run as in the harness command, which keeps freed memory for reuse
-    # (docs/scale.md); the peers, in the same process, are timed the same way.
-    keep_freed_memory()
     problem = Problem(n=N, k=K, seed=1, subsets_per_draw=BATCH)
     dictionary = generated_dictionary(problem, D, 0)
     subsets = draw_subsets(problem, 0)

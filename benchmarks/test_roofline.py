@@ -53,7 +53,6 @@ from superposition_harness import Problem
 from superposition_harness.dictionary import RademacherDictionary
 from superposition_harness.kernels import philox_words
 from superposition_harness.lanes import lanes_add, lanes_load, lanes_store, lanes_zero
-from superposition_harness.memory import keep_freed_memory
 from superposition_harness.plugins import load_registry
 from superposition_harness.problem import draw_subsets, entropy_bits
 
@@ -277,9 +276,6 @@ class Floors:
 
 @pytest.fixture(scope="module")
 def floors(request) -> Floors:
-    # The batches run as in the harness command, which keeps freed memory for reuse
-    # (docs/scale.md): a decoder's B × N arrays are then not fresh pages each time.
-    keep_freed_memory()
     measured = Floors()
     FIGURES["floor: Philox, all cores"] = f"{measured.philox / 1e9:8.2f} G words/s"
     FIGURES["floor: copy bandwidth (read + write)"] = f"{measured.copy / 1e9:8.2f} GB/s"
