@@ -221,17 +221,17 @@ def test_sign_sums_refuse_rows_that_are_not_whole_sets():
         sign_sums(np.zeros((4, 1), dtype=np.uint64), 2, 100)
 
 
-#: Pick counts on both sides of ROWS_FORM_BELOW: none, one, a multiple of four and not.
-PICK_COUNTS = [1, 4, 7, 15, 16, 21]
+#: Pick counts for every path of the counts: groups of eight picks, then of four, then
+#: single ones, each with and without the others.
+PICK_COUNTS = [1, 4, 7, 15, 16, 21, 24, 29, 33]
 
 
 @pytest.mark.parametrize("d", [1, 64, 100, 129, 300])
 @pytest.mark.parametrize("batch", PICK_COUNTS)
 def test_sign_products_are_exact_inner_products_over_d(d, batch):
     """(d − 2·popcount(a XOR b)) / d equals the ±1 inner product over d, rounded once,
-    in either form of the counts (by words for few picks, by picks for many)."""
-    from superposition_harness.kernels import ROWS_FORM_BELOW, sign_products, unpack_codewords
-    assert 1 < ROWS_FORM_BELOW <= max(PICK_COUNTS)
+    with the picks counted eight, four and one at a time."""
+    from superposition_harness.kernels import sign_products, unpack_codewords
     rng = np.random.default_rng(d + 7)
     words = (d + 63) // 64
     mask = np.array([(1 << min(64, d - 64 * t)) - 1 if d - 64 * t < 64 else 2**64 - 1
@@ -262,7 +262,8 @@ def test_subtract_sign_products_is_sign_products_then_subtract_and_pick(width, t
     packed = rng.integers(0, 2**64, size=(width, 2), dtype=np.uint64)
     packed[:, 1] &= np.uint64((1 << 6) - 1)
     packed[width // 2:] = packed[0]  # equal codewords: exact ties between tiles
-    chosen = [0, width - 1, width // 3, 0, 0, *rng.integers(0, width, size=extra)]  # both forms
+    # 5 or 21 picks: groups of eight, of four and single ones
+    chosen = [0, width - 1, width // 3, 0, 0, *rng.integers(0, width, size=extra)]
     picks = np.ascontiguousarray(packed[chosen].T)
     correlations = np.round(rng.standard_normal((len(chosen), width)), 1)
     correlations[2] = 1.0  # every entry ties unless the Gram row breaks it

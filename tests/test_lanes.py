@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from numba import njit
 from numba.core.errors import TypingError
-from superposition_harness.lanes import lane, lanes_add, lanes_load, lanes_store, lanes_zero
+from superposition_harness.lanes import (
+    lane,
+    lanes_add,
+    lanes_load,
+    lanes_popcount,
+    lanes_splat,
+    lanes_store,
+    lanes_xor,
+    lanes_zero,
+)
 
 
 @njit
@@ -66,7 +75,7 @@ def test_the_four_lanes_are_one_vector_value_in_the_compiled_code():
     (np.zeros((2, 4)), (0,)),  # not uint64
     (np.zeros((4, 2), dtype=np.uint64).T, (0,)),  # not C-contiguous
     (np.zeros((2, 2, 4), dtype=np.uint64), (0,)),  # an index missing
-    (np.zeros((2, 4), dtype=np.uint64), (0, 1)),  # an index too many
+    (np.zeros((2, 4), dtype=np.uint64), (0, 1, 0)),  # an index too many
     (np.zeros((2, 4), dtype=np.uint64), (0.0,)),  # not an integer
 ])
 def test_loads_refuse_what_is_not_a_c_contiguous_uint64_row(array, index):
@@ -76,6 +85,73 @@ def test_loads_refuse_what_is_not_a_c_contiguous_uint64_row(array, index):
 
     with pytest.raises(TypingError):
         load(array, index)
+
+
+@njit
+def _window(array, i, j):
+    """array[i, j:j + 4] through a load with an index for every axis."""
+    value = lanes_load(array, (i, j))
+    return lane(value, 0), lane(value, 1), lane(value, 2), lane(value, 3)
+
+
+def test_a_load_with_an_index_for_every_axis_starts_at_that_entry():
+    array = np.arange(24, dtype=np.uint64).reshape(2, 12)
+    for i, j in [(0, 0), (0, 5), (1, 8), (1, 3)]:
+        assert _window(array, i, j) == tuple(int(x) for x in array[i, j:j + 4])
+
+
+def test_stores_take_an_index_for_every_axis_but_the_last():
+    @njit
+    def store_inside_a_row(array):
+        lanes_store(array, (0, 1), lanes_zero())
+
+    with pytest.raises(TypingError):
+        store_inside_a_row(np.zeros((2, 8), dtype=np.uint64))
+
+
+@njit
+def _xor_counts(words, picks):
+    """popcount(words[c] XOR picks[0:4]) for each c, four lanes at a time."""
+    out = np.empty((words.shape[0], 4), dtype=np.uint64)
+    for c in range(words.shape[0]):
+        lanes_store(out, (c,), lanes_popcount(lanes_xor(lanes_splat(words[c]), lanes_load(picks, (0,)))))
+    return out
+
+
+def test_splat_xor_and_popcount_equal_numpy_lane_by_lane():
+    rng = np.random.default_rng(11)
+    words = np.concatenate([np.array([0, 2**64 - 1, 1 << 63], dtype=np.uint64),
+                            rng.integers(0, 2**64, size=61, dtype=np.uint64)])
+    picks = np.array([0, 2**64 - 1, 0x5555555555555555, rng.integers(0, 2**64, dtype=np.uint64)],
+                     dtype=np.uint64)
+    expected = np.array([[bin(int(w) ^ int(p)).count("1") for p in picks] for w in words], dtype=np.uint64)
+    assert np.array_equal(_xor_counts(words, picks), expected)
+    assert _xor_counts(words[:1], np.zeros(4, dtype=np.uint64)).tolist() == [[0, 0, 0, 0]]
+    assert _xor_counts(words[1:2], np.zeros(4, dtype=np.uint64)).tolist() == [[64] * 4]
+
+
+def test_the_population_count_is_one_vector_operation_in_the_compiled_code():
+    _xor_counts(np.zeros(1, dtype=np.uint64), np.zeros(4, dtype=np.uint64))
+    (signature,) = _xor_counts.signatures
+    assert "@llvm.ctpop.v4i64" in _xor_counts.inspect_llvm(signature)
+
+
+def test_splat_xor_and_popcount_take_only_their_types():
+    @njit
+    def splat_a_float():
+        return lanes_splat(1.5)
+
+    @njit
+    def xor_a_number():
+        return lanes_xor(lanes_zero(), 1)
+
+    @njit
+    def count_a_number():
+        return lanes_popcount(np.uint64(3))
+
+    for function in (splat_a_float, xor_a_number, count_a_number):
+        with pytest.raises(TypingError):
+            function()
 
 
 def test_stores_refuse_read_only_arrays():
