@@ -34,6 +34,14 @@ from typing import TYPE_CHECKING, Any
 # threading layer loads it, so it is set before any kernel runs; a value set by the
 # user is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The same for OpenBLAS's own threads (NumPy's BLAS): after every product on several
+# threads they spin for 2^28 cycles (about 0.1 s) before they sleep, and the compiled
+# kernels that follow share the cores with them. A matching-pursuit batch at N = 16384
+# took 116-124 ms right after a 512 × 512 product, 62 ms otherwise; whole ista runs
+# were 5-9% faster with 2^4 cycles, which makes the threads sleep at once. Read when
+# NumPy loads OpenBLAS, so it counts where the harness is imported first (the `harness`
+# command, its worker processes); a value set by the user is kept.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from .decoder import Decoder, Param, ParameterError
 from .dictionary import Dictionary, MatrixDictionary, grid_steps, snap_to_grid

@@ -105,3 +105,42 @@ def test_waiting_threads_sleep_unless_the_user_says_otherwise():
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                               check=True)
         assert done.stdout.strip() == expected
+
+
+#: After a product on two threads, the CPU time the process uses while its main thread
+#: sleeps: OpenBLAS's worker spinning for its timeout, or nothing.
+_SPIN_PROBE = """
+import superposition_harness, time, numpy as np
+from threadpoolctl import threadpool_info
+blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+matrix = np.ones((1024, 1024), np.float32)
+matrix @ matrix
+began = time.process_time()
+time.sleep(0.3)
+print(blas[0]["internal_api"] if blas else "none", blas[0]["num_threads"] if blas else 0,
+      time.process_time() - began)
+"""
+
+
+def test_openblas_threads_sleep_after_a_product_unless_the_user_says_otherwise():
+    """OpenBLAS's worker threads must not spin after a product while the compiled kernels
+    that follow need the cores: with the harness imported before NumPy, a process that
+    sleeps right after a two-thread product uses no CPU (a spinning worker would use up
+    to 0.1 s of it). A timeout the user set is kept."""
+    import os
+    import subprocess
+    import sys
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
+    done = subprocess.run([sys.executable, "-c", _SPIN_PROBE], env=env, capture_output=True, text=True,
+                          check=True)
+    library, threads, seconds = done.stdout.split()
+    if library != "openblas" or int(threads) < 2:
+        pytest.skip(f"NumPy's BLAS here is {library} on {threads} thread(s), not OpenBLAS on several")
+    assert float(seconds) < 0.015
+    code = "import os, superposition_harness; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    for given, expected in ((None, "4"), ("20", "20")):
+        if given is not None:
+            env["OPENBLAS_THREAD_TIMEOUT"] = given
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True)
+        assert done.stdout.strip() == expected
