@@ -1,4 +1,5 @@
-"""The XOR-popcount floor of this machine: ``python popcount_floor.py WORDS BATCH``.
+"""The XOR-popcount floor of this machine: ``python popcount_floor.py WORDS BATCH``
+(``BATCH`` a multiple of four: the blocked kernels take four picks at a time).
 
 Prints, as JSON, the rate (64-bit words a second, all cores) of several kernels doing
 the work of ``gram_rows``: ``BATCH`` picked codewords against a block of codewords of
@@ -92,6 +93,8 @@ def four_lanes(packed, transposed, out):  # pragma: no cover - compiled
 
 
 def main(words: int, batch: int) -> dict[str, float]:
+    if batch < 4 or batch % 4:
+        raise SystemExit(f"BATCH must be a positive multiple of four, not {batch}")
     width = max(TILE, (4 << 20) // (8 * words) // TILE * TILE)
     rng = np.random.default_rng(0)
     packed = rng.integers(0, 2**63, size=(width, words), dtype=np.uint64)

@@ -536,6 +536,16 @@ def sign_sums(packed: np.ndarray, k: int, d: int) -> np.ndarray:
     return out
 
 
+def _picks_of(packed: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """``picks`` as the kernels read them: C-contiguous uint64 ``(words, B)``, one row for
+    each word of ``packed``'s codewords (the kernels check no index)."""
+    picks = np.ascontiguousarray(picks, dtype=np.uint64)
+    if packed.ndim != 2 or picks.ndim != 2 or picks.shape[0] != packed.shape[1]:
+        raise ValueError(f"picks must be (words, B) for codewords of {packed.shape[-1]} words, "
+                         f"not {picks.shape}")
+    return picks
+
+
 def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray, start: int) -> None:
     """Normalised inner products of sign vectors, by XOR and population count.
 
@@ -545,7 +555,7 @@ def sign_products(packed: np.ndarray, picks: np.ndarray, d: int, out: np.ndarray
     of the two ±1 vectors over ``d``, rounded once.
     """
     table = _sign_table(d, out.dtype)
-    picks = np.ascontiguousarray(picks, dtype=np.uint64)
+    picks = _picks_of(packed, picks)
     _sign_products(packed, picks, table, out, int(start))
 
 
@@ -634,7 +644,7 @@ def subtract_sign_products(packed: np.ndarray, picks: np.ndarray, d: int,
     codewords: what matching pursuit does at each step, without writing the Gram rows."""
     table = _sign_table(d, np.float32).astype(np.float64)
     best = np.empty(correlations.shape[0], dtype=np.int64)
-    picks = np.ascontiguousarray(picks, dtype=np.uint64)
+    picks = _picks_of(packed, picks)
     _subtract_sign_products(packed, picks, table, correlations, best)
     return best
 

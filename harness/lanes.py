@@ -28,8 +28,8 @@ entries from there on). They check nothing at run time, unlike numba's own index
 the indices must lie in range and be non-negative (a negative one does not count from
 the end), and the four entries must lie inside the last axis; the caller's loops
 guarantee both. ``lane`` takes a literal position, 0 to 3. ``lanes_popcount`` counts
-each lane's set bits: one instruction a lane where the processor has a vector
-population count, and a few shuffles and adds for all four on AVX2.
+each lane's set bits: one instruction for all four where the processor has a vector
+population count (AVX-512 VPOPCNTDQ), a few byte shuffles and adds on AVX2.
 
 numba's on-disk cache knows a compiled function by its own module's source: after
 editing this file, clear ``harness/__pycache__`` (or touch ``kernels.py``), or the

@@ -248,6 +248,18 @@ def test_sign_products_are_exact_inner_products_over_d(d, batch):
     assert out[0, 15] == 1.0 and (batch == 1 or out[1, 10] == 1.0)
 
 
+def test_sign_products_refuse_picks_of_another_length():
+    """The kernels read the picks without checking an index: picks with fewer (or more)
+    words than the codewords are refused before them."""
+    from superposition_harness.kernels import sign_products, subtract_sign_products
+    packed = np.zeros((10, 3), dtype=np.uint64)
+    for picks in (np.zeros((2, 4), dtype=np.uint64), np.zeros((4, 4), dtype=np.uint64), np.zeros(3)):
+        with pytest.raises(ValueError, match="words"):
+            sign_products(packed, picks, 150, np.empty((4, 10), dtype=np.float32), 0)
+        with pytest.raises(ValueError, match="words"):
+            subtract_sign_products(packed, picks, 150, np.zeros((4, 10)))
+
+
 @pytest.mark.parametrize("width", [1, 127, 128, 129, 3 * 128 + 5])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("extra", [0, 16])
