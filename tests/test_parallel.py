@@ -133,8 +133,15 @@ def test_openblas_threads_sleep_after_a_product_unless_the_user_says_otherwise()
     import subprocess
     import sys
 
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this process may use one core: OpenBLAS would not start a second thread")
+
     def cpu_while_sleeping(timeout: str | None) -> float:
-        env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
+        # Two BLAS threads whatever this process's environment says (Dask's nanny, started
+        # by other tests in this process, sets OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1).
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        env["OPENBLAS_NUM_THREADS"] = "2"
         if timeout is not None:
             env["OPENBLAS_THREAD_TIMEOUT"] = timeout
         done = subprocess.run([sys.executable, "-c", _SPIN_PROBE], env=env, capture_output=True,
