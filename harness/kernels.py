@@ -445,6 +445,13 @@ def unpack_codewords(packed: np.ndarray, d: int, out: np.ndarray) -> np.ndarray:
 SIGN_TILE = 128
 
 
+@njit(inline="always")
+def _lanes_into_column(counts: np.ndarray, b: int, i: int, value: Any) -> None:  # pragma: no cover
+    """``counts[b:b + 4, i]`` = the four lanes of ``value``."""
+    counts[b, i], counts[b + 1, i] = lane(value, 0), lane(value, 1)
+    counts[b + 2, i], counts[b + 3, i] = lane(value, 2), lane(value, 3)
+
+
 @njit(cache=True, nogil=True)
 def _sign_counts(packed: np.ndarray, picks: np.ndarray, first: int, last: int,
                  counts: np.ndarray) -> None:  # pragma: no cover - compiled
@@ -470,17 +477,14 @@ def _sign_counts(packed: np.ndarray, picks: np.ndarray, first: int, last: int,
                 word = lanes_splat(packed[c, t])
                 low = lanes_add(low, lanes_popcount(lanes_xor(word, lanes_load(picks, (t, b)))))
                 high = lanes_add(high, lanes_popcount(lanes_xor(word, lanes_load(picks, (t, b + 4)))))
-            counts[b, i], counts[b + 1, i] = lane(low, 0), lane(low, 1)
-            counts[b + 2, i], counts[b + 3, i] = lane(low, 2), lane(low, 3)
-            counts[b + 4, i], counts[b + 5, i] = lane(high, 0), lane(high, 1)
-            counts[b + 6, i], counts[b + 7, i] = lane(high, 2), lane(high, 3)
+            _lanes_into_column(counts, b, i, low)
+            _lanes_into_column(counts, b + 4, i, high)
         for b in range(whole, fours, 4):
             low = lanes_zero()
             for t in range(words):
                 word = lanes_splat(packed[c, t])
                 low = lanes_add(low, lanes_popcount(lanes_xor(word, lanes_load(picks, (t, b)))))
-            counts[b, i], counts[b + 1, i] = lane(low, 0), lane(low, 1)
-            counts[b + 2, i], counts[b + 3, i] = lane(low, 2), lane(low, 3)
+            _lanes_into_column(counts, b, i, low)
         for b in range(fours, batch):
             total = np.uint64(0)
             for t in range(words):

@@ -91,20 +91,25 @@ def test_threaded_parts_run_with_one_blas_thread_each(workers):
     assert set(seen) == {threading.current_thread().name}
 
 
-def test_waiting_threads_sleep_unless_the_user_says_otherwise():
-    """OpenMP's waiting threads must not spin on a core that another process needs
-    (benchmarks/test_contention.py); a policy the user set is kept."""
+def _after_import(variable: str, given: str | None) -> str:
+    """``variable`` in a fresh process's environment after it imports the harness, with
+    the user's ``given`` value (``None``: unset)."""
     import os
     import subprocess
     import sys
-    code = "import os, superposition_harness; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env = {key: value for key, value in os.environ.items() if key != variable}
+    if given is not None:
+        env[variable] = given
+    code = f"import os, superposition_harness; print(os.environ[{variable!r}])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_waiting_threads_sleep_unless_the_user_says_otherwise():
+    """OpenMP's waiting threads must not spin on a core that another process needs
+    (benchmarks/test_contention.py); a policy the user set is kept."""
     for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        if given is not None:
-            env["OMP_WAIT_POLICY"] = given
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                              check=True)
-        assert done.stdout.strip() == expected
+        assert _after_import("OMP_WAIT_POLICY", given) == expected
 
 
 #: After a product on two threads, the CPU time the process uses while its main thread
@@ -156,11 +161,5 @@ def test_openblas_threads_sleep_after_a_product_unless_the_user_says_otherwise()
         pytest.skip(f"OpenBLAS's default spin used only {spinning:.4f} s of CPU here: the machine is "
                     "too busy to tell spinning from sleeping")
     assert cpu_while_sleeping(None) < min(0.015, spinning / 3)
-    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
-    code = "import os, superposition_harness; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
     for given, expected in ((None, "4"), ("20", "20")):
-        if given is not None:
-            env["OPENBLAS_THREAD_TIMEOUT"] = given
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                              check=True)
-        assert done.stdout.strip() == expected
+        assert _after_import("OPENBLAS_THREAD_TIMEOUT", given) == expected
