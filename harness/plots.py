@@ -157,11 +157,20 @@ class _Style:
     face: str
 
 
-def _styles(records: Sequence[Record]) -> dict[SeriesKey, _Style]:
-    """Each decoder's label, colour and marker, fixed by the sorted labels of ``records``.
+def _styles(records: Sequence[Record],
+            figures: Sequence[Sequence[Record]] | None = None) -> dict[SeriesKey, _Style]:
+    """Each decoder's label, colour and marker, fixed by ``records`` and the figures they make.
 
     A decoder's label is its name; a decoder met with more than one set of parameters
     gets them appended, ``name[k=v,...]``, so that its lines can be told apart.
+
+    A decoder keeps its style in every figure of a call. ``figures`` are the records of
+    each figure (default: one figure of them all). The decoders that appear in the most
+    figures are styled first, then in the order of their labels; each gets a colour that
+    no decoder already styled in one of its figures has: solid, then, past nine in one
+    figure, hollow, choosing the hue that shares the fewest figures with its other owners.
+    So the decoders of a figure never share both colour and fill, and a figure of nine or
+    fewer, drawn among larger ones, keeps nine solid colours where it can.
     """
     params: dict[str, set[str]] = {}
     for record in records:
@@ -173,12 +182,31 @@ def _styles(records: Sequence[Record]) -> dict[SeriesKey, _Style]:
         text = _fmt_params(record.get("params"))
         labels[series] = series[0] if len(params[series[0]]) == 1 or not text else f"{series[0]}[{text}]"
     order = {label: i for i, label in enumerate(sorted(set(labels.values())))}
+    shared: dict[str, dict[str, int]] = {label: {} for label in order}  # figures two labels share
+    appears = dict.fromkeys(order, 0)
+    for rows in (figures if figures is not None else [records]):
+        present = {labels[key] for key in map(_series_key, rows) if key in labels}
+        for label in present:
+            appears[label] += 1
+            for other in present - {label}:
+                shared[label][other] = shared[label].get(other, 0) + 1
+    shades = [(color, face) for face in ("solid", "white") for color in _PALETTE]
+    taken: dict[str, int] = {}
+    for label in sorted(order, key=lambda label: (-appears[label], order[label])):
+        near = {taken[other] for other in shared[label] if other in taken}
+
+        def cost(j: int, label: str = label) -> int:
+            """Figures ``label`` would share with decoders of the same hue."""
+            return sum(n for other, n in shared[label].items()
+                       if other in taken and taken[other] % len(_PALETTE) == j % len(_PALETTE))
+
+        free = [j for j in range(len(shades)) if j not in near] or list(range(len(shades)))
+        taken[label] = min(free, key=lambda j: (cost(j), j))
     styles = {}
     for series, label in labels.items():
         i = order[label]
-        color = _PALETTE[i % len(_PALETTE)]
-        styles[series] = _Style(label, color, _MARKERS[i % len(_MARKERS)],
-                                color if (i // len(_PALETTE)) % 2 == 0 else "white")
+        color, face = shades[taken[label]]
+        styles[series] = _Style(label, color, _MARKERS[i % len(_MARKERS)], color if face == "solid" else face)
     return styles
 
 
@@ -627,7 +655,7 @@ def draw_figures(records: Iterable[Record], out_dir: str | Path,
         raise PlotError("drawing figures needs matplotlib: pip install 'superposition-harness[plot]'.")
     records = list(records)
     specs = _figure_specs(records)
-    styles = _styles(_usable(records))
+    styles = _styles(_usable(records), [rows for _, _, rows in specs])
     out = Path(out_dir)
     if specs:
         out.mkdir(parents=True, exist_ok=True)

@@ -195,6 +195,24 @@ def test_colours_follow_the_sorted_labels_and_wrap_to_hollow_markers():
     assert len({(s.color, s.marker, s.face) for s in ordered}) == 10
 
 
+def test_the_decoders_of_a_figure_differ_in_colour_and_keep_it_across_figures():
+    names = [f"decoder-{i:02d}" for i in range(12)]
+    records = [rec(name) for name in names]
+    # decoder-00 and decoder-09 would share the first colour if colours went by the
+    # sorted labels alone; they meet in the second figure, so they must not.
+    figures = [records[:9], [records[0], records[9], records[10]], [records[11]]]
+    styles = plots._styles(records, figures)
+    for rows in figures:
+        shades = [(styles[(r["decoder"], "{}")].color, styles[(r["decoder"], "{}")].face) for r in rows]
+        assert len(set(shades)) == len(rows)
+    assert all(styles[(name, "{}")].face == styles[(name, "{}")].color for name in names)
+    assert styles[("decoder-11", "{}")].color == plots._PALETTE[0]  # meets nobody
+    # Past nine in one figure the colours come again, hollow, still distinct.
+    crowded = plots._styles(records, [records])
+    assert len({(s.color, s.face) for s in crowded.values()}) == 12
+    assert sum(s.face == "white" for s in crowded.values()) == 3
+
+
 def test_the_success_figure_has_a_panel_per_k_with_the_probed_rates():
     pytest.importorskip("matplotlib")
     ks = (2, 4, 8, 16, 32)
