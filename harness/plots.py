@@ -69,7 +69,8 @@ _RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
     "font.sans-serif": ["DejaVu Sans"],
-    "mathtext.fontset": "dejavusans",
+    # Decoder names and parameters come from records and plugins: text, never mathtext.
+    "text.parse_math": False,
     "figure.dpi": _DPI,
     "savefig.dpi": _DPI,
     "savefig.facecolor": "white",

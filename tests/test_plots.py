@@ -100,6 +100,21 @@ def test_draw_figures_writes_every_figure_in_every_format(tmp_path):
     assert plots.draw_figures([], tmp_path / "none") == []
 
 
+def test_names_and_parameters_from_records_are_drawn_as_text_never_as_mathtext(tmp_path):
+    pytest.importorskip("matplotlib")
+    # As mathtext, "$\\frac$" is a syntax error that would stop the drawing, and "$x^2$"
+    # would be typeset; a record's decoder name and parameters are data.
+    records = [rec(r"x$\frac$", k=4), rec(r"x$\frac$", k=8, params={"w": "$x^2$"}),
+               rec(r"x$\frac$", k=8, params={"w": "$y$"})]
+    assert [p.name for p in plots.draw_figures(records, tmp_path, formats="png")] == [
+        "minimal-d-vs-k-rademacher-n4096.png", "success-vs-d-rademacher-n4096.png"]
+    with plots._settings():
+        figure = plots._minimal_d_figure(records)
+        texts = figure.legends[0].get_texts()
+        assert [t.get_text() for t in texts][:3] == ["x$\\frac$", "x$\\frac$[w=$x^2$]", "x$\\frac$[w=$y$]"]
+        assert not any(t.get_parse_math() for t in texts)
+
+
 def test_drawing_twice_gives_the_same_bytes_whatever_the_clock_directory_or_settings(tmp_path, monkeypatch):
     matplotlib = pytest.importorskip("matplotlib")
     records = [r for r in mixed_records() if r["problem"]["n"] != 256]  # one figure of each kind
