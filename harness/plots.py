@@ -191,23 +191,21 @@ def _styles(records: Sequence[Record],
             appears[label] += 1
             for other in present - {label}:
                 shared[label][other] = shared[label].get(other, 0) + 1
-    shades = [(color, face) for face in ("solid", "white") for color in _PALETTE]
+    # (colour, marker face): solid, then hollow
+    shades = [(color, color) for color in _PALETTE] + [(color, "white") for color in _PALETTE]
     taken: dict[str, int] = {}
     for label in sorted(order, key=lambda label: (-appears[label], order[label])):
         near = {taken[other] for other in shared[label] if other in taken}
-
-        def cost(j: int, label: str = label) -> int:
-            """Figures ``label`` would share with decoders of the same hue."""
-            return sum(n for other, n in shared[label].items()
-                       if other in taken and taken[other] % len(_PALETTE) == j % len(_PALETTE))
-
         free = [j for j in range(len(shades)) if j not in near] or list(range(len(shades)))
-        taken[label] = min(free, key=lambda j: (cost(j), j))
+        # the fewest figures shared with decoders of the same hue, then the first shade
+        taken[label] = min((sum(n for other, n in shared[label].items()
+                                if other in taken and shades[taken[other]][0] == shades[j][0]), j)
+                           for j in free)[1]
     styles = {}
     for series, label in labels.items():
         i = order[label]
         color, face = shades[taken[label]]
-        styles[series] = _Style(label, color, _MARKERS[i % len(_MARKERS)], color if face == "solid" else face)
+        styles[series] = _Style(label, color, _MARKERS[i % len(_MARKERS)], face)
     return styles
 
 
