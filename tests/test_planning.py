@@ -113,7 +113,7 @@ def test_a_sweep_takes_each_jobs_own_record_when_it_has_one(paper, standard):
     settings = RunSettings()
     jobs = [("mp", Problem(n=1 << 20, k=64)), ("amp-binary", Problem(n=1 << 20, k=256))]
     # whatever is committed, the second job has no record here: it stands in from its nearest k
-    others = [r for r in paper + standard if record_problem(r) != jobs[1][1] or r["decoder"] != "amp-binary"]
+    others = [r for r in paper + standard if (r["decoder"], record_problem(r)) != jobs[1]]
     plans = plan_sweep(jobs, settings, others)
     assert [p.origin for p in plans][0] == "record"
     assert plans[1].origin.startswith("stand-in from amp-binary N=1048576 k=64")
