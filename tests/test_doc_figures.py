@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,20 @@ def test_the_readme_table_at_k16_is_the_quick_suites_records():
         assert bits == f"{record['entropy_bits'] / record['d_star']:.3f}", name
         assert dims == f"{record['dims_per_bit']:.2f}", name
         assert over_counting == f"{record['d_star_over_counting']:.2f}", name
+
+
+def test_the_readme_table_at_two_to_the_twenty_is_the_paper_suites_records():
+    paper = _records("paper")
+    rows = _table(ROOT / "README.md", "| decoder | d*(0.95) [95% CI] | dims/bit | d*(0.5) | trials | wall |")
+    assert [row[0] for row in rows] == ["topk", "mp"]
+    for name, estimate, dims, half, trials, wall, memory in rows:
+        record = paper[(name, 64)]
+        minutes, seconds = divmod(round(record["wall_seconds"]), 60)
+        assert (estimate, dims, half, trials, wall) == (
+            _interval(record), f"{record['dims_per_bit']:.2f}", str(record["d_half"]),
+            str(record["trials"]), f"{minutes} min {seconds} s"), name
+        stated = re.fullmatch(r"(\d+(?:\.\d+)?) GiB", memory)
+        assert stated and abs(float(stated[1]) - record["peak_memory_bytes"] / 2**30) < 0.05, name
 
 
 def _with_rule(record: dict, rule: float) -> str:
