@@ -339,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=_non_negative_int, default=None,
                         help="seed of the sample, to repeat a check (default: drawn from fresh entropy)")
     verify.add_argument("--json", action="store_true", help="print one JSON verdict per record")
+    verify.add_argument("--memory", type=_size, metavar="SIZE",
+                        help="memory budget of the re-run trials, like 4GiB (default 4GiB; as for a run, it "
+                             "changes speed only: give a record made with --memory the same)")
     journaling = verify.add_mutually_exclusive_group()
     journaling.add_argument("--journal", metavar="DIR", default=None,
                             help="where the re-run trials are journaled as they come, so that a check "

@@ -431,8 +431,11 @@ class LocalTrials:
         self.dictionary = dictionary
         self.on_trials = on_trials
         self._runners: dict[int, TrialRunner] = {}
-        self._cache = None if self.fixed else max(0, settings.memory - needed_bytes(
-            problem, decoder.batch_arrays, settings.batch_size, search_limit(problem, settings)))
+        #: What the run needs besides its dictionary cache (None on the fixed track, whose
+        #: dictionary is the file's); the budget's rest is the cache.
+        self.working_bytes = None if self.fixed else needed_bytes(
+            problem, decoder.batch_arrays, settings.batch_size, search_limit(problem, settings))
+        self._cache = None if self.working_bytes is None else max(0, settings.memory - self.working_bytes)
 
     def _runner(self, value: int) -> TrialRunner:
         key = value if self.fixed else 0

@@ -70,6 +70,7 @@ import numpy as np
 from . import __version__
 from .decoder import Decoder, ParameterError, decoder_identity, resolve_params
 from .journal import Journal, open_journal
+from .memory import DEFAULT_MEMORY
 from .plugins import DecoderEntry, Registry
 from .problem import Problem, ProblemError, Track, track_of
 from .results import (
@@ -82,6 +83,7 @@ from .results import (
     stored_measurement_key,
 )
 from .runner import DecoderRun, LocalTrials, RunSettings, fixed_dictionary, measure, search_limit
+from .units import format_size
 
 #: The default sample is sized so that a record with this fraction of its trials
 #: flipped is caught with at least this probability.
@@ -382,13 +384,19 @@ def _by_draw(problem: Problem, trials: list[int]) -> list[list[int]]:
 def _rerun(problem: Problem, variable: str, decoder: Decoder, dictionary: Any,
            picks: list[tuple[int, list[int]]], outcomes: dict[int, np.ndarray],
            verdict: Verdict, on_trials: Callable[[int], None] | None,
-           journal: Journal | None = None) -> bool:
+           journal: Journal | None = None, memory: int = DEFAULT_MEMORY,
+           note: Callable[[str], None] | None = None) -> bool:
     """Step 4: re-run the picked trials and compare them with the record's outcomes; True
     once every one of them was re-run (or found in ``journal``, which keeps each draw's
-    outcomes as they come)."""
+    outcomes as they come). ``memory`` is the budget of the re-runs (it changes their speed
+    only); ``note`` hears when it is too small to keep a draw's sign bits."""
     report = None if on_trials is None else (lambda count, value: on_trials(count))
     try:
-        source = LocalTrials(problem, decoder, RunSettings(), dictionary, report)
+        source = LocalTrials(problem, decoder, RunSettings(memory=memory), dictionary, report)
+        if note is not None and picks:
+            hint = memory_hint(problem, max(value for value, _ in picks), source.working_bytes, memory)
+            if hint:
+                note(f"{verdict.label}: {hint}")
         for value, trials in picks:
             again: list[bool] = []
             for group in _by_draw(problem, trials):
@@ -415,6 +423,24 @@ def _rerun(problem: Problem, variable: str, decoder: Decoder, dictionary: Any,
         verdict.fail(f"re-running its trials failed: {type(exc).__name__}: {exc}")
         return False
     return True
+
+
+def memory_hint(problem: Problem, d: int, working_bytes: int | None, memory: int) -> str | None:
+    """What to say when the sign bits of a Rademacher draw at dimension ``d`` do not fit in
+    what a budget of ``memory`` leaves for them besides the run's ``working_bytes`` (each
+    product then makes and unpacks its blocks again); None when they fit or the problem
+    keeps no such bits."""
+    if problem.fixed or problem.dictionary != "rademacher" or working_bytes is None:
+        return None
+    bits = problem.n * -(-d // 64) * 8
+    left = max(0, memory - working_bytes)
+    if bits <= left:
+        return None
+    wanted = math.ceil((working_bytes + bits) / (1 << 30))
+    return (f"the sign bits of its draws at d = {d} ({format_size(bits)}) do not fit in what the memory "
+            f"budget of {format_size(memory)} leaves for them ({format_size(left)}), so each product "
+            f"makes them again, several times slower; give --memory {wanted}GiB or more to check it "
+            "faster (the outcomes are the same).")
 
 
 def check_record(record: dict[str, Any], verdict: Verdict) -> tuple[Problem, dict[int, np.ndarray]] | None:
@@ -444,12 +470,15 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
                   on_trials: Callable[[int], None] | None = None,
                   journals: str | os.PathLike[str] | None = None,
                   warn: Callable[[str], None] | None = None,
-                  note: Callable[[str], None] | None = None) -> Verdict:
+                  note: Callable[[str], None] | None = None,
+                  memory: int = DEFAULT_MEMORY) -> Verdict:
     """Verify one record (steps 1–4 of this module's docstring); ``sample=None`` re-runs
     every trial, ``seed=None`` draws the sample from fresh entropy. With ``journals`` (a
     directory of the verifier's own), the re-run trials are journaled there as they come,
     and a check stopped midway resumes with the same seed (see "Resuming" above); ``warn``
-    hears of a journal that cannot be kept or used, ``note`` that a check resumes."""
+    hears of a journal that cannot be kept or used, ``note`` that a check resumes or that
+    ``memory``, the re-runs' budget (speed only, as for a run), is too small to keep a
+    draw."""
     verdict = Verdict(source=source, label=label(record))
     if record.get("status") != "ok":
         verdict.status = SKIPPED
@@ -478,7 +507,7 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
     dictionary = None
     if problem.fixed:
         try:
-            dictionary = fixed_dictionary(problem)
+            dictionary = fixed_dictionary(problem, max_bytes=memory)
         except ValueError as exc:  # WeightsError: the file is missing, changed or unusable
             verdict.cannot(f"its dictionary file cannot be used ({str(exc).rstrip('.')})")
             return verdict
@@ -494,7 +523,7 @@ def verify_record(record: dict[str, Any], source: str, registry: Registry, *,
                 note(f"{verdict.label}: resuming from its journal, {held} of the sample's {total} trials "
                      f"already re-run ({journal.path})")
         if _rerun(problem, _variable(record), decoder, dictionary, picks, outcomes, verdict, on_trials,
-                  journal) and journal is not None:
+                  journal, memory, note) and journal is not None:
             journal.remove()  # the check is over: nothing is left to resume
         if journal is not None:
             verdict.resumed = journal.summary()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from superposition_harness.cli import main
 from superposition_harness.plugins import load_registry
+from superposition_harness.problem import Problem
 from superposition_harness.results import decode_outcomes, encode_outcomes
 from superposition_harness.verify import (
     DEFAULT_SAMPLE,
@@ -18,6 +19,7 @@ from superposition_harness.verify import (
     _sample,
     detection_probability,
     exit_status,
+    memory_hint,
     verify_record,
 )
 
@@ -246,6 +248,41 @@ def test_the_command_exits_0_1_or_3_and_names_what_it_found(store, tmp_path, cap
 
     bad.write_text(json.dumps(edited[1]) + "\n")
     assert main(["verify", str(bad)]) == 3
+
+
+def test_a_budget_too_small_for_the_draws_is_named_and_changes_nothing(store, tmp_path, capsys):
+    """`--memory` is the re-runs' budget: one too small to keep a draw's sign bits makes them
+    again for every product (slower), says so with the budget that would hold them, and
+    gives the same verdicts and re-run outcomes as the default."""
+    assert main(["verify", str(store), "--sample", "8", "--seed", "3", "--no-journal", "--json"]) == 0
+    default = capsys.readouterr()
+    assert "do not fit" not in default.err
+    assert main(["verify", str(store), "--sample", "8", "--seed", "3", "--no-journal", "--json",
+                 "--memory", "1MiB"]) == 0
+    small = capsys.readouterr()
+    assert small.out == default.out
+    hints = [line for line in small.err.splitlines() if "do not fit" in line]
+    assert len(hints) == 2 and all("give --memory 1GiB or more" in line for line in hints), hints
+
+
+def test_the_memory_hint_names_the_budget_that_holds_a_draw():
+    paper = Problem(n=2**20, k=256)
+    budget, working = 4 << 30, 500 << 20
+    # 2^20 codewords of 54976 dimensions: 859 words each, 6.7 GiB of sign bits (7.2 with the rest).
+    hint = memory_hint(paper, 54976, working, budget)
+    assert hint is not None and "d = 54976" in hint and "give --memory 8GiB or more" in hint
+    assert memory_hint(paper, 54976, working, 8 << 30) is None
+    assert memory_hint(paper, 4096, working, budget) is None  # 512 MiB fits
+    assert memory_hint(Problem(n=2**20, k=256, dictionary="gaussian"), 54976, working, budget) is None
+    assert memory_hint(paper, 54976, None, budget) is None  # the fixed track: the file's dictionary
+    # A budget smaller than the run's own needs asks for both.
+    assert "give --memory 2GiB" in memory_hint(paper, 4096, 1536 << 20, 1 << 20)
+
+
+def test_a_memory_budget_that_is_not_a_size_exits_2(store, capsys):
+    assert main(["verify", str(store), "--memory", "plenty"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("content, fragment", [
