@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from . import __version__
 from .config import SUITES
+from .memory import DEFAULT_MEMORY
 from .plots import FORMATS
 from .results import DEFAULT_STORE
 from .units import BudgetError, parse_size
@@ -339,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=_non_negative_int, default=None,
                         help="seed of the sample, to repeat a check (default: drawn from fresh entropy)")
     verify.add_argument("--json", action="store_true", help="print one JSON verdict per record")
-    verify.add_argument("--memory", type=_size, metavar="SIZE",
+    verify.add_argument("--memory", type=_size, metavar="SIZE", default=DEFAULT_MEMORY,
                         help="memory budget of the re-run trials, like 4GiB (default 4GiB; as for a run, it "
                              "changes speed only: give a record made with --memory the same)")
     journaling = verify.add_mutually_exclusive_group()

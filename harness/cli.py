@@ -33,7 +33,7 @@ from .decoder import ParameterError
 from .dictionary import Dictionary
 from .jobs import Job, choose_decoders, execute, fixed_problems, plan, run_settings
 from .leaderboard import error_lines, gap_table, leaderboard_tables
-from .memory import DEFAULT_MEMORY, keep_freed_memory
+from .memory import keep_freed_memory
 from .plots import FORMATS, PlotError, draw_figures, figure_names
 from .plugins import UnknownDecoder, load_registry
 from .problem import Problem, ProblemError
@@ -420,7 +420,7 @@ def command_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
                                           on_trials=lambda n: progress.advance(task, n),
                                           journals=journals, warn=_warner(err),
                                           note=partial(_say, err),
-                                          memory=args.memory if args.memory is not None else DEFAULT_MEMORY))
+                                          memory=args.memory))
     if args.json:
         for verdict in verdicts:
             out.file.write(json.dumps(verdict.as_dict(), sort_keys=True) + "\n")
